@@ -1,0 +1,219 @@
+"""Table models: what the ticket store keeps. Only ``store/`` uses these classes.
+
+Times are kept as naive UTC in the database (``UTCDateTime``) and come back as aware UTC,
+so SQLite and PostgreSQL behave the same.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and returned as an aware UTC datetime."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _time(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _text(*, nullable: bool = True) -> Any:
+    return Field(default=None if nullable else "", sa_type=sa.Text, nullable=nullable)
+
+
+class Shop(SQLModel, table=True):
+    __tablename__ = "shops"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=200)
+    locale: str = Field(default="en", max_length=8)
+    hourly_rate: float = Field(default=0.0)
+    created_at: datetime = _time()
+
+
+class ShopUser(SQLModel, table=True):
+    __tablename__ = "shop_users"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, max_length=320)
+    name: str = Field(default="", max_length=200)
+    shop_id: int = Field(foreign_key="shops.id", index=True)
+    created_at: datetime = _time()
+
+
+class Agent(SQLModel, table=True):
+    __tablename__ = "agents"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, max_length=320)
+    name: str = Field(default="", max_length=200)
+    sectors: str = Field(default="", max_length=500)  # comma-separated sector names
+    active: bool = Field(default=True)
+    created_at: datetime = _time()
+
+    @property
+    def sector_list(self) -> list[str]:
+        return [s for s in self.sectors.split(",") if s]
+
+
+class Ticket(SQLModel, table=True):
+    __tablename__ = "tickets"
+    __table_args__ = (sa.Index("ix_tickets_queue", "status", "priority_rank", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str = Field(default="", max_length=998)
+    status: str = Field(default="new", max_length=16, index=True)
+    standby_reason: str | None = Field(default=None, max_length=40)
+    type: str = Field(default="question", max_length=16)
+    sector: str = Field(default="support", max_length=40, index=True)
+    priority: str = Field(default="normal", max_length=16)
+    priority_rank: int = Field(default=2)
+    requester: str = Field(max_length=320, index=True)
+    requester_name: str = Field(default="", max_length=200)
+    shop_id: int | None = Field(default=None, foreign_key="shops.id", index=True)
+    verified: bool = Field(default=False)
+    verified_by: str | None = Field(default=None, max_length=20)
+    confidential: bool = Field(default=False)
+    assignee: str | None = Field(default=None, max_length=320, index=True)
+    language: str = Field(default="en", max_length=8)
+    created_at: datetime = _time(index=True)
+    updated_at: datetime = _time()
+    first_response_at: datetime | None = _time(nullable=True)
+    solved_at: datetime | None = _time(nullable=True)
+    closed_at: datetime | None = _time(nullable=True)
+    due_at: datetime | None = _time(nullable=True)
+    follow_up_of: int | None = Field(default=None, foreign_key="tickets.id")
+    merged_into: int | None = Field(default=None, foreign_key="tickets.id")
+
+
+class Participant(SQLModel, table=True):
+    __tablename__ = "participants"
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "email"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    email: str = Field(max_length=320, index=True)
+    role: str = Field(max_length=16)
+
+
+class RawMail(SQLModel, table=True):
+    """Every accepted mail, as it arrived (the bytes live in the raw folder by sha256)."""
+
+    __tablename__ = "raw_mails"
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(max_length=64, index=True)
+    size: int
+    received_at: datetime = _time()
+    source: str = Field(max_length=16)
+    mailbox: str | None = Field(default=None, max_length=100)
+    mail_from: str | None = Field(default=None, max_length=998)
+    rcpt_tos: str = _text(nullable=False)
+    message_id: str | None = Field(default=None, max_length=998)
+    # sha256(Message-ID + content digest); unique so that two gateways cannot both take
+    # the same delivery. Duplicates are recorded with dedupe_key NULL and duplicate_of set.
+    dedupe_key: str | None = Field(default=None, max_length=64, unique=True)
+    outcome: str = Field(max_length=16)
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+    duplicate_of: int | None = Field(default=None, foreign_key="raw_mails.id")
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "messages"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    direction: str = Field(max_length=8)
+    raw_id: int | None = Field(default=None, foreign_key="raw_mails.id")
+    message_id: str | None = Field(default=None, max_length=998, index=True)
+    in_reply_to: str | None = _text()
+    reference_ids: str | None = _text()  # References, space-separated
+    from_address: str | None = Field(default=None, max_length=320)
+    from_name: str = Field(default="", max_length=200)
+    to_addresses: str = _text(nullable=False)  # comma-separated
+    cc_addresses: str = _text(nullable=False)
+    subject: str = Field(default="", max_length=998)
+    date: datetime | None = _time(nullable=True)
+    body_text: str = _text(nullable=False)
+    reply_text: str = _text(nullable=False)
+    threaded_by: str = Field(default="new", max_length=16)
+    thread_evidence: str = Field(default="", max_length=500)
+    screen_verdict: str = Field(default="ok", max_length=16)
+    screen_reason: str = Field(default="", max_length=500)
+    auth: str = _text(nullable=False)  # JSON of the AuthResult
+    author: str | None = Field(default=None, max_length=320)  # agent of an out/note message
+    flags: str = Field(default="", max_length=500)  # comma-separated: message_id_reused, ...
+    headers: str = _text(nullable=False)  # JSON: headers of record
+    created_at: datetime = _time()
+
+
+class Attachment(SQLModel, table=True):
+    __tablename__ = "attachments"
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="messages.id", index=True)
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=255)
+    size: int
+    sha256: str = Field(max_length=64, index=True)
+    content_id: str | None = Field(default=None, max_length=998)
+    inline: bool = Field(default=False)
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+    at: datetime = _time(index=True)
+    actor: str = Field(max_length=320)
+    action: str = Field(max_length=40)
+    field_name: str | None = Field(default=None, max_length=40)
+    old: str | None = Field(default=None, max_length=500)
+    new: str | None = Field(default=None, max_length=500)
+    detail: str = Field(default="", max_length=2000)
+
+
+class SuspendedMail(SQLModel, table=True):
+    __tablename__ = "suspended_mails"
+    id: int | None = Field(default=None, primary_key=True)
+    raw_id: int = Field(foreign_key="raw_mails.id", index=True)
+    reason: str = Field(max_length=40, index=True)
+    detail: str = Field(default="", max_length=2000)
+    from_address: str | None = Field(default=None, max_length=320)
+    subject: str = Field(default="", max_length=998)
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id")
+    state: str = Field(default="suspended", max_length=16, index=True)
+    created_at: datetime = _time()
+    resolved_at: datetime | None = _time(nullable=True)
+    resolved_by: str | None = Field(default=None, max_length=320)
+
+
+class OutboxMail(SQLModel, table=True):
+    """A rendered notification waiting to be sent (or sent, or failed for good)."""
+
+    __tablename__ = "outbox_mails"
+    __table_args__ = (sa.Index("ix_outbox_due", "state", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+    kind: str = Field(max_length=40)
+    message_id: str = Field(max_length=998, index=True)
+    mail_from: str = Field(max_length=320)
+    recipients: str = _text(nullable=False)  # comma-separated envelope recipients
+    subject: str = Field(default="", max_length=998)
+    raw: bytes = Field(sa_type=sa.LargeBinary)
+    state: str = Field(default="queued", max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = _time()
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _time()
+    sent_at: datetime | None = _time(nullable=True)

@@ -1,0 +1,79 @@
+"""Shared fixtures: settings in a temporary folder, and a store on SQLite or PostgreSQL.
+
+PostgreSQL tests run against the server at 127.0.0.1:5432 (trust auth), in a database
+created for this test run and dropped afterwards. They are skipped when no server answers,
+unless ``MAILGATE_REQUIRE_POSTGRES=1`` (set by .ci/run), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get(
+    "MAILGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+if not CORPUS.is_dir():  # a clone elsewhere: the corpus may be given explicitly
+    CORPUS = Path(os.environ.get("MAILGATE_CORPUS", "../shared/corpus")).resolve()
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "eml"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for this test run (dropped at the end)."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"mailgate_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("MAILGATE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but unreachable: {exc.orig}")
+        pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
+    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    from sqlmodel import SQLModel
+
+    import store.models  # noqa: F401
+
+    engine = sa.create_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL on each database: SQLite in tmp_path, or the run's PostgreSQL, emptied."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/mailgate.db"
+        return
+    url: str = request.getfixturevalue("pg_database")
+    from store.db import Database
+
+    Database(url).upgrade()
+    _truncate_all(url)
+    yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite store URL in tmp_path, for tests that need one database only."""
+    return f"sqlite:///{tmp_path}/mailgate.db"
