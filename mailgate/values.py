@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-SourceKind = Literal["smtp", "imap", "pipe", "import"]
+SourceKind = Literal["smtp", "imap", "pipe", "import", "release"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,9 +48,9 @@ class Database:
     def read(self) -> Iterator[Session]:
         """A session for queries; nothing it does is committed."""
         with _unavailable_on_driver_errors("read"):
+            # Closing (not rolling back) ends the transaction and keeps loaded rows readable.
             with Session(self.engine, expire_on_commit=False) as session:
                 yield session
-                session.rollback()
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (cheap when it already is)."""

@@ -217,3 +217,11 @@ class OutboxMail(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = _time()
     sent_at: datetime | None = _time(nullable=True)
+
+
+class MetaValue(SQLModel, table=True):
+    """Small named values shared by every gateway on this store (server secret, peak mode)."""
+
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_type=sa.Text)

@@ -68,7 +68,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url: str = request.getfixturevalue("pg_database")
     from store.db import Database
 
-    Database(url).upgrade()
+    database = Database(url)
+    database.upgrade()
+    database.dispose()
     _truncate_all(url)
     yield url
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 07:16:57.677157
+Create Date: 2026-11-23
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email')
+    )
+    op.create_table('meta',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('key')
     )
     op.create_table('shops',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -293,5 +298,6 @@ def downgrade() -> None:
 
     op.drop_table('shop_users')
     op.drop_table('shops')
+    op.drop_table('meta')
     op.drop_table('agents')
     # ### end Alembic commands ###

@@ -1,0 +1,112 @@
+"""Admin commands: ``shops``, ``users``, ``agents``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.context import cli_context
+from cli.render import console, print_json, print_table, short_time
+from store import directory
+
+shops = typer.Typer(no_args_is_help=True)
+users = typer.Typer(no_args_is_help=True)
+agents = typer.Typer(no_args_is_help=True)
+
+
+@shops.command("add")
+def shops_add(
+    ctx: typer.Context,
+    name: str,
+    locale: Annotated[str, typer.Option(help="ro|nl|pt|pl|en: the language of notifications")] = "en",
+    rate: Annotated[float, typer.Option(help="EUR per hour for development requests")] = 0.0,
+) -> None:
+    """Register a shop."""
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        shop = directory.add_shop(session, name, locale=locale.lower(), rate=rate,
+                                  now=gateway.clock())
+    console.print(f"shop {shop.name!r} added (locale {shop.locale}, {shop.hourly_rate:g} EUR/h)")
+
+
+@shops.command("list")
+def shops_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List shops."""
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.read() as session:
+        rows = directory.list_shops(session)
+    if as_json:
+        print_json([{"name": s.name, "locale": s.locale, "rate": s.hourly_rate} for s in rows])
+        return
+    print_table("Shops", ["name", "locale", "EUR/h", "since"],
+                ([s.name, s.locale, f"{s.hourly_rate:g}", short_time(s.created_at)] for s in rows))
+
+
+@users.command("add")
+def users_add(
+    ctx: typer.Context,
+    email: str,
+    shop: Annotated[str, typer.Option(help="the shop this user belongs to")],
+    name: Annotated[str, typer.Option(help="display name")] = "",
+) -> None:
+    """Register a shop user (their address may then raise confidential requests)."""
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        user = directory.add_user(session, email, shop=shop, name=name, now=gateway.clock())
+    console.print(f"{user.email} registered for shop {shop!r}")
+
+
+@users.command("list")
+def users_list(
+    ctx: typer.Context,
+    shop: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List registered shop users."""
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.read() as session:
+        rows = directory.list_users(session, shop)
+    if as_json:
+        print_json([{"email": u.email, "name": u.name, "shop": s} for u, s in rows])
+        return
+    print_table("Users", ["email", "name", "shop"], ([u.email, u.name, s] for u, s in rows))
+
+
+@users.command("remove")
+def users_remove(ctx: typer.Context, email: str) -> None:
+    """Remove a shop user."""
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        directory.remove_user(session, email)
+    console.print(f"{email.lower()} removed")
+
+
+@agents.command("add")
+def agents_add(
+    ctx: typer.Context,
+    email: str,
+    name: Annotated[str, typer.Option()] = "",
+    sector: Annotated[list[str] | None, typer.Option("--sector", help="repeatable")] = None,
+) -> None:
+    """Register a support agent."""
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        agent = directory.add_agent(session, email, name=name, sectors=tuple(sector or ()),
+                                    known_sectors=gateway.settings.workflow.sectors,
+                                    now=gateway.clock())
+    console.print(f"agent {agent.email} added" + (f" ({agent.sectors})" if agent.sectors else ""))
+
+
+@agents.command("list")
+def agents_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List agents."""
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.read() as session:
+        rows = directory.list_agents(session)
+    if as_json:
+        print_json([{"email": a.email, "name": a.name, "sectors": a.sector_list,
+                     "active": a.active} for a in rows])
+        return
+    print_table("Agents", ["email", "name", "sectors"],
+                ([a.email, a.name, ", ".join(a.sector_list)] for a in rows))

@@ -1,0 +1,50 @@
+"""Domain errors become one line on stderr and an exit code — here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from mailgate.errors import ConfigError, MailgateError
+from mailgate.sources.exits import EX_TEMPFAIL
+from store.errors import InvalidInput, NotFound, StoreError, StoreUnavailable
+
+EX_USAGE = 2
+EX_NOTFOUND = 3
+EX_SOFTWARE = 70
+EX_CONFIG = 78
+
+log = logging.getLogger("mailgate.cli")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    print(f"mailgate: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, StoreUnavailable):
+        return EX_TEMPFAIL
+    if isinstance(exc, ConfigError):
+        return EX_CONFIG
+    if isinstance(exc, NotFound):
+        return EX_NOTFOUND
+    if isinstance(exc, InvalidInput | ValueError):
+        return EX_USAGE
+    return 1
+
+
+def run_guarded(entry: Callable[[], object]) -> None:
+    """Run the Typer app; any error leaves as one readable line, never a traceback."""
+    try:
+        entry()
+    except (MailgateError, StoreError) as exc:
+        fail(str(exc), exit_code_for(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:
+        log.debug("internal error", exc_info=True)
+        fail(f"internal error: {type(exc).__name__}: {exc} (run with MAILGATE_DEBUG=1 for "
+             "details)", EX_SOFTWARE)

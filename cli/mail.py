@@ -1,0 +1,128 @@
+"""Mail commands: ``serve``, ``ingest``, ``import``, ``parse``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from cli.context import cli_context
+from cli.errors import fail
+from cli.render import console, print_json, print_table
+from mailgate.sources.exits import EX_TEMPFAIL
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(ingest)
+    app.command("import")(import_command)
+    app.command()(parse)
+
+
+def serve(ctx: typer.Context) -> None:
+    """Run the gateway: SMTP listener, outbox dispatcher and timers, until SIGTERM/SIGINT."""
+    from mailgate.serve import run_until_signalled
+
+    context = cli_context(ctx)
+    gateway = context.gateway()
+    settings = context.settings
+
+    def ready(host: str, port: int) -> None:
+        console.print(
+            f"Mailgate listening on {host}:{port} for {', '.join(settings.smtp.addresses)}; "
+            f"store {settings.store.url}; outbound {settings.outbound.transport}. "
+            "Ctrl-C stops."
+        )
+
+    run_until_signalled(gateway, ready=ready)
+
+
+def ingest(
+    ctx: typer.Context,
+    file: Annotated[Path | None, typer.Argument(help="a raw mail; stdin when absent")] = None,
+    sender: Annotated[str | None, typer.Option("--from", help="envelope sender (MTA's $SENDER)")] = None,
+    recipient: Annotated[list[str] | None, typer.Option("--to", help="envelope recipient")] = None,
+) -> None:
+    """Take one mail from an MTA pipe. Exit 0 accepted, 75 retry later, 65 rejected."""
+    from mailgate.sources.pipe import ingest_one
+
+    try:
+        raw = file.read_bytes() if file is not None else sys.stdin.buffer.read()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}", 66)
+    context = cli_context(ctx)
+    try:
+        gateway = context.gateway()
+        result = ingest_one(gateway.pipeline, raw, clock=gateway.clock,
+                            max_size=context.settings.smtp.max_message_size,
+                            mail_from=sender, recipients=tuple(recipient or ()))
+    except Exception as exc:  # whatever it is, the MTA must keep the mail and retry
+        fail(f"temporary failure: {exc}", EX_TEMPFAIL)
+    if result.exit_code != 0:
+        fail(result.message, result.exit_code)
+    console.print(result.message)
+
+
+def import_command(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="mbox file, maildir, folder of .eml, or one .eml")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Import mails from files (safe to run twice: deliveries already held are skipped)."""
+    from mailgate.sources.importer import count_mails, import_mails
+
+    if not path.exists():
+        fail(f"no such file or folder: {path}", 66)
+    gateway = cli_context(ctx).gateway()
+    total = count_mails(path)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=as_json or not sys.stderr.isatty()) as bar:
+        task = bar.add_task("importing", total=total)
+        summary = import_mails(gateway.pipeline, path, clock=gateway.clock,
+                               batch_size=gateway.settings.store.batch_size,
+                               progress=lambda n: bar.advance(task, n))
+    if as_json:
+        print_json({"total": summary.total, **summary.counts})
+        return
+    print_table("Import summary", ["outcome", "mails"],
+                [*sorted(summary.counts.items()), ("total", summary.total)])
+
+
+def parse(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="raw mail files")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Show how Mailgate reads each mail, without storing anything."""
+    from mailgate.explain import explain_mail
+
+    settings = cli_context(ctx).settings
+    for file in files:
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {file}: {exc.strerror}", 66)
+        report = explain_mail(raw, settings)
+        if as_json:
+            print_json(report)
+        else:
+            _print_report(file, report)
+
+
+def _print_report(file: Path, report: dict[str, Any]) -> None:
+    console.print(f"[bold]{file}[/bold]")
+    for key in ("from_address", "from_name", "to", "cc", "subject", "date", "message_id",
+                "in_reply_to", "references", "screen", "auth", "triage"):
+        value = report.get(key)
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+        console.print(f"  {key}: {shown}", markup=False)
+    for a in report["attachments"]:
+        console.print(f"  attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)",
+                      markup=False)
+    console.print("  --- new part of the reply ---", markup=False)
+    console.print(report["reply_text"], markup=False)

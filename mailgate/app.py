@@ -1,0 +1,98 @@
+"""The composition root: ``build_gateway(settings)`` wires every part exactly once.
+
+The CLI and the tests both call it; nothing else constructs stores, transports or the
+pipeline, and there are no module globals. Edges (clock, transport) can be passed in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+
+from mailgate.actions import AgentActions
+from mailgate.addresses import OurAddresses
+from mailgate.apply import Applier
+from mailgate.clock import Clock, utc_now
+from mailgate.committer import GroupCommitter
+from mailgate.config import Settings
+from mailgate.notifications import Notifier
+from mailgate.outbound.compose import Composer
+from mailgate.outbound.dispatcher import Dispatcher
+from mailgate.outbound.transports import Transport, transport_from_settings
+from mailgate.pipeline import Pipeline
+from mailgate.screen import OwnMail
+from mailgate.triage import TriageRules
+from store.db import Database
+from store.meta import server_secret
+from store.raw import BlobStore
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    db: Database
+    raws: BlobStore
+    blobs: BlobStore
+    composer: Composer
+    notifier: Notifier
+    actions: AgentActions
+    pipeline: Pipeline
+    transport: Transport
+    dispatcher: Dispatcher
+    clock: Clock
+    ours: OurAddresses
+    _committers: list[GroupCommitter] = field(default_factory=list)
+
+    def committer(self) -> GroupCommitter:
+        """A started group committer (one per listener); stopped by ``close``."""
+        committer = GroupCommitter(self.pipeline, max_batch=self.settings.store.batch_size)
+        committer.start()
+        self._committers.append(committer)
+        return committer
+
+    def close(self) -> None:
+        for committer in self._committers:
+            committer.stop()
+        self._committers.clear()
+        self.db.dispose()
+
+
+def build_gateway(
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+    transport: Transport | None = None,
+    upgrade: bool = True,
+) -> Gateway:
+    db = Database(settings.store.url, busy_timeout_ms=settings.store.busy_timeout_ms)
+    if upgrade:
+        db.upgrade()
+    secret = _secret(settings, db)
+    ours = OurAddresses.of(settings.smtp.addresses)
+    from_address = parseaddr(settings.outbound.from_)[1].lower()
+    composer = Composer(settings.outbound, secret, clock)
+    notifier = Notifier(composer, ours, from_address)
+    actions = AgentActions(notifier, settings.workflow.sectors)
+    applier = Applier(notifier, actions, settings.workflow.sectors[0])
+    domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
+    own = OwnMail(addresses=tuple(dict.fromkeys((*ours.addresses, from_address))),
+                  message_id_domain=domain)
+    raws = BlobStore(settings.store.raw, suffix=".eml")
+    blobs = BlobStore(settings.store.attachments)
+    pipeline = Pipeline(
+        db=db, raws=raws, blobs=blobs, ours=ours, own=own, auth_policy=settings.auth,
+        rules=TriageRules.load(), applier=applier, clock=clock,
+    )
+    transport = transport or transport_from_settings(settings.outbound)
+    dispatcher = Dispatcher(db, transport, clock, settings.outbound)
+    return Gateway(settings, db, raws, blobs, composer, notifier, actions, pipeline,
+                   transport, dispatcher, clock, ours)
+
+
+def _secret(settings: Settings, db: Database) -> bytes:
+    """``$MAILGATE_SECRET`` (or the configured variable) if set, else the store's own."""
+    value = os.environ.get(settings.outbound.secret_env)
+    if value:
+        return value.encode()
+    return server_secret(db)

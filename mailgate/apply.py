@@ -1,0 +1,239 @@
+"""Stage 8, apply: carry out a ``Disposition`` — the only stage that writes.
+
+Everything for one mail happens in the caller's transaction: the raw-mail record, the
+ticket or message (or the suspension), audit events and notifications. Either all of it
+is committed or none of it, which is what lets the listener answer 250 only afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session
+
+from mailgate.actions import AgentActions, TicketChanges
+from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
+from mailgate.notifications import Notifier
+from mailgate.values import (
+    Arrival,
+    AuthResult,
+    Command,
+    Instructions,
+    ParsedMail,
+    ScreenResult,
+    Sender,
+    SenderKind,
+    ThreadDecision,
+)
+from store.enums import Direction, ParticipantRole, RawOutcome, Status
+from store.lifecycle import REOPENED_BY_MERCHANT, change_status
+from store.models import Ticket
+from store.raw import BlobRef
+from store.tickets import NewTicket as NewTicketValues  # the disposition has the short name
+from store.tickets import (
+    NewAttachment,
+    NewMessage,
+    NewRaw,
+    add_message,
+    add_participant,
+    audit,
+    open_ticket,
+    record_raw,
+    suspend,
+)
+
+HEADERS_OF_RECORD = (
+    "From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "In-Reply-To",
+    "References", "Auto-Submitted", "Precedence", "Content-Language", "User-Agent", "X-Mailer",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one accepted mail."""
+
+    kind: str  # "ticket_created" | "message_added" | "suspended" | "duplicate"
+    raw_id: int
+    ticket_id: int | None = None
+    message_id: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MailFacts:
+    """Everything the earlier stages found out about one mail."""
+
+    arrival: Arrival
+    raw: BlobRef
+    mail: ParsedMail
+    attachments: tuple[NewAttachment, ...]
+    dedupe_key: str
+    screened: ScreenResult
+    auth: AuthResult
+    sender: Sender
+    thread: ThreadDecision
+    instructions: Instructions
+    flags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Applier:
+    notifier: Notifier
+    actions: AgentActions
+    default_sector: str
+
+    def apply(self, session: Session, disposition: Disposition, facts: MailFacts,
+              now: datetime, shop_locale: str | None) -> Outcome:
+        match disposition:
+            case Suspend(reason, detail, ticket_id):
+                return self._suspend(session, facts, reason, detail, ticket_id, now)
+            case NewTicket(thread):
+                return self._new_ticket(session, facts, thread, now, shop_locale)
+            case Reply(ticket_id, thread):
+                return self._reply(session, facts, ticket_id, thread, now)
+            case AgentReply(ticket_id, thread):
+                return self._agent_reply(session, facts, ticket_id, thread, now)
+        raise AssertionError(f"unknown disposition {disposition!r}")
+
+    # --- the four outcomes ----------------------------------------------------------
+    def _suspend(self, session: Session, facts: MailFacts, reason: str, detail: str,
+                 ticket_id: int | None, now: datetime) -> Outcome:
+        raw = record_raw(session, _raw_of(facts), RawOutcome.SUSPENDED, ticket_id=ticket_id)
+        assert raw.id is not None
+        suspend(session, raw_id=raw.id, reason=reason, detail=detail,
+                from_address=facts.mail.from_address, subject=facts.mail.subject, now=now,
+                ticket_id=ticket_id)
+        return Outcome("suspended", raw.id, ticket_id, reason=reason)
+
+    def _new_ticket(self, session: Session, facts: MailFacts, thread: ThreadDecision,
+                    now: datetime, shop_locale: str | None) -> Outcome:
+        mail, sender, triage = facts.mail, facts.sender, facts.instructions.triage
+        assert sender.address is not None
+        ticket = open_ticket(
+            session,
+            NewTicketValues(
+                subject=mail.subject.strip() or "(no subject)",
+                requester=sender.address, requester_name=sender.name,
+                shop_id=sender.shop_id, verified=sender.verified,
+                verified_by=sender.verified_by, confidential=facts.instructions.confidential,
+                type=triage.type or "question", sector=triage.sector or self.default_sector,
+                priority=triage.priority or "normal", language=shop_locale or "en",
+                follow_up_of=thread.follow_up_of,
+            ),
+            actor=sender.address, now=now,
+        )
+        assert ticket.id is not None
+        if triage.reasons:
+            audit(session, ticket.id, actor="triage", action="triage", now=now,
+                  detail="; ".join(triage.reasons))
+        self._add_copied(session, ticket, mail)
+        raw = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
+        message = add_message(session, ticket, inbound_message(facts, thread), raw_id=raw.id,
+                              now=now)
+        self.notifier.to_merchants(
+            session, ticket, "ack", now=now,
+            extra={"follow_up_of": thread.follow_up_of, "peak": False},
+        )
+        assert raw.id is not None
+        return Outcome("ticket_created", raw.id, ticket.id, message.id)
+
+    def _reply(self, session: Session, facts: MailFacts, ticket_id: int,
+               thread: ThreadDecision, now: datetime) -> Outcome:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.id is not None
+        sender = facts.sender
+        raw = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
+        message = add_message(session, ticket, inbound_message(facts, thread), raw_id=raw.id,
+                              now=now)
+        if sender.kind is not SenderKind.AGENT:
+            self._add_copied(session, ticket, facts.mail)
+            if Status(ticket.status) in REOPENED_BY_MERCHANT:
+                change_status(session, ticket, Status.OPEN, actor=f"merchant:{sender.address}",
+                              now=now)
+        assert raw.id is not None
+        return Outcome("message_added", raw.id, ticket.id, message.id)
+
+    def _agent_reply(self, session: Session, facts: MailFacts, ticket_id: int,
+                     thread: ThreadDecision, now: datetime) -> Outcome:
+        sender, instructions = facts.sender, facts.instructions
+        assert sender.address is not None
+        agent = sender.address
+        raw = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket_id)
+        assert raw.id is not None
+        changes, wants_note = _changes_from(instructions.commands)
+        evidence = thread.evidence
+        if instructions.errors:
+            # Unknown commands are never relayed: keep the mail as a note, tell the agent.
+            text = "Commands not understood: " + "; ".join(instructions.errors)
+            message = self.actions.note(session, ticket_id, f"{text}\n\n{instructions.body_text}",
+                                        agent=agent, now=now, raw_id=raw.id,
+                                        threaded_by=thread.by.value, evidence=evidence)
+            return Outcome("message_added", raw.id, ticket_id, message.id, reason="bad_command")
+        done = self.actions.update(session, ticket_id, changes, actor=agent, now=now,
+                                   notify=not instructions.reply_text.strip() or wants_note)
+        text = instructions.reply_text.strip()
+        if wants_note or not text:
+            body = text or "Commands: " + "; ".join(done or ["(no change)"])
+            message = self.actions.note(session, ticket_id, body, agent=agent, now=now,
+                                        raw_id=raw.id, threaded_by=thread.by.value,
+                                        evidence=evidence)
+        else:
+            message = self.actions.reply(session, ticket_id, text, agent=agent, now=now,
+                                         raw_id=raw.id, threaded_by=thread.by.value,
+                                         evidence=evidence)
+        return Outcome("message_added", raw.id, ticket_id, message.id)
+
+    def _add_copied(self, session: Session, ticket: Ticket, mail: ParsedMail) -> None:
+        assert ticket.id is not None
+        ours = self.notifier.ours
+        for address in mail.cc:
+            if address and not ours.is_ours(address) and address != ticket.requester:
+                add_participant(session, ticket.id, address, ParticipantRole.CC)
+
+
+def _changes_from(commands: tuple[Command, ...]) -> tuple[TicketChanges, bool]:
+    values: dict[str, str | None] = {}
+    wants_note = False
+    for command in commands:
+        if command.name == "note":
+            wants_note = True
+        elif command.name == "status":
+            values["status"] = command.args[0]
+            values["reason"] = command.args[1] if len(command.args) > 1 else None
+        elif command.name in {"priority", "type", "sector", "assign"}:
+            values["assignee" if command.name == "assign" else command.name] = command.args[0]
+    return TicketChanges(**values), wants_note
+
+
+def new_raw(arrival: Arrival, raw: BlobRef, message_id: str | None, dedupe_key: str) -> NewRaw:
+    """The raw-mail record of one arrival."""
+    return NewRaw(
+        sha256=raw.sha256, size=raw.size, received_at=arrival.received_at,
+        source=arrival.source.kind, mailbox=arrival.source.mailbox,
+        mail_from=arrival.envelope.mail_from, rcpt_tos=arrival.envelope.rcpt_tos,
+        message_id=message_id, dedupe_key=dedupe_key,
+    )
+
+
+def _raw_of(facts: MailFacts) -> NewRaw:
+    return new_raw(facts.arrival, facts.raw, facts.mail.message_id, facts.dedupe_key)
+
+
+def inbound_message(facts: MailFacts, thread: ThreadDecision) -> NewMessage:
+    mail, auth = facts.mail, facts.auth
+    headers = {name: mail.header(name) for name in HEADERS_OF_RECORD if mail.header(name)}
+    return NewMessage(
+        direction=Direction.IN, body_text=mail.body_text, reply_text=mail.reply_text,
+        message_id=mail.message_id, in_reply_to=mail.in_reply_to, references=mail.references,
+        from_address=mail.from_address, from_name=mail.from_name, to=mail.to, cc=mail.cc,
+        subject=mail.subject, date=mail.date, threaded_by=thread.by.value,
+        thread_evidence=thread.evidence, screen_verdict=facts.screened.verdict.value,
+        screen_reason=facts.screened.reason,
+        auth_json=json.dumps({"verified_domain": auth.verified_domain, "dkim": auth.dkim,
+                              "dmarc": auth.dmarc, "source": auth.source,
+                              "sender_verified": facts.sender.verified}),
+        flags=facts.flags, headers_json=json.dumps(headers, ensure_ascii=False),
+        attachments=facts.attachments,
+    )

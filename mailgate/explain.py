@@ -1,0 +1,54 @@
+"""``mailgate parse``: run the reading stages on a mail and say what they found, storing
+nothing. The fields are the ones the pipeline records, so what a user sees here is what
+the pipeline used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from email.utils import parseaddr
+from typing import Any
+
+from mailgate.auth import authenticate
+from mailgate.config import Settings
+from mailgate.parse import parse_mail
+from mailgate.screen import OwnMail, screen
+from mailgate.triage import TriageRules, triage
+from mailgate.values import Envelope
+
+
+def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
+    mail = parse_mail(raw)
+    from_address = parseaddr(settings.outbound.from_)[1].lower()
+    own = OwnMail(
+        addresses=tuple(dict.fromkeys((*(a.lower() for a in settings.smtp.addresses),
+                                       from_address))),
+        message_id_domain=settings.outbound.message_id_domain or from_address.rpartition("@")[2],
+    )
+    screened = screen(mail, Envelope(), own)
+    auth = authenticate(raw, mail, settings.auth)
+    suggestion = triage(mail.subject, mail.reply_text or mail.body_text, TriageRules.load())
+    return {
+        "from_address": mail.from_address,
+        "from_name": mail.from_name,
+        "to": list(mail.to),
+        "cc": list(mail.cc),
+        "subject": mail.subject,
+        "date": mail.date.isoformat() if mail.date else None,
+        "message_id": mail.message_id,
+        "in_reply_to": list(mail.in_reply_to),
+        "references": list(mail.references),
+        "body_text": mail.body_text,
+        "reply_text": mail.reply_text,
+        "attachments": [
+            {"filename": a.filename, "content_type": a.content_type, "size": a.size,
+             "sha256": hashlib.sha256(a.content).hexdigest(), "inline": a.inline}
+            for a in mail.attachments
+        ],
+        "screen": {"verdict": screened.verdict.value, "reason": screened.reason},
+        "auth": {"verified_domain": auth.verified_domain, "dkim": auth.dkim,
+                 "dmarc": auth.dmarc, "source": auth.source, "reason": auth.reason},
+        "triage": {"type": suggestion.type, "sector": suggestion.sector,
+                   "priority": suggestion.priority, "reasons": list(suggestion.reasons)},
+        "defects": list(mail.defects),
+    }

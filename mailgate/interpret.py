@@ -1,0 +1,25 @@
+"""Stage 7, interpret: what the mail asks for — agent commands, triage, confidentiality.
+
+Commands are honoured only from a verified agent; anyone else's ``#`` lines stay text.
+"""
+
+from __future__ import annotations
+
+from mailgate.commands import AGENT_COMMANDS, check_commands, extract_commands
+from mailgate.triage import TriageRules, triage
+from mailgate.values import Instructions, ParsedMail, Sender, SenderKind
+
+
+def interpret(mail: ParsedMail, sender: Sender, rules: TriageRules) -> Instructions:
+    suggestion = triage(mail.subject, mail.reply_text or mail.body_text, rules)
+    if sender.kind is SenderKind.AGENT and sender.verified:
+        block = extract_commands(mail.reply_text)
+        if block.commands:
+            return Instructions(
+                commands=block.commands,
+                body_text=block.text,
+                reply_text=block.text,
+                triage=suggestion,
+                errors=check_commands(block.commands, AGENT_COMMANDS),
+            )
+    return Instructions(body_text=mail.body_text, reply_text=mail.reply_text, triage=suggestion)

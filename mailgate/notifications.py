@@ -1,0 +1,102 @@
+"""Render a notification for a ticket and put it in the outbox, in the caller's transaction.
+
+The one place that turns a ticket row into template context. Mail is only ever addressed
+to the ticket's merchants (requester and copied addresses) or to agents, and never to one
+of our own addresses (that would loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from mailgate.addresses import OurAddresses
+from mailgate.outbound.compose import Composer, Notification, RenderedMail, status_text
+from store.models import Shop, Ticket
+from store.outbox import enqueue
+from store.tickets import merchant_addresses, thread_ids
+
+
+def ticket_context(session: Session, ticket: Ticket) -> dict[str, Any]:
+    shop = session.get(Shop, ticket.shop_id) if ticket.shop_id is not None else None
+    return {
+        "id": ticket.id,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "status_text": status_text(ticket.status, ticket.language),
+        "priority": ticket.priority,
+        "type": ticket.type,
+        "sector": ticket.sector,
+        "requester": ticket.requester,
+        "requester_name": ticket.requester_name,
+        "shop": shop.name if shop else None,
+        "follow_up_of": ticket.follow_up_of,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Notifier:
+    """Renders with ``composer``; never writes to one of ``ours``."""
+
+    composer: Composer
+    ours: OurAddresses
+    from_address: str
+
+    def enqueue(
+        self,
+        session: Session,
+        ticket: Ticket,
+        kind: str,
+        *,
+        to: tuple[str, ...],
+        now: datetime,
+        cc: tuple[str, ...] = (),
+        extra: Mapping[str, Any] | None = None,
+        in_reply_to: str | None = None,
+        references: tuple[str, ...] = (),
+        auto_submitted: bool = True,
+        reply_to: str | None = None,
+    ) -> RenderedMail | None:
+        """Render ``kind`` for ``ticket`` and enqueue it; None when nobody is left to write to."""
+        assert ticket.id is not None
+        to = tuple(a for a in dict.fromkeys(to) if a and not self.ours.is_ours(a))
+        cc = tuple(a for a in dict.fromkeys(cc) if a and a not in to and not self.ours.is_ours(a))
+        if not to:
+            return None
+        context = {"ticket": ticket_context(session, ticket), **(extra or {})}
+        rendered = self.composer.render(
+            Notification(
+                kind=kind, ticket_id=ticket.id, language=ticket.language, to=to, cc=cc,
+                context=context, in_reply_to=in_reply_to, references=references,
+                auto_submitted=auto_submitted, reply_to=reply_to,
+            )
+        )
+        enqueue(
+            session, ticket_id=ticket.id, kind=kind, message_id=rendered.message_id,
+            mail_from=rendered.mail_from, recipients=rendered.recipients, subject=rendered.subject,
+            raw=rendered.raw, now=now,
+        )
+        return rendered
+
+    def to_merchants(
+        self,
+        session: Session,
+        ticket: Ticket,
+        kind: str,
+        *,
+        now: datetime,
+        extra: Mapping[str, Any] | None = None,
+        auto_submitted: bool = True,
+    ) -> RenderedMail | None:
+        """Notify the requester (copied addresses in Cc), continuing the ticket's thread."""
+        assert ticket.id is not None
+        requester, copied = merchant_addresses(session, ticket)
+        in_reply_to, references = thread_ids(session, ticket.id)
+        return self.enqueue(
+            session, ticket, kind, to=(requester,), cc=copied, now=now, extra=extra,
+            in_reply_to=in_reply_to, references=references, auto_submitted=auto_submitted,
+        )

@@ -1,0 +1,237 @@
+"""The pipeline: every way in hands an ``Arrival`` here and gets an ``Outcome`` back.
+
+Two halves, so that many mails can share one commit (group commit) while each is still
+committed before it is acknowledged:
+
+- ``prepare`` (no database): keep the raw bytes durably, parse, screen, authenticate,
+  keep attachment files. Safe to run in parallel threads.
+- ``commit`` (one transaction for a batch): per mail, in its own savepoint, the stages
+  that read the store — duplicate check, identify, thread, interpret, decide — and apply.
+
+A bug in any stage never loses a mail: the mail is committed as suspended with reason
+``processing_error`` (Mailman's shunt queue). Only ``StoreUnavailable`` escapes, and it
+means "not committed, answer 451 / exit 75".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlmodel import Session
+
+from mailgate.addresses import OurAddresses
+from mailgate.apply import Applier, MailFacts, Outcome, new_raw
+from mailgate.auth import authenticate
+from mailgate.config import AuthSettings
+from mailgate.decide import decide
+from mailgate.identify import identify
+from mailgate.interpret import interpret
+from mailgate.parse import parse_mail
+from mailgate.screen import OwnMail, screen
+from mailgate.threader import thread_for
+from mailgate.triage import TriageRules
+from mailgate.values import (
+    Arrival,
+    AuthResult,
+    Instructions,
+    ParsedMail,
+    ScreenResult,
+    Sender,
+    SenderKind,
+    ThreadDecision,
+    ThreadedBy,
+    Verdict,
+)
+from mailgate.values import Envelope, Source
+from store.db import Database
+from store.enums import RawOutcome
+from store.errors import StoreUnavailable
+from store.lookups import StoreReader
+from store.suspended import mark_released
+from store.raw import BlobRef, BlobStore
+from store.tickets import NewAttachment, NewRaw, audit, record_raw, suspend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A mail after the stages that need no database."""
+
+    arrival: Arrival
+    raw: BlobRef
+    mail: ParsedMail
+    attachments: tuple[NewAttachment, ...]
+    screened: ScreenResult
+    auth: AuthResult
+    dedupe_key: str
+    failure: str | None = None  # set when a stage crashed: the mail is suspended
+
+
+@dataclass
+class Pipeline:
+    db: Database
+    raws: BlobStore
+    blobs: BlobStore
+    ours: OurAddresses
+    own: OwnMail
+    auth_policy: AuthSettings
+    rules: TriageRules
+    applier: Applier
+    clock: Callable[[], datetime]
+
+    def process(self, arrival: Arrival) -> Outcome:
+        """Run every stage for one mail and commit it; raises ``StoreUnavailable``."""
+        return self.commit([self.prepare(arrival)])[0]
+
+    def release(self, suspended_id: int, *, actor: str) -> Outcome:
+        """Take a suspended mail after all: run it again without the screen that held it."""
+        now = self.clock()
+        with self.db.write() as session:
+            raw = mark_released(session, suspended_id, actor=actor, now=now)
+            arrival = Arrival(
+                self.raws.read(raw.sha256),
+                Envelope(raw.mail_from, tuple(a for a in raw.rcpt_tos.split(",") if a)),
+                Source("release"), now,
+            )
+            prepared = self.prepare(arrival)
+            held = prepared.screened
+            prepared = replace(prepared, screened=ScreenResult(
+                Verdict.OK, f"released by {actor}" + (f" (was {held.verdict.value}: "
+                                                      f"{held.reason})" if not held.is_ok else "")
+            ))
+            audit(session, None, actor=actor, action="release", now=now,
+                  detail=f"suspended mail {suspended_id}")
+            return self._commit_one(session, StoreReader(session), prepared, now)
+
+    # --- stages 2-5a: no database ---------------------------------------------------
+    def prepare(self, arrival: Arrival) -> Prepared:
+        raw = self.raws.keep(arrival.raw)  # StoreUnavailable: nothing kept, answer 451
+        try:
+            mail = parse_mail(arrival.raw)
+            screened = screen(mail, arrival.envelope, self.own)
+            auth = authenticate(arrival.raw, mail, self.auth_policy)
+            attachments = tuple(
+                NewAttachment(a.filename, a.content_type, ref.size, ref.sha256,
+                              a.content_id, a.inline)
+                for a in mail.attachments
+                for ref in (self.blobs.keep(a.content),)
+            )
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a bug must not lose the mail: suspend it instead
+            log.exception("preparing mail %s failed", raw.sha256)
+            return _failed(arrival, raw, f"{type(exc).__name__}: {exc}")
+        key = dedupe_key(mail)
+        return Prepared(arrival, raw, mail, attachments, screened, auth, key)
+
+    # --- stages 4b-8: one transaction --------------------------------------------------
+    def commit(self, batch: Sequence[Prepared]) -> list[Outcome]:
+        now = self.clock()
+        with self.db.write() as session:
+            reader = StoreReader(session)
+            return [self._commit_one(session, reader, prepared, now) for prepared in batch]
+
+    def _commit_one(self, session: Session, reader: StoreReader, prepared: Prepared,
+                    now: datetime) -> Outcome:
+        try:
+            with session.begin_nested():
+                return self._decide_and_apply(session, reader, prepared, now)
+        except IntegrityError:
+            # Another gateway committed the same delivery between our check and our insert.
+            with session.begin_nested():
+                original = reader.duplicate_of(prepared.dedupe_key)
+                if original is None:
+                    return self._shunt(session, prepared, "integrity error", now)
+                return _record_duplicate(session, prepared, original)
+        except OperationalError:
+            raise
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            log.exception("database refused mail %s", prepared.raw.sha256)
+            return self._shunt(session, prepared, f"{type(exc).__name__}", now)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.exception("processing mail %s failed", prepared.raw.sha256)
+            return self._shunt(session, prepared, f"{type(exc).__name__}: {exc}", now)
+
+    def _decide_and_apply(self, session: Session, reader: StoreReader, prepared: Prepared,
+                          now: datetime) -> Outcome:
+        if prepared.failure is not None:
+            return self._shunt(session, prepared, prepared.failure, now, nested=False)
+        original = reader.duplicate_of(prepared.dedupe_key)
+        if original is not None:
+            return _record_duplicate(session, prepared, original)
+        mail = prepared.mail
+        flags = ()
+        if mail.message_id and reader.message_id_seen(mail.message_id):
+            flags = ("message_id_reused",)
+        sender = identify(mail, prepared.auth, reader)
+        if prepared.screened.is_ok:
+            thread = thread_for(mail, sender, prepared.arrival.envelope.rcpt_tos, self.ours,
+                                reader)
+        else:
+            thread = ThreadDecision(None, ThreadedBy.NEW, "not threaded: " +
+                                    prepared.screened.verdict.value)
+        instructions = interpret(mail, sender, self.rules)
+        disposition = decide(prepared.screened, sender, thread, instructions)
+        locale = None
+        if sender.kind is SenderKind.SHOP_USER and sender.address:
+            user = reader.shop_user(sender.address)
+            locale = user.shop_locale if user else None
+        facts = MailFacts(prepared.arrival, prepared.raw, mail, prepared.attachments,
+                          prepared.dedupe_key, prepared.screened, prepared.auth, sender,
+                          thread, instructions, flags)
+        outcome = self.applier.apply(session, disposition, facts, now, locale)
+        if flags and outcome.ticket_id is not None:
+            audit(session, outcome.ticket_id, actor="gateway", action="flag", now=now,
+                  detail=f"Message-ID <{mail.message_id}> reused by a mail with other content")
+        return outcome
+
+    def _shunt(self, session: Session, prepared: Prepared, why: str, now: datetime,
+               *, nested: bool = True) -> Outcome:
+        """Keep a mail that a stage could not handle as suspended ``processing_error``."""
+        def write() -> Outcome:
+            row = record_raw(session, _raw_of(prepared), RawOutcome.SUSPENDED)
+            assert row.id is not None
+            suspend(session, raw_id=row.id, reason="processing_error", detail=why,
+                    from_address=prepared.mail.from_address, subject=prepared.mail.subject,
+                    now=now)
+            return Outcome("suspended", row.id, reason="processing_error")
+        if not nested:
+            return write()
+        with session.begin_nested():
+            return write()
+
+
+def dedupe_key(mail: ParsedMail) -> str:
+    """The same Message-ID AND the same content: the same delivery."""
+    return hashlib.sha256(f"{mail.message_id or ''}\0{mail.content_digest}".encode()).hexdigest()
+
+
+def _raw_of(prepared: Prepared) -> NewRaw:
+    return new_raw(prepared.arrival, prepared.raw, prepared.mail.message_id, prepared.dedupe_key)
+
+
+def _record_duplicate(session: Session, prepared: Prepared, original: int) -> Outcome:
+    row = record_raw(session, _raw_of(prepared), RawOutcome.DUPLICATE, duplicate_of=original)
+    assert row.id is not None
+    return Outcome("duplicate", row.id, reason=f"same delivery as raw mail {original}")
+
+
+def _failed(arrival: Arrival, raw: BlobRef, why: str) -> Prepared:
+    empty = ParsedMail(
+        message_id=None, from_address=None, from_name="", to=(), cc=(), reply_to=(),
+        subject="", date=None, in_reply_to=(), references=(), body_text="", reply_text="",
+        body_html=None, attachments=(), headers=(), content_digest=raw.sha256,
+    )
+    return Prepared(arrival, raw, empty, (), ScreenResult(Verdict.OK), AuthResult(),
+                    hashlib.sha256(f"\0{raw.sha256}".encode()).hexdigest(), failure=why)
+

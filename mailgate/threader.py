@@ -1,0 +1,103 @@
+"""Stage 6, thread: which ticket a mail belongs to, and why.
+
+Evidence is tried in order — plus-address (``support+39430@``), subject tag
+(``[#39430]``), then ``In-Reply-To``/``References`` against every stored Message-ID,
+ours included. A candidate ticket is taken only when the sender is a participant of it:
+a guessed number or copied References never put a stranger's mail into someone else's
+ticket (they get a ticket of their own). A closed ticket is never reopened: the mail
+becomes a follow-up ticket. Merged tickets forward to their target.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailgate.addresses import OurAddresses
+from mailgate.values import ParsedMail, Sender, SenderKind, ThreadDecision, ThreadedBy
+from store.lookups import TicketRef
+
+TICKET_TAG = re.compile(r"\[#(\d{1,12})\]")
+_MAX_MERGE_HOPS = 10
+
+
+class TicketLookup(Protocol):
+    def ticket(self, ticket_id: int) -> TicketRef | None: ...
+    def tickets_for_message_ids(self, message_ids: tuple[str, ...]) -> dict[str, int]: ...
+    def participant_role(
+        self, ticket: TicketRef, email: str, shop_id: int | None
+    ) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    ticket_id: int
+    by: ThreadedBy
+    evidence: str
+
+
+def has_ticket_tag(subject: str) -> bool:
+    return TICKET_TAG.search(subject) is not None
+
+
+def thread_for(
+    mail: ParsedMail,
+    sender: Sender,
+    recipients: tuple[str, ...],
+    ours: OurAddresses,
+    tickets: TicketLookup,
+) -> ThreadDecision:
+    """Decide the ticket of ``mail``; ``ThreadDecision.ticket_id`` None means a new ticket."""
+    refused: list[str] = []
+    for candidate in _candidates(mail, recipients, ours, tickets):
+        ticket = _follow_merges(tickets.ticket(candidate.ticket_id), tickets)
+        if ticket is None:
+            refused.append(f"{candidate.evidence}: no such ticket")
+            continue
+        why = _may_write(ticket, sender, tickets)
+        if why is None:
+            refused.append(f"{candidate.evidence}: sender is not a participant of #{ticket.id}")
+            continue
+        evidence = f"{candidate.evidence} ({why})"
+        if ticket.id != candidate.ticket_id:
+            evidence += f", #{candidate.ticket_id} was merged into #{ticket.id}"
+        if ticket.status == "closed":
+            return ThreadDecision(None, ThreadedBy.FOLLOW_UP,
+                                  f"{evidence}; #{ticket.id} is closed", follow_up_of=ticket.id)
+        return ThreadDecision(ticket.id, candidate.by, evidence)
+    return ThreadDecision(None, ThreadedBy.NEW, "; ".join(refused) or "no ticket reference")
+
+
+def _candidates(
+    mail: ParsedMail, recipients: tuple[str, ...], ours: OurAddresses, tickets: TicketLookup
+) -> Iterator[_Candidate]:
+    for address in (*recipients, *mail.to, *mail.cc):
+        tag = ours.plus_tag(address)
+        if tag is not None and tag.isdigit():
+            yield _Candidate(int(tag), ThreadedBy.PLUS, f"plus-address {address}")
+            break
+    for match in TICKET_TAG.finditer(mail.subject):
+        yield _Candidate(int(match[1]), ThreadedBy.TAG, f"tag {match[0]} in subject")
+    refs = (*mail.in_reply_to, *reversed(mail.references))
+    known = tickets.tickets_for_message_ids(refs)
+    for ref in dict.fromkeys(refs):
+        if ref in known:
+            yield _Candidate(known[ref], ThreadedBy.REFERENCE, f"reference <{ref}>")
+
+
+def _follow_merges(ticket: TicketRef | None, tickets: TicketLookup) -> TicketRef | None:
+    hops = 0
+    while ticket is not None and ticket.merged_into is not None and hops < _MAX_MERGE_HOPS:
+        ticket = tickets.ticket(ticket.merged_into)
+        hops += 1
+    return ticket
+
+
+def _may_write(ticket: TicketRef, sender: Sender, tickets: TicketLookup) -> str | None:
+    if sender.address is None:
+        return None
+    if sender.kind is SenderKind.AGENT and sender.verified:
+        return "agent"
+    return tickets.participant_role(ticket, sender.address, sender.shop_id)

@@ -1,0 +1,127 @@
+"""Read-only questions the pipeline asks the store while deciding about one mail.
+
+``StoreReader`` implements the narrow protocols the stages declare (mail history,
+directory of agents and shop users, ticket lookup). It runs inside the committing
+transaction, so a decision sees every mail committed before it, batch mates included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from store.enums import RawOutcome
+from store.models import Agent, Message, OutboxMail, Participant, RawMail, Shop, ShopUser, Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    id: int
+    status: str
+    requester: str
+    shop_id: int | None
+    merged_into: int | None
+    language: str
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRef:
+    id: int
+    email: str
+    name: str
+    sectors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ShopUserRef:
+    id: int
+    email: str
+    name: str
+    shop_id: int
+    shop_locale: str
+
+
+class StoreReader:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # --- mail history -------------------------------------------------------------
+    def duplicate_of(self, dedupe_key: str) -> int | None:
+        """The raw-mail id that already holds this exact delivery, if any."""
+        return self.session.exec(
+            select(RawMail.id).where(RawMail.dedupe_key == dedupe_key)
+        ).first()
+
+    def message_id_seen(self, message_id: str) -> bool:
+        """True when an earlier, different mail carried the same Message-ID."""
+        found = self.session.exec(
+            select(RawMail.id).where(
+                RawMail.message_id == message_id, RawMail.outcome != RawOutcome.DUPLICATE.value
+            )
+        ).first()
+        return found is not None
+
+    # --- directory ----------------------------------------------------------------
+    def agent(self, email: str) -> AgentRef | None:
+        row = self.session.exec(
+            select(Agent).where(Agent.email == email.lower(), Agent.active == True)  # noqa: E712
+        ).first()
+        if row is None or row.id is None:
+            return None
+        return AgentRef(row.id, row.email, row.name, tuple(row.sector_list))
+
+    def shop_user(self, email: str) -> ShopUserRef | None:
+        row = self.session.exec(
+            select(ShopUser, Shop.locale)
+            .join(Shop, col(Shop.id) == col(ShopUser.shop_id))
+            .where(ShopUser.email == email.lower())
+        ).first()
+        if row is None:
+            return None
+        user, locale = row
+        assert user.id is not None
+        return ShopUserRef(user.id, user.email, user.name, user.shop_id, locale)
+
+    # --- tickets ------------------------------------------------------------------
+    def ticket(self, ticket_id: int) -> TicketRef | None:
+        row = self.session.get(Ticket, ticket_id)
+        if row is None or row.id is None:
+            return None
+        return TicketRef(row.id, row.status, row.requester, row.shop_id, row.merged_into,
+                         row.language, row.subject)
+
+    def tickets_for_message_ids(self, message_ids: tuple[str, ...]) -> dict[str, int]:
+        """Map each known Message-ID (ours or a merchant's) to the ticket that holds it."""
+        if not message_ids:
+            return {}
+        ids = list(dict.fromkeys(message_ids))[-50:]  # a References chain can be long
+        found: dict[str, int] = {}
+        for mid, tid in self.session.exec(
+            select(Message.message_id, Message.ticket_id).where(col(Message.message_id).in_(ids))
+        ):
+            if mid is not None:
+                found.setdefault(mid, tid)
+        for mid, otid in self.session.exec(
+            select(OutboxMail.message_id, OutboxMail.ticket_id).where(
+                col(OutboxMail.message_id).in_(ids)
+            )
+        ):
+            if otid is not None:
+                found.setdefault(mid, otid)
+        return found
+
+    def participant_role(self, ticket: TicketRef, email: str, shop_id: int | None) -> str | None:
+        """Why ``email`` may write into ``ticket`` (requester, cc, same shop), or None."""
+        email = email.lower()
+        if email == ticket.requester:
+            return "requester"
+        if shop_id is not None and ticket.shop_id is not None and shop_id == ticket.shop_id:
+            return "user of the same shop"
+        role = self.session.exec(
+            select(Participant.role).where(
+                Participant.ticket_id == ticket.id, Participant.email == email
+            )
+        ).first()
+        return role

@@ -1,0 +1,43 @@
+"""Named values kept in the store and shared by all gateways: the server secret, switches."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from store.db import Database
+from store.models import MetaValue
+
+
+def get_value(session: Session, key: str) -> str | None:
+    row = session.get(MetaValue, key)
+    return row.value if row else None
+
+
+def set_value(session: Session, key: str, value: str) -> None:
+    row = session.get(MetaValue, key)
+    if row is None:
+        session.add(MetaValue(key=key, value=value))
+    else:
+        row.value = value
+        session.add(row)
+
+
+def server_secret(db: Database) -> bytes:
+    """The secret that signs our Message-IDs, made once and shared through the store."""
+    with db.read() as session:
+        found = get_value(session, "server_secret")
+    if found is not None:
+        return bytes.fromhex(found)
+    try:
+        with db.write() as session:
+            if get_value(session, "server_secret") is None:
+                set_value(session, "server_secret", secrets.token_hex(32))
+    except IntegrityError:
+        pass  # another gateway made it at the same moment; use theirs
+    with db.read() as session:
+        made = get_value(session, "server_secret")
+    assert made is not None
+    return bytes.fromhex(made)

@@ -1,0 +1,251 @@
+"""Writing tickets: raw-mail records, tickets, messages, participants, suspensions, audit.
+
+The functions add rows to the caller's session; the caller (the pipeline's apply stage,
+or an agent action) owns the transaction, so a ticket change, its audit event and its
+notifications commit together. Inputs are plain typed values: the store knows no MIME.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from store.enums import Direction, ParticipantRole, Priority, RawOutcome, Status, SuspendedState
+from store.models import (
+    Attachment,
+    AuditEvent,
+    Message,
+    Participant,
+    RawMail,
+    SuspendedMail,
+    Ticket,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRaw:
+    sha256: str
+    size: int
+    received_at: datetime
+    source: str
+    mailbox: str | None
+    mail_from: str | None
+    rcpt_tos: tuple[str, ...]
+    message_id: str | None
+    dedupe_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    subject: str
+    requester: str
+    requester_name: str = ""
+    shop_id: int | None = None
+    verified: bool = False
+    verified_by: str | None = None
+    confidential: bool = False
+    type: str = "question"
+    sector: str = "support"
+    priority: str = Priority.NORMAL.value
+    language: str = "en"
+    follow_up_of: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttachment:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    direction: Direction
+    body_text: str
+    reply_text: str = ""
+    message_id: str | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    from_address: str | None = None
+    from_name: str = ""
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    subject: str = ""
+    date: datetime | None = None
+    threaded_by: str = "new"
+    thread_evidence: str = ""
+    screen_verdict: str = "ok"
+    screen_reason: str = ""
+    auth_json: str = "{}"
+    author: str | None = None
+    flags: tuple[str, ...] = ()
+    headers_json: str = "{}"
+    attachments: tuple[NewAttachment, ...] = field(default_factory=tuple)
+
+
+def record_raw(
+    session: Session,
+    raw: NewRaw,
+    outcome: RawOutcome,
+    *,
+    ticket_id: int | None = None,
+    duplicate_of: int | None = None,
+) -> RawMail:
+    """Record one accepted mail; duplicates keep no dedupe key (it belongs to the first)."""
+    row = RawMail(
+        sha256=raw.sha256, size=raw.size, received_at=raw.received_at, source=raw.source,
+        mailbox=raw.mailbox, mail_from=raw.mail_from, rcpt_tos=",".join(raw.rcpt_tos),
+        message_id=raw.message_id,
+        dedupe_key=None if outcome is RawOutcome.DUPLICATE else raw.dedupe_key,
+        outcome=outcome.value, ticket_id=ticket_id, duplicate_of=duplicate_of,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def open_ticket(session: Session, new: NewTicket, *, actor: str, now: datetime) -> Ticket:
+    """Create a ticket in status ``new`` with its requester as the first participant."""
+    ticket = Ticket(
+        subject=new.subject[:998], status=Status.NEW.value, type=new.type, sector=new.sector,
+        priority=new.priority, priority_rank=Priority(new.priority).rank,
+        requester=new.requester, requester_name=new.requester_name[:200], shop_id=new.shop_id,
+        verified=new.verified, verified_by=new.verified_by, confidential=new.confidential,
+        language=new.language, created_at=now, updated_at=now, follow_up_of=new.follow_up_of,
+    )
+    session.add(ticket)
+    session.flush()
+    assert ticket.id is not None
+    add_participant(session, ticket.id, new.requester, ParticipantRole.REQUESTER)
+    detail = f"follow-up of #{new.follow_up_of}" if new.follow_up_of else ""
+    audit(session, ticket.id, actor=actor, action="created", now=now, detail=detail)
+    return ticket
+
+
+def add_message(
+    session: Session, ticket: Ticket, new: NewMessage, *, raw_id: int | None, now: datetime
+) -> Message:
+    assert ticket.id is not None
+    message = Message(
+        ticket_id=ticket.id, direction=new.direction.value, raw_id=raw_id,
+        message_id=new.message_id, in_reply_to=" ".join(new.in_reply_to) or None,
+        reference_ids=" ".join(new.references) or None, from_address=new.from_address,
+        from_name=new.from_name[:200], to_addresses=",".join(new.to),
+        cc_addresses=",".join(new.cc), subject=new.subject[:998], date=new.date,
+        body_text=new.body_text, reply_text=new.reply_text, threaded_by=new.threaded_by,
+        thread_evidence=new.thread_evidence[:500], screen_verdict=new.screen_verdict,
+        screen_reason=new.screen_reason[:500], auth=new.auth_json, author=new.author,
+        flags=",".join(new.flags), headers=new.headers_json, created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    assert message.id is not None
+    for att in new.attachments:
+        session.add(
+            Attachment(
+                message_id=message.id, filename=att.filename, content_type=att.content_type,
+                size=att.size, sha256=att.sha256, content_id=att.content_id, inline=att.inline,
+            )
+        )
+    ticket.updated_at = now
+    session.add(ticket)
+    return message
+
+
+def add_participant(session: Session, ticket_id: int, email: str, role: ParticipantRole) -> bool:
+    """Add ``email`` to the ticket's participants; returns False when already there."""
+    email = email.lower()
+    existing = session.exec(
+        select(Participant).where(Participant.ticket_id == ticket_id, Participant.email == email)
+    ).first()
+    if existing is not None:
+        return False
+    session.add(Participant(ticket_id=ticket_id, email=email, role=role.value))
+    session.flush()
+    return True
+
+
+def suspend(
+    session: Session,
+    *,
+    raw_id: int,
+    reason: str,
+    detail: str,
+    from_address: str | None,
+    subject: str,
+    now: datetime,
+    ticket_id: int | None = None,
+) -> SuspendedMail:
+    row = SuspendedMail(
+        raw_id=raw_id, reason=reason, detail=detail[:2000], from_address=from_address,
+        subject=subject[:998], ticket_id=ticket_id, state=SuspendedState.SUSPENDED.value,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def audit(
+    session: Session,
+    ticket_id: int | None,
+    *,
+    actor: str,
+    action: str,
+    now: datetime,
+    field_name: str | None = None,
+    old: str | None = None,
+    new: str | None = None,
+    detail: str = "",
+) -> None:
+    session.add(
+        AuditEvent(
+            ticket_id=ticket_id, at=now, actor=actor, action=action, field_name=field_name,
+            old=old, new=new, detail=detail[:2000],
+        )
+    )
+
+
+def set_field(
+    session: Session, ticket: Ticket, name: str, value: str | None, *, actor: str, now: datetime
+) -> bool:
+    """Set one plain field (type, sector, priority, assignee) with its audit event."""
+    old = getattr(ticket, name)
+    if old == value:
+        return False
+    setattr(ticket, name, value)
+    if name == "priority" and value is not None:
+        ticket.priority_rank = Priority(value).rank
+    ticket.updated_at = now
+    session.add(ticket)
+    audit(session, ticket.id, actor=actor, action="set", now=now, field_name=name,
+          old=None if old is None else str(old), new=value)
+    return True
+
+
+def merchant_addresses(session: Session, ticket: Ticket) -> tuple[str, tuple[str, ...]]:
+    """Who hears about a ticket: the requester, and the addresses copied on it."""
+    assert ticket.id is not None
+    copied = session.exec(
+        select(Participant.email).where(
+            Participant.ticket_id == ticket.id, Participant.role == ParticipantRole.CC.value
+        ).order_by(Participant.id)  # type: ignore[arg-type]
+    ).all()
+    return ticket.requester, tuple(c for c in copied if c != ticket.requester)
+
+
+def thread_ids(session: Session, ticket_id: int) -> tuple[str | None, tuple[str, ...]]:
+    """The Message-ID to answer (the latest inbound one) and the References to carry."""
+    rows = session.exec(
+        select(Message.message_id, Message.direction)
+        .where(Message.ticket_id == ticket_id, Message.message_id != None)  # noqa: E711
+        .order_by(Message.id)  # type: ignore[arg-type]
+    ).all()
+    ids = tuple(mid for mid, _ in rows if mid)
+    last_in = next((mid for mid, d in reversed(rows) if d == Direction.IN.value and mid), None)
+    return last_in, ids[:1] + ids[-9:] if len(ids) > 10 else ids

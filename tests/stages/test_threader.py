@@ -1,0 +1,141 @@
+"""Stage 6: which ticket a mail lands in, and why — never a stranger's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from factories import parsed_mail
+from mailgate.addresses import OurAddresses
+from mailgate.threader import has_ticket_tag, thread_for
+from mailgate.values import Sender, SenderKind, ThreadedBy
+from store.lookups import TicketRef
+
+OURS = OurAddresses.of(["support@localhost"])
+ANA = Sender(SenderKind.SHOP_USER, "ana@shop.example", shop_id=1)
+STRANGER = Sender(SenderKind.STRANGER, "eve@evil.example")
+
+
+@dataclass
+class FakeTickets:
+    """An in-memory ticket lookup: the threader only reads these three things."""
+
+    tickets: dict[int, TicketRef] = field(default_factory=dict)
+    message_ids: dict[str, int] = field(default_factory=dict)
+    copied: set[tuple[int, str]] = field(default_factory=set)
+
+    def add(self, tid: int, requester: str = "ana@shop.example", status: str = "open",
+            shop_id: int | None = 1, merged_into: int | None = None) -> None:
+        self.tickets[tid] = TicketRef(tid, status, requester, shop_id, merged_into, "en", "s")
+
+    def ticket(self, ticket_id: int) -> TicketRef | None:
+        return self.tickets.get(ticket_id)
+
+    def tickets_for_message_ids(self, ids: tuple[str, ...]) -> dict[str, int]:
+        return {i: self.message_ids[i] for i in ids if i in self.message_ids}
+
+    def participant_role(self, ticket: TicketRef, email: str, shop_id: int | None) -> str | None:
+        if email == ticket.requester:
+            return "requester"
+        if shop_id is not None and shop_id == ticket.shop_id:
+            return "user of the same shop"
+        return "cc" if (ticket.id, email) in self.copied else None
+
+
+@pytest.fixture
+def tickets() -> FakeTickets:
+    t = FakeTickets()
+    t.add(7)
+    return t
+
+
+def test_subject_tag_threads_the_requester(tickets: FakeTickets) -> None:
+    decision = thread_for(parsed_mail(subject="Re: [#7] Payment"), ANA, (), OURS, tickets)
+    assert (decision.ticket_id, decision.by) == (7, ThreadedBy.TAG)
+    assert "[#7]" in decision.evidence
+
+
+def test_plus_address_threads(tickets: FakeTickets) -> None:
+    decision = thread_for(parsed_mail(subject="hello"), ANA, ("support+7@localhost",), OURS, tickets)
+    assert (decision.ticket_id, decision.by) == (7, ThreadedBy.PLUS)
+
+
+def test_plus_address_in_to_header_threads_without_envelope(tickets: FakeTickets) -> None:
+    mail = parsed_mail(subject="hello", to=("support+7@localhost",))
+    assert thread_for(mail, ANA, (), OURS, tickets).by is ThreadedBy.PLUS
+
+
+def test_reference_to_our_outbound_message_threads(tickets: FakeTickets) -> None:
+    tickets.message_ids["mg.7.abc@localhost"] = 7
+    mail = parsed_mail(subject="Re: hello", in_reply_to=("mg.7.abc@localhost",))
+    decision = thread_for(mail, ANA, (), OURS, tickets)
+    assert (decision.ticket_id, decision.by) == (7, ThreadedBy.REFERENCE)
+
+
+def test_stranger_with_guessed_tag_gets_a_new_ticket(tickets: FakeTickets) -> None:
+    decision = thread_for(parsed_mail(subject="[#7] let me in"), STRANGER, (), OURS, tickets)
+    assert decision.ticket_id is None and decision.by is ThreadedBy.NEW
+    assert "not a participant" in decision.evidence
+
+
+def test_stranger_with_copied_references_gets_a_new_ticket(tickets: FakeTickets) -> None:
+    tickets.message_ids["m-original@shop.example"] = 7
+    mail = parsed_mail(references=("m-original@shop.example",))
+    assert thread_for(mail, STRANGER, ("support+7@localhost",), OURS, tickets).ticket_id is None
+
+
+def test_copied_address_may_write(tickets: FakeTickets) -> None:
+    tickets.copied.add((7, "bob@partner.example"))
+    bob = Sender(SenderKind.STRANGER, "bob@partner.example")
+    assert thread_for(parsed_mail(subject="[#7]"), bob, (), OURS, tickets).ticket_id == 7
+
+
+def test_user_of_same_shop_may_write(tickets: FakeTickets) -> None:
+    colleague = Sender(SenderKind.SHOP_USER, "ion@shop.example", shop_id=1)
+    assert thread_for(parsed_mail(subject="[#7]"), colleague, (), OURS, tickets).ticket_id == 7
+
+
+def test_user_of_other_shop_may_not(tickets: FakeTickets) -> None:
+    other = Sender(SenderKind.SHOP_USER, "jan@other.example", shop_id=2)
+    assert thread_for(parsed_mail(subject="[#7]"), other, (), OURS, tickets).ticket_id is None
+
+
+def test_verified_agent_may_write_anywhere(tickets: FakeTickets) -> None:
+    agent = Sender(SenderKind.AGENT, "maria@support.example", agent_id=1, verified=True)
+    assert thread_for(parsed_mail(subject="[#7]"), agent, (), OURS, tickets).ticket_id == 7
+
+
+def test_unverified_agent_is_not_trusted(tickets: FakeTickets) -> None:
+    forged = Sender(SenderKind.AGENT, "maria@support.example", agent_id=1, verified=False)
+    assert thread_for(parsed_mail(subject="[#7]"), forged, (), OURS, tickets).ticket_id is None
+
+
+def test_closed_ticket_gives_follow_up(tickets: FakeTickets) -> None:
+    tickets.add(8, status="closed")
+    decision = thread_for(parsed_mail(subject="Re: [#8]"), ANA, (), OURS, tickets)
+    assert decision.ticket_id is None
+    assert (decision.by, decision.follow_up_of) == (ThreadedBy.FOLLOW_UP, 8)
+
+
+def test_merged_ticket_forwards_to_target(tickets: FakeTickets) -> None:
+    tickets.add(9, merged_into=7)
+    decision = thread_for(parsed_mail(subject="Re: [#9]"), ANA, (), OURS, tickets)
+    assert decision.ticket_id == 7 and "merged into #7" in decision.evidence
+
+
+def test_unknown_ticket_number_gives_new_ticket(tickets: FakeTickets) -> None:
+    decision = thread_for(parsed_mail(subject="[#999]"), ANA, (), OURS, tickets)
+    assert decision.ticket_id is None and "no such ticket" in decision.evidence
+
+
+def test_plus_address_of_someone_elses_domain_is_ignored(tickets: FakeTickets) -> None:
+    decision = thread_for(parsed_mail(), ANA, ("support+7@elsewhere.example",), OURS, tickets)
+    assert decision.ticket_id is None
+
+
+@pytest.mark.parametrize(("subject", "tagged"), [
+    ("[#39430] x", True), ("Re: Fwd: [#1]", True), ("#39430", False), ("[# 3]", False),
+])
+def test_has_ticket_tag(subject: str, tagged: bool) -> None:
+    assert has_ticket_tag(subject) is tagged

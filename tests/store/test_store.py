@@ -1,0 +1,235 @@
+"""The ticket store on SQLite and PostgreSQL: schema, writes, rules, queries, failures."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select, text
+
+from store import directory
+from store.db import Database
+from store.enums import Direction, ParticipantRole, RawOutcome, StandbyReason, Status
+from store.errors import IllegalTransition, InvalidInput, StoreUnavailable, TicketNotFound
+from store.lifecycle import change_status
+from store.lookups import StoreReader
+from store.models import AuditEvent, RawMail, Ticket
+from store.suspended import list_suspended, mark_deleted, mark_released
+from store.tickets import (
+    NewAttachment,
+    NewMessage,
+    NewRaw,
+    NewTicket,
+    add_message,
+    add_participant,
+    open_ticket,
+    record_raw,
+    suspend,
+)
+from store.views import TicketFilter, list_tickets, ticket_detail
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(store_url: str) -> Database:
+    database = Database(store_url)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def _raw(key: str = "k1", message_id: str = "m1@x") -> NewRaw:
+    return NewRaw("a" * 64, 10, NOW, "smtp", None, "ana@shop.example", ("support@localhost",),
+                  message_id, key)
+
+
+def _ticket(db: Database, **kw: object) -> int:
+    with db.write() as s:
+        t = open_ticket(s, NewTicket(subject="Plata nu merge", requester="ana@shop.example", **kw),
+                        actor="ana@shop.example", now=NOW)
+        raw = record_raw(s, _raw(), RawOutcome.MESSAGE, ticket_id=t.id)
+        add_message(s, t, NewMessage(
+            direction=Direction.IN, body_text="Clienții nu pot plăti", reply_text="Clienții nu pot plăti",
+            message_id="m1@x", from_address="ana@shop.example", to=("support@localhost",),
+            attachments=(NewAttachment("screen.png", "image/png", 3, "b" * 64),)),
+            raw_id=raw.id, now=NOW)
+        assert t.id is not None
+        return t.id
+
+
+def test_upgrade_is_idempotent_and_sqlite_is_durable(db: Database) -> None:
+    db.upgrade()
+    if db.is_sqlite:
+        with db.read() as s:
+            assert s.exec(text("PRAGMA journal_mode")).one()[0] == "wal"
+            assert s.exec(text("PRAGMA synchronous")).one()[0] == 2  # FULL
+
+
+def test_ticket_round_trip_with_times_in_utc(db: Database) -> None:
+    tid = _ticket(db)
+    with db.read() as s:
+        detail = ticket_detail(s, tid)
+    assert detail.status == "new" and detail.requester == "ana@shop.example"
+    assert detail.created_at == NOW and detail.created_at.tzinfo is not None
+    data = detail.model_dump_contract()
+    assert data["created_at"] == "2026-11-23T09:00:00+00:00"
+    message = data["messages"][0]
+    assert message["from"] == "ana@shop.example" and message["direction"] == "in"
+    assert message["attachments"][0]["filename"] == "screen.png"
+    assert json.dumps(data, ensure_ascii=False)  # serialisable as is
+
+
+def test_dedupe_key_is_unique_but_duplicates_are_recorded(db: Database) -> None:
+    with db.write() as s:
+        first = record_raw(s, _raw("same"), RawOutcome.MESSAGE)
+        dup = record_raw(s, _raw("same"), RawOutcome.DUPLICATE, duplicate_of=first.id)
+        assert dup.dedupe_key is None
+    with db.read() as s:
+        assert StoreReader(s).duplicate_of("same") == first.id
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        with db.write() as s:
+            record_raw(s, _raw("same"), RawOutcome.MESSAGE)
+
+
+def test_status_rules(db: Database) -> None:
+    tid = _ticket(db)
+    with db.write() as s:
+        t = s.get(Ticket, tid)
+        assert t is not None
+        with pytest.raises(IllegalTransition, match="needs a reason"):
+            change_status(s, t, Status.ON_HOLD, actor="a", now=NOW)
+        change_status(s, t, Status.ON_HOLD, actor="a", now=NOW, reason=StandbyReason.AWAITING_IT)
+        assert t.standby_reason == "awaiting_it"
+        change_status(s, t, Status.SOLVED, actor="a", now=NOW)
+        assert t.solved_at == NOW and t.standby_reason is None
+        with pytest.raises(IllegalTransition):
+            change_status(s, t, Status.PENDING, actor="a", now=NOW)
+        change_status(s, t, Status.CLOSED, actor="a", now=NOW)
+        with pytest.raises(IllegalTransition, match="final"):
+            change_status(s, t, Status.OPEN, actor="a", now=NOW)
+    with db.read() as s:
+        events = s.exec(select(AuditEvent).where(AuditEvent.ticket_id == tid,
+                                                 AuditEvent.action == "status")).all()
+    assert [(e.old, e.new) for e in events] == [
+        ("new", "on_hold"), ("on_hold", "solved"), ("solved", "closed")]
+
+
+def test_queue_order_and_filters(db: Database) -> None:
+    with db.write() as s:
+        for i, prio in enumerate(["low", "immediate", "normal", "immediate"]):
+            open_ticket(s, NewTicket(subject=f"t{i}", requester=f"u{i}@x.example", priority=prio,
+                                     sector="payments" if i % 2 else "support"),
+                        actor="x", now=NOW + timedelta(minutes=i))
+    with db.read() as s:
+        queue = list_tickets(s, TicketFilter())
+        assert [t.subject for t in queue] == ["t1", "t3", "t2", "t0"]  # priority, then FIFO
+        assert [t.subject for t in list_tickets(s, TicketFilter(sector="payments"))] == ["t1", "t3"]
+        assert [t.subject for t in list_tickets(s, TicketFilter(sort="created"))][0] == "t3"
+        with pytest.raises(InvalidInput):
+            list_tickets(s, TicketFilter(statuses=("bogus",)))
+
+
+def test_closed_tickets_hidden_by_default_and_search(db: Database) -> None:
+    tid = _ticket(db)
+    with db.read() as s:
+        assert [t.id for t in list_tickets(s, TicketFilter(search="pot plăti"))] == [tid]
+        assert [t.id for t in list_tickets(s, TicketFilter(search="PLATA"))] == [tid]
+    with db.write() as s:
+        t = s.get(Ticket, tid)
+        assert t is not None
+        change_status(s, t, Status.CLOSED, actor="a", now=NOW)
+    with db.read() as s:
+        assert list_tickets(s, TicketFilter()) == []
+        assert len(list_tickets(s, TicketFilter(statuses=("all",)))) == 1
+
+
+def test_participants_and_reader(db: Database) -> None:
+    tid = _ticket(db)
+    with db.write() as s:
+        assert add_participant(s, tid, "Bob@Partner.example", ParticipantRole.CC)
+        assert not add_participant(s, tid, "bob@partner.example", ParticipantRole.CC)
+    with db.read() as s:
+        reader = StoreReader(s)
+        ref = reader.ticket(tid)
+        assert ref is not None
+        assert reader.participant_role(ref, "bob@partner.example", None) == "cc"
+        assert reader.participant_role(ref, "eve@evil.example", None) is None
+        assert reader.tickets_for_message_ids(("m1@x", "unknown@x")) == {"m1@x": tid}
+        assert reader.ticket(999) is None
+
+
+def test_directory(db: Database) -> None:
+    with db.write() as s:
+        directory.add_shop(s, "Magazin", locale="ro", rate=40, now=NOW)
+        directory.add_user(s, "Ana@Magazin.RO", shop="Magazin", name="Ana", now=NOW)
+        directory.add_agent(s, "maria@support.example", name="Maria", sectors=("payments",),
+                            known_sectors=("support", "payments"), now=NOW)
+    with db.read() as s:
+        user = StoreReader(s).shop_user("ana@magazin.ro")
+        assert user is not None and user.shop_locale == "ro"
+    for bad in (
+        lambda s: directory.add_shop(s, "Magazin", locale="ro", rate=1, now=NOW),
+        lambda s: directory.add_shop(s, "X", locale="de", rate=1, now=NOW),
+        lambda s: directory.add_user(s, "not-an-address", shop="Magazin", name="", now=NOW),
+        lambda s: directory.add_user(s, "ana@magazin.ro", shop="Magazin", name="", now=NOW),
+        lambda s: directory.add_user(s, "maria@support.example", shop="Magazin", name="", now=NOW),
+        lambda s: directory.add_agent(s, "x@y.example", name="", sectors=("nope",),
+                                      known_sectors=("support",), now=NOW),
+    ):
+        with pytest.raises(InvalidInput), db.write() as s:
+            bad(s)
+    with db.write() as s:
+        directory.remove_user(s, "ana@magazin.ro")
+    with db.read() as s:
+        assert StoreReader(s).shop_user("ana@magazin.ro") is None
+
+
+def test_suspended_release_frees_the_dedupe_key(db: Database) -> None:
+    with db.write() as s:
+        raw = record_raw(s, _raw("held"), RawOutcome.SUSPENDED)
+        assert raw.id is not None
+        one = suspend(s, raw_id=raw.id, reason="auto_reply", detail="x", from_address="a@x",
+                      subject="Out of office", now=NOW)
+        raw2 = record_raw(s, _raw("held2"), RawOutcome.SUSPENDED)
+        assert raw2.id is not None
+        two = suspend(s, raw_id=raw2.id, reason="bounce", detail="", from_address=None,
+                      subject="", now=NOW)
+    with db.write() as s:
+        assert one.id is not None and two.id is not None
+        mark_released(s, one.id, actor="maria", now=NOW)
+        mark_deleted(s, two.id, actor="maria", now=NOW)
+        with pytest.raises(InvalidInput):
+            mark_deleted(s, two.id, actor="maria", now=NOW)
+    with db.read() as s:
+        assert list_suspended(s) == []
+        assert len(list_suspended(s, state=None)) == 2
+        assert s.exec(select(RawMail.dedupe_key).where(RawMail.id == raw.id)).one() is None
+
+
+def test_missing_ticket(db: Database) -> None:
+    with db.read() as s, pytest.raises(TicketNotFound):
+        ticket_detail(s, 12345)
+
+
+def test_sqlite_locked_past_timeout_is_unavailable(tmp_path: object) -> None:
+    path = f"{tmp_path}/locked.db"
+    db = Database(f"sqlite:///{path}", busy_timeout_ms=200)
+    db.upgrade()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailable), db.write() as s:
+            record_raw(s, _raw(), RawOutcome.MESSAGE)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        db.dispose()
+
+
+def test_postgres_refusing_connections_is_unavailable() -> None:
+    db = Database("postgresql+psycopg://postgres@127.0.0.1:1/none")
+    with pytest.raises(StoreUnavailable):
+        db.upgrade()
