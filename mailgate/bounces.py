@@ -198,24 +198,34 @@ def bounce_reason(mail: ParsedMail, envelope: Envelope) -> str | None:
 
     A delay warning is a bounce too (nothing to answer), and its reason starts with "delay".
     """
-    evidence = _bounce_evidence(mail, envelope)
+    evidence = report_evidence(mail) or null_sender(mail, envelope)
     if evidence is None:
         return None
     return f"delay: {evidence}" if is_delay(mail) else evidence
 
 
-def _bounce_evidence(mail: ParsedMail, envelope: Envelope) -> str | None:
-    # Null sender first: RFC 5321 §4.5.5 reserves MAIL FROM:<> for notifications. None is
-    # "unknown" (a file import), so then the Return-Path the delivering MTA wrote stands in.
-    if envelope.mail_from is not None and envelope.mail_from.strip() in NULL_SENDERS:
-        return "null envelope sender (MAIL FROM:<>)"
-    if envelope.mail_from is None and _return_path_is_null(mail):
-        return "null sender (Return-Path: <>)"
-    for check in (_report_type, _failed_recipients_header, _daemon_sender, _bounce_subject):
+def report_evidence(mail: ParsedMail) -> str | None:
+    """What in the mail itself says it is a delivery report (not the envelope), or None."""
+    checks = (_report_type, _failed_recipients_header, _daemon_sender, _bounce_subject,
+              _bounce_body)
+    for check in checks:
         reason = check(mail)
         if reason:
             return reason
-    return _bounce_body(mail)
+    return None
+
+
+def null_sender(mail: ParsedMail, envelope: Envelope) -> str | None:
+    """Whether the mail came from the null sender, which RFC 5321 §4.5.5 reserves for
+    notifications. ``None`` in the envelope means "unknown" (a file import): then the
+    Return-Path that the delivering MTA wrote stands in for it."""
+    if envelope.mail_from is not None:
+        if envelope.mail_from.strip() in NULL_SENDERS:
+            return "null envelope sender (MAIL FROM:<>)"
+        return None
+    if _return_path_is_null(mail):
+        return "null sender (Return-Path: <>)"
+    return None
 
 
 def _return_path_is_null(mail: ParsedMail) -> bool:

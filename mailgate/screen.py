@@ -13,7 +13,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailgate.bounces import bounce_reason, bounced_message_ids, bounced_recipients
+from mailgate.bounces import (
+    bounce_reason,
+    bounced_message_ids,
+    bounced_recipients,
+    report_evidence,
+)
 from mailgate.values import Envelope, ParsedMail, ScreenResult, Verdict
 
 __all__ = [
@@ -197,20 +202,16 @@ def screen(mail: ParsedMail, envelope: Envelope, own: OwnMail) -> ScreenResult:
         return ScreenResult(Verdict.LOOP, loop)
     auto_reply = is_auto_reply(mail)
     bounce = is_bounce(mail, envelope)
-    if bounce and not (auto_reply and _only_null_sender(bounce)):
+    # RFC 3834 §3.3 tells responders to send from the null sender too: a null sender alone
+    # does not make an out-of-office a bounce, the report's own evidence does.
+    if bounce and (auto_reply is None or report_evidence(mail)):
         return ScreenResult(Verdict.BOUNCE, bounce)
     if auto_reply:
-        # RFC 3834 §3.3 tells responders to send from the null sender too, so a null
-        # sender alone does not make an out-of-office a bounce.
         return ScreenResult(Verdict.AUTO_REPLY, auto_reply)
     bulk = is_bulk(mail)
     if bulk:
         return ScreenResult(Verdict.BULK, bulk)
     return ScreenResult(Verdict.OK)
-
-
-def _only_null_sender(bounce_reason: str) -> bool:
-    return "null" in bounce_reason and "sender" in bounce_reason
 
 
 def _short(text: str, limit: int = 80) -> str:
