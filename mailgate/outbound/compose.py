@@ -1,0 +1,511 @@
+"""Stage 8 (apply) helper: turn a decided ``Notification`` into a ready-to-send mail.
+
+``Composer.render`` picks the template (override folder, then built-in; the language, then
+``en``), renders the subject, the text and the optional HTML part with Jinja2, and builds
+the MIME message with every header DESIGN.md promises (``[#ID]`` tag, our signed
+Message-ID, thread headers, ``Auto-Submitted``, ``X-Mailgate-Ticket``). The result goes
+into the outbox in the pipeline's transaction; the dispatcher sends it later.
+
+Template variables (also in ``templates/README.md``); every one is always defined, so a
+template may test it with ``{% if %}`` even under ``StrictUndefined``:
+
+``ticket``
+    a mapping with ``id, subject, status, status_text, priority, type, sector, requester,
+    requester_name, shop`` (missing keys default to ``""``; ``id`` to the notification's
+    ticket; ``status_text`` is derived from ``status`` in the template's language).
+``message``
+    the text of an agent's reply (``agent_reply``), else ``""``.
+``old_status``, ``new_status``, ``old_status_text``, ``new_status_text``
+    for ``status_changed`` (the ``*_text`` ones are derived when not given).
+``support_address``
+    the bare address of the configured From.
+``peak``
+    ``True`` during a sales campaign (peak mode): answers are slower than usual.
+
+Any other key of ``Notification.context`` is passed through as given.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import importlib.resources
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy as email_policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+import mailgate
+from mailgate.config import OutboundSettings
+from mailgate.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LANGUAGE = "en"
+MAX_REFERENCES = 20
+MAX_SUBJECT_CHARS = 250
+_HEADER_WIDTH = 78  # RFC 5322 §2.1.1: lines SHOULD stay within 78 characters
+
+# Words for ticket statuses, one dict per language. A language without an entry falls back
+# to English, and an unknown status to its own name, so a new status never breaks a mail.
+STATUS_TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "new": "received",
+        "open": "in progress",
+        "pending": "waiting for your answer",
+        "on_hold": "on hold",
+        "solved": "solved",
+        "closed": "closed",
+    },
+}
+
+_TICKET_KEYS = (
+    "subject",
+    "status",
+    "status_text",
+    "priority",
+    "type",
+    "sector",
+    "requester",
+    "requester_name",
+    "shop",
+)
+
+# SMTP policy, but bodies in quoted-printable/base64 rather than 8bit: a relay without
+# 8BITMIME would otherwise have to convert (or bounce) non-ASCII text. refold_source="none"
+# leaves the headers we set with ``set_raw`` (Message-ID, In-Reply-To, References) exactly
+# as written: the generic folder would turn a long msg-id into RFC 2047 encoded words,
+# which no client can match, and the thread would break.
+_POLICY = email_policy.SMTP.clone(cte_type="7bit", refold_source="none")
+
+# Characters that must never reach a header: CR and LF would start a new header (the
+# classic injection: "Subject: hi\r\nBcc: victim@…"), the other C0/C1 controls and the
+# Unicode line separators are read as line breaks by some clients and parsers.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SPACES = re.compile(r"\s+")
+
+# One RFC 5321 addr-spec, ASCII only: dot-atom local part (no quoted strings, no comments,
+# no source routes) at a host name. Anything looser is how "a@b.com, c@d.com" or
+# "a@b.com>\r\nBcc:" would slip a second recipient in.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_NAME_ADDR = re.compile(r"^(?P<name>.*?)\s*<(?P<addr>[^<>]*)>\s*$", re.DOTALL)
+
+# A msg-id we will write into In-Reply-To/References: printable ASCII, no brackets or
+# spaces, one "@". Anything else is dropped rather than repaired.
+_MSG_ID = re.compile(r"[!-;=?-~]{1,900}@[!-;=?-~]{1,255}")
+_OUR_ID = re.compile(r"mg\.(?P<ticket>\d{1,18})\.(?P<nonce>[0-9a-f]{12})\.(?P<mac>[0-9a-f]{16})@.+")
+_LANG = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A notification decided by the pipeline or the scheduler, not yet rendered."""
+
+    kind: str  # template name: "ack", "agent_reply", "status_changed", ...
+    ticket_id: int
+    language: str  # "en", "ro", ...; lookup falls back to "en"
+    to: tuple[str, ...]  # "addr" or "Name <addr>"
+    cc: tuple[str, ...] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)  # template variables
+    in_reply_to: str | None = None  # Message-ID (no brackets) of the mail we answer
+    references: tuple[str, ...] = ()
+    auto_submitted: bool = True  # automatic answers carry Auto-Submitted: auto-replied
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMail:
+    """A mail ready for the outbox: envelope plus the exact bytes to hand to the relay."""
+
+    message_id: str  # without brackets
+    mail_from: str  # envelope sender (bare address)
+    recipients: tuple[str, ...]  # envelope recipients: To and Cc, deduplicated
+    subject: str
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    language: str
+    subject: str
+    text: str
+    html: str | None
+
+
+def status_text(status: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """The words for a ticket status in ``lang`` (English, then the bare name, as fallback)."""
+    for words in (STATUS_TEXT.get(lang, {}), STATUS_TEXT[DEFAULT_LANGUAGE]):
+        if status in words:
+            return words[status]
+    return status.replace("_", " ")
+
+
+def builtin_templates_dir() -> Path:
+    """The templates shipped with Mailgate: inside the wheel, or at the top of a checkout."""
+    packaged = importlib.resources.files("mailgate") / "templates"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return Path(mailgate.__file__).resolve().parent.parent / "templates"
+
+
+def clean_header_text(value: str) -> str:
+    """``value`` on one line: control characters become spaces, runs of spaces one space."""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
+
+
+def parse_address(value: str) -> Address:
+    """One ``addr`` or ``Name <addr>`` as an ``Address``; raises ``ValueError`` if invalid."""
+    match = _NAME_ADDR.match(value)
+    name, spec = (match["name"], match["addr"]) if match else ("", value)
+    name = clean_header_text(name)
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\").strip()
+    local, domain = _split_addr_spec(spec.strip())
+    return Address(display_name=name, username=local, domain=domain)
+
+
+def _split_addr_spec(spec: str) -> tuple[str, str]:
+    local, at, domain = spec.rpartition("@")
+    if not at or not _LOCAL.fullmatch(local) or len(local) > 64:
+        raise ValueError(f"not a valid e-mail address: {spec!r}")
+    try:
+        # International domains travel as punycode: we never assume SMTPUTF8 at the relay.
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise ValueError(f"not a valid e-mail domain: {spec!r}") from exc
+    labels = ascii_domain.split(".")
+    if not all(_LABEL.fullmatch(label) for label in labels) or len(ascii_domain) > 253:
+        raise ValueError(f"not a valid e-mail domain: {spec!r}")
+    return local, ascii_domain
+
+
+def clean_message_id(value: str) -> str | None:
+    """A Message-ID without brackets if it is safe to write into a header, else None."""
+    candidate = value.strip().removeprefix("<").removesuffix(">")
+    return candidate if _MSG_ID.fullmatch(candidate) else None
+
+
+class Composer:
+    """Renders notifications into mails; owns our Message-IDs and their signatures."""
+
+    def __init__(
+        self,
+        settings: OutboundSettings,
+        secret: bytes,
+        clock: Callable[[], datetime],
+        override_dir: Path | None = None,
+    ) -> None:
+        if not secret:
+            # An empty key would let anyone forge "our" Message-IDs, and with them threading.
+            raise ConfigError(f"no server secret: set {settings.secret_env}")
+        try:
+            self._from = parse_address(settings.from_)
+        except ValueError as exc:
+            raise ConfigError(f"bad outbound.from: {exc}") from exc
+        self._secret = secret
+        self._clock = clock
+        self._domain = (settings.message_id_domain or self._from.domain).lower()
+        if not all(_LABEL.fullmatch(label) for label in self._domain.split(".")):
+            raise ConfigError(f"bad outbound.message_id_domain: {self._domain!r}")
+        self._builtin = builtin_templates_dir()
+        self._override = override_dir
+        self._environments: dict[Path, jinja2.Environment] = {}
+
+    # -- Message-IDs -------------------------------------------------------------------
+
+    def new_message_id(self, ticket_id: int) -> str:
+        """A fresh ``mg.<ticket>.<nonce>.<hmac>@<domain>``, without brackets."""
+        nonce = secrets.token_hex(6)
+        return f"mg.{ticket_id}.{nonce}.{self._mac(ticket_id, nonce)}@{self._domain}"
+
+    def is_our_message_id(self, message_id: str) -> int | None:
+        """The ticket id signed into ``message_id`` when its HMAC checks out, else None.
+
+        The domain is not part of the check, so IDs stay valid after a domain change.
+        """
+        match = _OUR_ID.fullmatch(message_id.strip().removeprefix("<").removesuffix(">"))
+        if match is None:
+            return None
+        ticket_id = int(match["ticket"])
+        expected = self._mac(ticket_id, match["nonce"])
+        return ticket_id if hmac.compare_digest(expected, match["mac"]) else None
+
+    def _mac(self, ticket_id: int, nonce: str) -> str:
+        digest = hmac.new(self._secret, f"{ticket_id}.{nonce}".encode(), hashlib.sha256)
+        return digest.hexdigest()[:16]
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def render(self, n: Notification) -> RenderedMail:
+        """Render ``n`` into a complete mail.
+
+        Raises ``ValueError`` when no To address is valid, or an unknown ``kind``; a
+        broken override template falls back to the built-in one instead of raising.
+        """
+        to = _addresses(n.to, what="To")
+        if not to:
+            raise ValueError(f"notification {n.kind} for #{n.ticket_id} has no valid To")
+        taken = {a.addr_spec.lower() for a in to}
+        cc = [a for a in _addresses(n.cc, what="Cc") if a.addr_spec.lower() not in taken]
+        reply_to = _addresses((n.reply_to,), what="Reply-To") if n.reply_to else []
+        rendered = self._render_templates(n)
+        message_id = self.new_message_id(n.ticket_id)
+
+        msg = EmailMessage(policy=_POLICY)
+        msg["From"] = self._from
+        msg["To"] = to
+        if cc:
+            msg["Cc"] = cc
+        if reply_to:
+            msg["Reply-To"] = reply_to
+        msg.set_raw("Subject", encode_subject(rendered.subject))
+        msg["Date"] = format_datetime(self._now())
+        msg.set_raw("Message-ID", f"<{message_id}>")
+        _set_thread_headers(msg, n.in_reply_to, n.references)
+        if n.auto_submitted:
+            msg["Auto-Submitted"] = "auto-replied"
+            # Asks Exchange/Outlook not to answer an automatic mail with another one.
+            msg["X-Auto-Response-Suppress"] = "All"
+        msg["X-Mailgate-Ticket"] = str(n.ticket_id)
+        _set_body(msg, rendered.text, rendered.html)
+        msg["Content-Language"] = rendered.language  # after the body: set_content clears it
+
+        recipients = tuple(dict.fromkeys(a.addr_spec for a in [*to, *cc]))
+        return RenderedMail(
+            message_id=message_id,
+            mail_from=self._from.addr_spec,
+            recipients=recipients,
+            subject=rendered.subject,
+            raw=msg.as_bytes(policy=_POLICY),
+        )
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the clock must return timezone-aware datetimes")
+        return now
+
+    def _render_templates(self, n: Notification) -> _Rendered:
+        if not _KIND.fullmatch(n.kind):
+            # The kind becomes part of a file name: no "../" or odd characters.
+            raise ValueError(f"bad notification kind: {n.kind!r}")
+        folders = self._folders(n.language)
+        last_error: Exception | None = None
+        for folder, lang in folders:
+            if not (folder / f"{n.kind}.txt.j2").is_file():
+                continue
+            try:
+                return self._render_in(folder, lang, n)
+            except Exception as exc:
+                # A notification is never lost to a template bug: an admin's broken
+                # override gives way to the next folder in line, and the error is logged.
+                # Any exception counts: a template can raise TypeError as well as
+                # TemplateError, and none of them says anything about the next folder.
+                log.exception("template %s/%s failed; trying the next folder", folder, n.kind)
+                last_error = exc
+        if last_error is not None:
+            raise last_error
+        raise ValueError(f"no template for notification kind {n.kind!r}")
+
+    def _folders(self, language: str) -> list[tuple[Path, str]]:
+        """Where to look, in order: override/<lang>, built-in/<lang>, override/en, built-in/en."""
+        lang = language.strip().lower().replace("_", "-")
+        langs = [lang] if _LANG.fullmatch(lang) else []  # never a path from outside
+        if "-" in lang and _LANG.fullmatch(lang):
+            langs.append(lang.split("-")[0])  # "pt-br" -> also "pt"
+        langs.append(DEFAULT_LANGUAGE)
+        roots = [r for r in (self._override, self._builtin) if r is not None]
+        folders = [(root / code, code) for code in dict.fromkeys(langs) for root in roots]
+        return [f for f in folders if f[0].is_dir()]
+
+    def _render_in(self, folder: Path, lang: str, n: Notification) -> _Rendered:
+        env = self._environment(folder)
+        variables = _variables(n, lang, self._from.addr_spec)
+        text_template = env.get_template(f"{n.kind}.txt.j2")
+        context = text_template.new_context(dict(variables))
+        subject = "".join(text_template.blocks["subject"](context))
+        body = "".join(text_template.blocks["body"](context))
+        html = None
+        if (folder / f"{n.kind}.html.j2").is_file():
+            html = env.get_template(f"{n.kind}.html.j2").render(variables)
+        return _Rendered(
+            language=lang,
+            subject=_subject_with_tag(subject, n.ticket_id),
+            text=_tidy_body(body),
+            html=html,
+        )
+
+    def _environment(self, folder: Path) -> jinja2.Environment:
+        env = self._environments.get(folder)
+        if env is None:
+            # Sandboxed: templates are configuration an admin edits, not code to trust.
+            env = SandboxedEnvironment(
+                loader=jinja2.FileSystemLoader(folder),
+                undefined=jinja2.StrictUndefined,
+                autoescape=jinja2.select_autoescape(
+                    enabled_extensions=("html.j2",), default_for_string=False, default=False
+                ),
+                trim_blocks=True,
+                lstrip_blocks=True,
+                keep_trailing_newline=True,
+            )
+            self._environments[folder] = env
+        return env
+
+
+def _variables(n: Notification, lang: str, support_address: str) -> dict[str, Any]:
+    given = dict(n.context)
+    ticket: dict[str, Any] = dict.fromkeys(_TICKET_KEYS, "")
+    ticket["id"] = n.ticket_id
+    ticket.update(given.pop("ticket", None) or {})
+    for key in _TICKET_KEYS:  # "None" must never be printed to a merchant
+        if ticket[key] is None:
+            ticket[key] = ""
+    # A subject is one line wherever a template shows it (body included).
+    ticket["subject"] = clean_header_text(str(ticket["subject"]))
+    if not ticket["status_text"] and ticket["status"]:
+        ticket["status_text"] = status_text(str(ticket["status"]), lang)
+    variables: dict[str, Any] = {
+        "message": "",
+        "old_status": "",
+        "new_status": "",
+        "old_status_text": "",
+        "new_status_text": "",
+        "support_address": support_address,
+        "peak": False,
+    }
+    variables.update(given)
+    variables["ticket"] = ticket
+    for key in ("old_status", "new_status"):
+        if variables[key] and not variables[f"{key}_text"]:
+            variables[f"{key}_text"] = status_text(str(variables[key]), lang)
+    return variables
+
+
+def _subject_with_tag(rendered: str, ticket_id: int) -> str:
+    subject = clean_header_text(rendered)[:MAX_SUBJECT_CHARS].strip()
+    tag = f"[#{ticket_id}]"
+    # The tag is how a reply finds its ticket (DESIGN.md, thread stage): never omit it.
+    return subject if tag in subject else f"{tag} {subject}".strip()
+
+
+def encode_subject(subject: str, *, name: str = "Subject") -> str:
+    """``subject`` as a folded header value: ASCII words as they are, the rest RFC 2047.
+
+    Done here rather than by ``email``'s folder, which (CPython 3.11) loses or adds spaces
+    around encoded words and can wrap the ``[#ID]`` tag into one: the tag must stay
+    readable in the raw header for every client and filter that looks for it.
+    """
+    tokens: list[str] = []
+    run: list[str] = []  # consecutive words that need encoding travel as one text
+    for word in clean_header_text(subject).split(" "):
+        if word.isascii() and "=?" not in word:  # "=?" would be decoded by the reader
+            if run:
+                tokens.extend(_encoded_words(" ".join(run)))
+                run = []
+            if word:
+                tokens.append(word)
+        else:
+            run.append(word)
+    if run:
+        tokens.extend(_encoded_words(" ".join(run)))
+    lines: list[str] = []
+    width = len(name) + 1  # "Subject:"; every token adds one space before it
+    for token in tokens:
+        if lines and width + 1 + len(token) > _HEADER_WIDTH:
+            lines.append(token)  # the folding whitespace stands for the space between words
+            width = 1 + len(token)
+        elif lines:
+            lines[-1] = f"{lines[-1]} {token}"
+            width += 1 + len(token)
+        else:
+            lines.append(token)
+            width += 1 + len(token)
+    return "\r\n ".join(lines)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """``text`` as base64 encoded words of 68 characters at most, never splitting a char.
+
+    Spaces inside ``text`` stay inside the words: whitespace between two encoded words
+    is dropped by decoders (RFC 2047 §6.2).
+    """
+    words: list[str] = []
+    chunk = b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        # 42 bytes -> 56 base64 characters + 12 of framing: fits after "Subject: " in 78.
+        if len(chunk) + len(encoded) > 42:
+            words.append(_b_word(chunk))
+            chunk = b""
+        chunk += encoded
+    if chunk:
+        words.append(_b_word(chunk))
+    return words
+
+
+def _b_word(chunk: bytes) -> str:
+    return f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?="
+
+
+def _tidy_body(body: str) -> str:
+    lines = body.replace("\r\n", "\n").replace("\r", "\n").strip("\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _addresses(values: Iterable[str | None], *, what: str) -> list[Address]:
+    result: list[Address] = []
+    for value in values:
+        if not value:
+            continue
+        try:
+            address = parse_address(value)
+        except ValueError as exc:
+            # One bad copied address must not cost the requester the notification.
+            log.warning("dropping %s address: %s", what, exc)
+            continue
+        if address.addr_spec.lower() not in {a.addr_spec.lower() for a in result}:
+            result.append(address)
+    return result
+
+
+def _set_thread_headers(msg: EmailMessage, in_reply_to: str | None, refs: Iterable[str]) -> None:
+    parent = clean_message_id(in_reply_to) if in_reply_to else None
+    chain = [c for c in (clean_message_id(r) for r in refs) if c]
+    if parent:
+        chain.append(parent)
+    chain = list(dict.fromkeys(chain))
+    if len(chain) > MAX_REFERENCES:
+        # Keep the thread's root and the newest ones (RFC 5322 §3.6.4 suggests the same).
+        chain = [chain[0], *chain[-(MAX_REFERENCES - 1) :]]
+    if parent:
+        msg.set_raw("In-Reply-To", f"<{parent}>")
+    if chain:
+        # One msg-id per line, folded by hand (see _POLICY for why not by the library).
+        msg.set_raw("References", "\r\n ".join(f"<{c}>" for c in chain))
+
+
+def _set_body(msg: EmailMessage, text: str, html: str | None) -> None:
+    msg.set_content(text, charset="utf-8")
+    if html is None:
+        return
+    msg.make_alternative()
+    part = EmailMessage(policy=_POLICY)
+    part.set_content(html, subtype="html", charset="utf-8")
+    del part["MIME-Version"]  # set_content adds it; only the top level carries one
+    msg.attach(part)

@@ -1,0 +1,204 @@
+"""The outbox table: notifications rendered in stage 8 (apply), sent by stage 9 (notify).
+
+``enqueue`` adds a row to the caller's session, so a notification is committed in the
+same transaction as the ticket change that caused it (never one without the other).
+The dispatcher then ``claim_due``s rows, hands them to a transport and records the
+outcome with ``mark_sent`` / ``mark_retry`` / ``mark_failed``. Agents see the rows with
+``list_outbox`` and put failed ones back with ``retry`` (``mailgate outbox list|retry``).
+
+States: ``queued`` → ``sending`` → ``sent``, or back to ``queued`` (temporary failure),
+or ``failed`` (permanent failure, or too many attempts). While a row is ``sending``,
+``next_attempt_at`` holds the end of the dispatcher's lease: a dispatcher that dies
+mid-send leaves the row to be claimed again once the lease has run out (crash recovery,
+at the price of a possible second send with the same Message-ID).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from store.db import Database
+from store.enums import OutboxState
+from store.errors import InvalidInput, RecordNotFound
+from store.models import OutboxMail
+
+MAX_ERROR_CHARS = 2000  # the width of outbox_mails.last_error
+
+
+def enqueue(
+    session: Session,
+    *,
+    ticket_id: int | None,
+    kind: str,
+    message_id: str,
+    mail_from: str,
+    recipients: Sequence[str],
+    subject: str,
+    raw: bytes,
+    now: datetime,
+) -> OutboxMail:
+    """Add a queued mail to ``session`` (committed with the caller's transaction).
+
+    Raises ``InvalidInput`` when there is no recipient or one cannot be stored.
+    """
+    rcpts = [r.strip() for r in recipients]
+    if not rcpts:
+        raise InvalidInput(f"outbox mail {kind} for #{ticket_id} has no recipient")
+    for rcpt in rcpts:
+        # Recipients are kept comma-separated; an address with a comma or a space in it
+        # would come back as two (or a broken one), so it is refused here, not later.
+        if not rcpt or any(c in rcpt for c in ", \t\r\n") or "@" not in rcpt:
+            raise InvalidInput(f"bad outbox recipient: {rcpt!r}")
+    mail = OutboxMail(
+        ticket_id=ticket_id,
+        kind=kind,
+        message_id=message_id,
+        mail_from=mail_from,
+        recipients=",".join(rcpts),
+        subject=subject[:998],
+        raw=raw,
+        state=OutboxState.QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(mail)
+    session.flush()  # gives the row its id inside the caller's transaction
+    return mail
+
+
+def recipients_of(mail: OutboxMail) -> list[str]:
+    """The envelope recipients of ``mail``."""
+    return [r for r in mail.recipients.split(",") if r]
+
+
+def claim_due(
+    db: Database, now: datetime, limit: int, lease_seconds: float = 300
+) -> list[OutboxMail]:
+    """Take up to ``limit`` due mails for sending, and return them (detached rows).
+
+    Due: ``queued`` with ``next_attempt_at <= now``, or ``sending`` whose lease has run
+    out (a dispatcher crashed). Each claimed row becomes ``sending``, its attempt count
+    goes up by one (so a mail that crashes every dispatcher still reaches
+    ``max_attempts``), and ``next_attempt_at`` becomes the lease end. On PostgreSQL the
+    rows are locked with ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take
+    disjoint sets without waiting for each other; SQLite's ``BEGIN IMMEDIATE`` (see
+    ``Database.write``) serialises claims instead.
+    """
+    if limit <= 0:
+        return []
+    lease_end = now + timedelta(seconds=lease_seconds)
+    with db.write() as session:
+        query = (
+            select(OutboxMail)
+            .where(col(OutboxMail.state).in_([OutboxState.QUEUED, OutboxState.SENDING]))
+            .where(col(OutboxMail.next_attempt_at) <= now)
+            .order_by(col(OutboxMail.next_attempt_at), col(OutboxMail.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        mails = list(session.exec(query))
+        for mail in mails:
+            mail.state = OutboxState.SENDING
+            mail.attempts += 1
+            mail.next_attempt_at = lease_end
+        session.flush()
+    return mails
+
+
+def mark_sent(db: Database, id: int, now: datetime) -> None:
+    """Record that mail ``id`` was handed to the relay. Raises ``RecordNotFound``."""
+    with db.write() as session:
+        mail = _get(session, id)
+        mail.state = OutboxState.SENT
+        mail.sent_at = now
+        mail.next_attempt_at = now
+        mail.last_error = None
+
+
+def mark_retry(db: Database, id: int, error: str, now: datetime, next_attempt_at: datetime) -> None:
+    """Put mail ``id`` back in the queue until ``next_attempt_at``, noting ``error``.
+
+    A mail that has been sent meanwhile (another dispatcher after a lease ran out) stays
+    sent. Raises ``RecordNotFound``.
+    """
+    with db.write() as session:
+        mail = _get(session, id)
+        if mail.state == OutboxState.SENT:
+            return
+        mail.state = OutboxState.QUEUED
+        mail.next_attempt_at = max(next_attempt_at, now)
+        mail.last_error = _error_text(error)
+
+
+def mark_failed(db: Database, id: int, error: str, now: datetime) -> None:
+    """Give mail ``id`` up (until an agent retries it), noting ``error``.
+
+    Raises ``RecordNotFound``.
+    """
+    with db.write() as session:
+        mail = _get(session, id)
+        if mail.state == OutboxState.SENT:
+            return
+        mail.state = OutboxState.FAILED
+        mail.next_attempt_at = now
+        mail.last_error = _error_text(error)
+
+
+def list_outbox(
+    session: Session, states: Iterable[str] | None = None, limit: int = 100
+) -> list[OutboxMail]:
+    """Outbox mails, newest first, optionally only those in ``states``."""
+    query = select(OutboxMail)
+    wanted = [OutboxState(s) for s in states] if states is not None else None
+    if wanted is not None:
+        query = query.where(col(OutboxMail.state).in_(wanted))
+    query = query.order_by(col(OutboxMail.created_at).desc(), col(OutboxMail.id).desc())
+    return list(session.exec(query.limit(limit)))
+
+
+def get_outbox_mail(session: Session, id: int) -> OutboxMail:
+    """One outbox mail. Raises ``RecordNotFound``."""
+    return _get(session, id)
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    """How many outbox mails are in each state (every state present, zeros included)."""
+    counts = dict.fromkeys((s.value for s in OutboxState), 0)
+    query = select(OutboxMail.state, sa.func.count()).group_by(OutboxMail.state)
+    for state, count in session.exec(query):
+        counts[state] = count
+    return counts
+
+
+def retry(session: Session, id: int, now: datetime) -> OutboxMail:
+    """Queue a ``failed`` (or still ``queued``) mail for sending now, with fresh attempts.
+
+    The attempt count starts again from zero: the agent who asks for a retry has usually
+    fixed what made it fail, and deserves the full series of tries. Raises
+    ``RecordNotFound``, or ``InvalidInput`` for a mail that is sending or already sent.
+    """
+    mail = _get(session, id)
+    if mail.state not in (OutboxState.FAILED, OutboxState.QUEUED):
+        raise InvalidInput(f"outbox mail {id} is {mail.state}; only failed or queued mails retry")
+    mail.state = OutboxState.QUEUED
+    mail.attempts = 0
+    mail.next_attempt_at = now
+    session.add(mail)
+    session.flush()
+    return mail
+
+
+def _get(session: Session, id: int) -> OutboxMail:
+    mail = session.get(OutboxMail, id)
+    if mail is None:
+        raise RecordNotFound(f"outbox mail {id} not found")
+    return mail
+
+
+def _error_text(error: str) -> str:
+    return error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…"
