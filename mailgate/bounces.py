@@ -20,6 +20,7 @@ from email import message_from_bytes
 from email.message import Message
 from email.parser import HeaderParser
 
+from mailgate.auth import organizational_domain
 from mailgate.values import Envelope, ParsedMail
 
 # --- evidence that a mail is a bounce ---------------------------------------------------
@@ -36,22 +37,23 @@ DAEMON_NAME_RE = re.compile(
     re.IGNORECASE,
 )
 
-# Subjects the MTAs put on their notices. Anchored at the start, so that a merchant who
-# forwards a bounce ("Fwd: Undeliverable: …") to ask about it still opens a ticket. Only
-# wordings about *mail*: in a shop "Delivery failed" or "Undelivered order" is a parcel.
+# Subjects the MTAs put on their notices, in their exact wording. Anchored at the start, so
+# that a merchant who forwards a bounce ("Fwd: Undeliverable: …") to ask about it still opens
+# a ticket. Nothing a merchant would write about their own troubles: in a shop "Delivery
+# failed" is a parcel, and "Mail delivery problem" is a complaint about the shop's mail (the
+# MTAs that use such plain subjects send from MAILER-DAEMON or postmaster, caught above).
 BOUNCE_SUBJECT_RE = re.compile(
     r"^\s*(?:"
     r"(?:undeliverable|unzustellbar|onbestelbaar|nelivrabil|niedostarczalne|non remis|"
     r"não é possível entregar|não entregue|non recapitabile)\s*:|"
-    r"undeliverable mail|undelivered mail|returned mail\s*[:\-]|"
-    r"mail delivery (?:failed|failure|problem|warning)|mail (?:could not|couldn't) be delivered|"
-    r"mail not delivered|mail failed|failed mail\s*:|mail system error|"
+    r"undeliverable mail|undelivered mail returned to sender|returned mail\s*[:\-]|"
+    r"mail delivery failed\s*:|mail delivery warning|mail (?:could not|couldn't) be delivered|"
+    r"mail failed, returning|failed mail\s*:|mail system error - returned mail|"
     r"delivery status notification|delivery notification: delivery has failed|"
     r"delivery report \((?:failure|delay)|failure notice|non-?delivery(?: report)?\s*:|"
-    r"permanent delivery failure|message delayed|delayed mail|"
+    r"permanent delivery failure|message delayed|delayed mail \(still being retried|"
     r"warning: message .{0,40}(?:delayed|not yet been delivered)|"
-    r"your message to \S+ could not be delivered|"
-    r"message (?:could not|cannot) be delivered"
+    r"your message to \S+ could not be delivered"
     r")",
     re.IGNORECASE,
 )
@@ -69,8 +71,7 @@ BOUNCE_BODY_RE = re.compile(
     r"(?:failed|could not be delivered|had permanent fatal errors)|"
     r"message was created automatically by mail delivery software|"
     r"this is the (?:postfix|qmail-send|mail system) (?:program )?at host|"
-    r"i wasn't able to deliver your message|delivery status notification|"
-    r"non-delivery report|(?:undeliverable|returned) mail|"
+    r"i wasn't able to deliver your message|non-delivery report|"
     r"n'a pas pu (?:etre|être) (?:delivre|délivré|remis)"
     r")",
     re.IGNORECASE,
@@ -390,10 +391,8 @@ def _qualify(mail: ParsedMail, report: _Report, local: str) -> list[str]:
     domain = (mail.from_address or "").rsplit("@", 1)[-1]
     if "." not in domain:
         return []
-    # The reporting host is usually a machine of the recipient's own domain.
-    parts = domain.split(".")
-    base = ".".join(parts[-3:] if len(parts[-1]) == 2 and len(parts) > 2 else parts[-2:])
-    return [f"{local}@{base.lower()}"]
+    # A guess: the reporting host is a machine of the recipient's own organisation.
+    return [f"{local}@{organizational_domain(domain)}"]
 
 
 def _noise_addresses(mail: ParsedMail) -> set[str]:
@@ -421,25 +420,33 @@ def bounced_message_ids(mail: ParsedMail) -> tuple[str, ...]:
     found: list[str] = []
     for text in report.returned:
         headers = HeaderParser().parsestr(_strip_quote_marks(text), headersonly=True)
-        value = headers.get("Message-ID")
-        if value:
-            found.extend(re.findall(r"<?([^<>\s]+@[^<>\s]+?)>?(?:\s|$)", str(value).strip()))
+        value = str(headers.get("Message-ID") or "")
+        found.extend(re.findall(r"<([^<>\s]+@[^<>\s]+)>", value))
         found.extend(MESSAGE_ID_HEADER_RE.findall(text))
     found.extend(MESSAGE_ID_HEADER_RE.findall(report.notice))
+    for text in report.status:  # some gateways paste the returned headers into the report
+        found.extend(MESSAGE_ID_HEADER_RE.findall(text))
     found.extend((*mail.in_reply_to, *mail.references))
-    own = (mail.message_id or "").lower()
-    return _unique(mid for mid in found if mid.lower() != own)
+    own = (mail.message_id or "").strip("<>").lower()
+    ids: dict[str, str] = {}
+    for mid in found:
+        ids.setdefault(mid.strip().lower(), mid.strip())
+    return tuple(mid for key, mid in ids.items() if key and key != own)
 
 
 # --- taking a report apart -------------------------------------------------------------------
 
 
 def _take_apart(mail: ParsedMail) -> _Report:
+    """Split a bounce into notice, DSN fields and returned copy, however the parser laid
+    out its parts (attachments, or all in the body text)."""
     status: list[str] = []
     returned: list[str] = []
     extra_notices: list[str] = []
     for att in mail.attachments:
         ctype = att.content_type.lower()
+        if not ctype.startswith(("text/", "message/", "multipart/")):
+            continue  # images and files say nothing about delivery
         text = _decode(att.content)
         if ctype in STATUS_TYPES:
             status.append(text)

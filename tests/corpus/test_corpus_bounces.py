@@ -8,15 +8,17 @@ are checked against the parser the pipeline really uses.
 
 from __future__ import annotations
 
+import email
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from stdlib_mail import stdlib_parsed
 
-from mailgate.screen import OwnMail, bounced_recipients, screen
+from mailgate.screen import OwnMail, bounced_message_ids, bounced_recipients, screen
 from mailgate.values import Envelope, ParsedMail, Verdict
 
 CORPUS = Path(
@@ -135,3 +137,22 @@ def test_bounced_recipients_share(read: Reader) -> None:
 @pytest.mark.parametrize("name", [n for n in BOUNCE_FILES if n not in WITH_ADDRESSES])
 def test_bounce_without_named_recipient_does_not_crash(name: str, read: Reader) -> None:
     assert isinstance(bounced_recipients(read((BOUNCES / name).read_bytes())), tuple)
+
+
+def _returned_message_ids(raw: bytes) -> set[str]:
+    """Message-IDs on header lines of the file other than the bounce's own."""
+    own = str(email.message_from_bytes(raw).get("Message-ID") or "").strip().strip("<>")
+    found = re.findall(rb"(?im)^[>\s]*message-id\s*:\s*<([^<>\s]+)>", raw)
+    return {mid.decode("latin-1") for mid in found} - {own}
+
+
+@pytest.mark.parametrize("read", READERS)
+def test_bounced_message_ids_find_the_returned_mail(read: Reader) -> None:
+    """Wherever the returned mail's Message-ID survives in a bounce, it is found."""
+    missed = []
+    for name in BOUNCE_FILES:
+        raw = (BOUNCES / name).read_bytes()
+        expected = _returned_message_ids(raw)
+        if expected and not expected & set(bounced_message_ids(read(raw))):
+            missed.append(name)
+    assert missed == []

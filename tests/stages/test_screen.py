@@ -198,6 +198,11 @@ CASES: list[tuple[str, ParsedMail, Envelope, Verdict, str]] = [
                body="Hello,\n\nThe courier was unable to deliver the parcel and the delivery "
                     "failed twice. Our customer's order emails were not delivered either.\n"),
      SMTP, Verdict.OK, ""),
+    ("merchant_complaining_about_shop_mail_is_ok",
+     make_mail(subject="Mail delivery problem: order confirmations",
+               body="Hello,\n\nOur customers do not get their order confirmations. We see "
+                    "Delivery Status Notification and Undeliverable mail errors in the outbox.\n"),
+     SMTP, Verdict.OK, ""),
     # auto-reply
     ("auto_submitted_auto_replied", make_mail("Auto-Submitted: auto-replied"), SMTP,
      Verdict.AUTO_REPLY, "Auto-Submitted: auto-replied"),
