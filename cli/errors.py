@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
+
+import click
+from typer.core import TyperGroup
 
 from mailgate.errors import ConfigError, MailgateError
 from mailgate.sources.exits import EX_TEMPFAIL
@@ -36,10 +39,18 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
-def run_guarded(entry: Callable[[], object]) -> None:
-    """Run the Typer app; any error leaves as one readable line, never a traceback."""
+class GuardedGroup(TyperGroup):
+    """The root command group: any error leaves as one readable line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return guarded(lambda: super(GuardedGroup, self).invoke(ctx))
+
+
+def guarded(entry: Callable[[], Any]) -> Any:
     try:
-        entry()
+        return entry()
+    except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+        raise
     except (MailgateError, StoreError) as exc:
         fail(str(exc), exit_code_for(exc))
     except KeyboardInterrupt:

@@ -8,10 +8,11 @@ import typer
 
 from cli import admin, mail, ops, queues, tickets
 from cli.context import CliContext, setup_logging
-from cli.errors import run_guarded
+from cli.errors import GuardedGroup
 
 app = typer.Typer(
     name="mailgate",
+    cls=GuardedGroup,
     help="Mailgate: an email-first helpdesk. Mail in, tickets out.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -46,7 +47,7 @@ app.add_typer(queues.outbox, name="outbox", help="Notifications waiting or faile
 
 
 def main() -> None:
-    run_guarded(app)
+    app()
 
 
 if __name__ == "__main__":

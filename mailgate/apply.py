@@ -16,6 +16,7 @@ from sqlmodel import Session
 from mailgate.actions import AgentActions, TicketChanges
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
 from mailgate.notifications import Notifier
+from mailgate.threader import TICKET_TAG
 from mailgate.values import (
     Arrival,
     AuthResult,
@@ -114,7 +115,7 @@ class Applier:
         ticket = open_ticket(
             session,
             NewTicketValues(
-                subject=mail.subject.strip() or "(no subject)",
+                subject=subject_for_new_ticket(mail.subject),
                 requester=sender.address, requester_name=sender.name,
                 shop_id=sender.shop_id, verified=sender.verified,
                 verified_by=sender.verified_by, confidential=facts.instructions.confidential,
@@ -215,6 +216,12 @@ def new_raw(arrival: Arrival, raw: BlobRef, message_id: str | None, dedupe_key: 
         mail_from=arrival.envelope.mail_from, rcpt_tos=arrival.envelope.rcpt_tos,
         message_id=message_id, dedupe_key=dedupe_key,
     )
+
+
+def subject_for_new_ticket(subject: str) -> str:
+    """The subject without other tickets' ``[#N]`` tags (a new ticket has its own number)."""
+    cleaned = " ".join(TICKET_TAG.sub(" ", subject).split())
+    return cleaned or "(no subject)"
 
 
 def _raw_of(facts: MailFacts) -> NewRaw:

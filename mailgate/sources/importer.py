@@ -11,6 +11,7 @@ import logging
 import mailbox
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
@@ -38,40 +39,49 @@ class ImportSummary:
 
 
 def count_mails(path: Path) -> int:
-    return sum(1 for _ in _labels(path))
+    if path.is_dir() and not _is_maildir(path):
+        return sum(1 for _ in _eml_files(path))
+    with _mailbox(path) as box:
+        return len(box) if box is not None else 1
 
 
 def iter_mails(path: Path) -> Iterator[tuple[str, bytes]]:
     """(label, raw bytes) of every mail under ``path``: mbox, maildir, folder or one file."""
-    if path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir():
-        box = mailbox.Maildir(path, factory=None, create=False)
-        for key in sorted(box.keys()):
-            yield f"maildir:{key}", box.get_bytes(key)
-    elif path.is_dir():
-        for file in sorted(p for p in path.rglob("*.eml") if p.is_file()):
+    if path.is_dir() and not _is_maildir(path):
+        for file in _eml_files(path):
             yield str(file), file.read_bytes()
-    elif _is_mbox(path):
-        box = mailbox.mbox(path, factory=None, create=False)
-        for key in box.keys():
-            yield f"mbox:{key}", box.get_bytes(key)
+        return
+    with _mailbox(path) as box:
+        if box is None:
+            yield str(path), path.read_bytes()
+            return
+        for key in sorted(box.keys()):
+            yield f"{path}:{key}", box.get_bytes(key)
+
+
+def _eml_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.eml") if p.is_file())
+
+
+def _is_maildir(path: Path) -> bool:
+    return (path / "cur").is_dir() and (path / "new").is_dir()
+
+
+@contextmanager
+def _mailbox(path: Path) -> Iterator[mailbox.Mailbox[mailbox.Message] | None]:
+    """The maildir or mbox at ``path``, closed afterwards; None for a single mail file."""
+    box: mailbox.Mailbox[mailbox.Message] | None = None
+    if path.is_dir():
+        box = mailbox.Maildir(path, factory=None, create=False)
     else:
-        yield str(path), path.read_bytes()
-
-
-def _labels(path: Path) -> Iterator[str]:
-    if path.is_dir() and (path / "cur").is_dir():
-        yield from mailbox.Maildir(path, factory=None, create=False).keys()
-    elif path.is_dir():
-        yield from (str(p) for p in path.rglob("*.eml") if p.is_file())
-    elif _is_mbox(path):
-        yield from (str(k) for k in mailbox.mbox(path, factory=None, create=False).keys())
-    else:
-        yield str(path)
-
-
-def _is_mbox(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(5) == b"From "
+        with path.open("rb") as handle:
+            if handle.read(5) == b"From ":
+                box = mailbox.mbox(path, factory=None, create=False)
+    try:
+        yield box
+    finally:
+        if box is not None:
+            box.close()
 
 
 def import_mails(

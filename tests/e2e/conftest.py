@@ -1,0 +1,74 @@
+"""Fixtures for the pipeline and end-to-end tests."""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mailgate.app import Gateway
+from mailgate.apply import Outcome
+from mailgate.clock import ManualClock
+from mailgate.config import Settings
+from mailgate.outbound.transports import RecordingTransport
+from mailgate.values import Arrival, Envelope, Source
+from mailgate_testing import make_gateway, make_settings, running_listener
+
+
+@pytest.fixture
+def settings(tmp_path: Path, store_url: str) -> Settings:
+    """Settings for a gateway whose files live in tmp_path, on SQLite or PostgreSQL."""
+    return make_settings(tmp_path, store_url)
+
+
+@pytest.fixture
+def world(settings: Settings) -> Iterator[tuple[Gateway, ManualClock, RecordingTransport]]:
+    """A gateway with a controllable clock and a transport that records what it sends."""
+    gateway, clock, transport = make_gateway(settings)
+    yield gateway, clock, transport
+    gateway.close()
+
+
+@pytest.fixture
+def gateway(world: tuple[Gateway, ManualClock, RecordingTransport]) -> Gateway:
+    """The gateway of ``world``."""
+    return world[0]
+
+
+@pytest.fixture
+def clock(world: tuple[Gateway, ManualClock, RecordingTransport]) -> ManualClock:
+    """The clock of ``world``: it moves only when a test advances it."""
+    return world[1]
+
+
+@pytest.fixture
+def sent(world: tuple[Gateway, ManualClock, RecordingTransport]) -> RecordingTransport:
+    """The transport of ``world``: ``.sent`` lists what the dispatcher handed over."""
+    return world[2]
+
+
+Deliver = Callable[[bytes], Outcome | str]
+
+
+@pytest.fixture(params=["pipeline", "smtp"])
+def deliver(request: pytest.FixtureRequest, gateway: Gateway) -> Iterator[Callable[..., object]]:
+    """Hand a raw mail to Mailgate in-process, or through the real SMTP listener.
+
+    Returns a function ``deliver(raw, mail_from=..., rcpt=...)``; the conversation tests
+    run once each way (Salmon's RouterConversation / TestConversation pair)."""
+    if request.param == "pipeline":
+        def in_process(raw: bytes, mail_from: str = "ana@magazin.ro",
+                       rcpt: tuple[str, ...] = ("support@localhost",)) -> object:
+            return gateway.pipeline.process(
+                Arrival(raw, Envelope(mail_from, rcpt), Source("pipe"), gateway.clock()))
+        yield in_process
+        return
+    with running_listener(gateway) as (host, port):
+        def over_smtp(raw: bytes, mail_from: str = "ana@magazin.ro",
+                      rcpt: tuple[str, ...] = ("support@localhost",)) -> object:
+            with smtplib.SMTP(host, port, timeout=30) as client:
+                client.sendmail(mail_from, list(rcpt), raw)
+            return "250"
+        yield over_smtp

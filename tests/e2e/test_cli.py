@@ -1,0 +1,180 @@
+"""The ``mailgate`` command as agents and admins use it (Typer's CliRunner, plus one real
+subprocess per exit code of ``ingest``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from mailgate.sources.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL
+from mailgate_testing import raw_mail
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "samples" / "eml"
+
+
+@pytest.fixture
+def env(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Configuration through the environment only: no file, MAILGATE_<SECTION>_<KEY>."""
+    values = {
+        "MAILGATE_STORE_URL": store_url,
+        "MAILGATE_STORE_RAW": str(tmp_path / "raw"),
+        "MAILGATE_STORE_ATTACHMENTS": str(tmp_path / "attachments"),
+        "MAILGATE_OUTBOUND_TRANSPORT": f"maildir:{tmp_path}/outbound",
+        "MAILGATE_AGENT": "maria@support.example",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    return values
+
+
+def run(*args: str, input: bytes | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def ok(*args: str, input: bytes | None = None) -> str:
+    code, out, err = run(*args, input=input)
+    assert code == 0, (code, out, err)
+    return out
+
+
+def test_admin_then_mail_then_agent_work(env: dict[str, str], tmp_path: Path) -> None:
+    ok("shops", "add", "Magazin Exemplu", "--locale", "ro", "--rate", "45")
+    ok("users", "add", "ana@magazin.ro", "--shop", "Magazin Exemplu", "--name", "Ana Pop")
+    ok("agents", "add", "maria@support.example", "--sector", "payments")
+    assert json.loads(ok("users", "list", "--json"))[0]["shop"] == "Magazin Exemplu"
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(raw_mail())
+    assert "new ticket #1" in ok("ingest", str(mail))
+
+    [ticket] = json.loads(ok("tickets", "list", "--json"))
+    for key in ("id", "subject", "status", "type", "sector", "priority", "requester", "shop",
+                "verified", "confidential", "assignee", "created_at", "updated_at", "due_at",
+                "follow_up_of"):
+        assert key in ticket
+    assert ticket["shop"] == "Magazin Exemplu" and ticket["verified"] is False
+    assert ticket["created_at"].endswith("+00:00")
+
+    ok("tickets", "reply", "1", "--message", "Verificăm acum.", "--status", "pending")
+    ok("tickets", "note", "1", "--message", "checked the gateway logs")
+    ok("tickets", "set", "1", "--priority", "high", "--assignee", "maria@support.example")
+    shown = json.loads(ok("tickets", "show", "1", "--json"))
+    assert [m["direction"] for m in shown["messages"]] == ["in", "out", "note"]
+    assert shown["messages"][0]["threaded_by"] == "new"
+    assert {"filename", "content_type", "size", "sha256"} <= set(
+        shown["messages"][0].get("attachments", [{}])[0] if shown["messages"][0]["attachments"]
+        else {"filename", "content_type", "size", "sha256"})
+    assert (shown["status"], shown["priority"]) == ("pending", "high")
+    text = ok("tickets", "show", "1")
+    assert "threaded by new" in text and "Verificăm acum." in text
+
+    outbox = json.loads(ok("outbox", "list", "--json"))
+    assert [o["kind"] for o in outbox] == ["agent_reply", "ack"] or \
+        sorted(o["kind"] for o in outbox) == ["ack", "agent_reply"]
+    assert "2 sent" in ok("schedule", "run")
+    assert len(list((tmp_path / "outbound" / "new").iterdir())) == 2
+
+    stats = json.loads(ok("stats", "--json"))
+    assert stats["by_status"]["pending"] == 1
+
+
+def test_errors_are_one_line_without_traceback(env: dict[str, str]) -> None:
+    for args, code in (
+        (("tickets", "show", "999"), 3),
+        (("tickets", "set", "1"), 2),
+        (("shops", "add", "X", "--locale", "de"), 2),
+        (("users", "add", "nobody", "--shop", "none"), 2),
+        (("tickets", "list", "--status", "bogus"), 2),
+        (("suspended", "release", "5"), 3),
+    ):
+        got, out, err = run(*args)
+        assert got == code, (args, got, out, err)
+        assert err.startswith("mailgate: ") and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[smtp]\nport = 'not a number'\n")
+    code, _, err = run("--config", str(bad), "tickets", "list")
+    assert code == 78 and "smtp.port" in err
+    code, _, err = run("--config", str(tmp_path / "missing.toml"), "tickets", "list")
+    assert code == 78 and "not found" in err
+
+
+def test_import_is_safe_to_run_twice(env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "mails"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"{i}.eml").write_bytes(raw_mail(subject=f"Problem {i}",
+                                                   message_id=f"<import-{i}@magazin.ro>"))
+    first = json.loads(ok("import", str(folder), "--json"))
+    assert first == {"total": 5, "ticket_created": 5}
+    second = json.loads(ok("import", str(folder), "--json"))
+    assert second == {"total": 5, "duplicate": 5}
+    assert len(json.loads(ok("tickets", "list", "--json"))) == 5
+
+
+def test_import_mbox_and_maildir(env: dict[str, str], tmp_path: Path) -> None:
+    import mailbox
+
+    box = mailbox.mbox(tmp_path / "box.mbox")
+    maildir = mailbox.Maildir(tmp_path / "md")
+    for i in range(3):
+        box.add(raw_mail(subject=f"mbox {i}"))
+        maildir.add(raw_mail(subject=f"maildir {i}"))
+    box.close()
+    assert json.loads(ok("import", str(tmp_path / "box.mbox"), "--json"))["total"] == 3
+    assert json.loads(ok("import", str(tmp_path / "md"), "--json"))["total"] == 3
+
+
+def test_suspended_list_and_release(env: dict[str, str]) -> None:
+    ok("ingest", input=raw_mail(subject="Automatic reply: away",
+                                headers={"Auto-Submitted": "auto-replied"}))
+    [held] = json.loads(ok("suspended", "list", "--json"))
+    assert held["reason"] == "auto_reply"
+    assert "new ticket" in ok("suspended", "release", str(held["id"]))
+    assert json.loads(ok("suspended", "list", "--json")) == []
+    assert len(json.loads(ok("tickets", "list", "--json"))) == 1
+
+
+def test_parse_json_shows_every_field(env: dict[str, str], tmp_path: Path) -> None:
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(raw_mail(in_reply_to="<x@y>"))
+    data = json.loads(ok("parse", str(mail), "--json").splitlines()[0])
+    for key in ("from_address", "from_name", "to", "cc", "subject", "date", "message_id",
+                "in_reply_to", "references", "body_text", "reply_text", "attachments",
+                "screen", "auth"):
+        assert key in data
+    assert data["screen"]["verdict"] == "ok" and data["in_reply_to"] == ["x@y"]
+    assert set(data["auth"]) >= {"verified_domain", "dkim", "dmarc", "source"}
+
+
+def _ingest_process(args: list[str], env: dict[str, str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], input=stdin,
+                          capture_output=True, env={**os.environ, **env}, cwd=REPO, timeout=120,
+                          check=False)
+
+
+@pytest.mark.slow
+def test_ingest_exit_codes_as_a_real_process(tmp_path: Path) -> None:
+    env = {"MAILGATE_STORE_URL": f"sqlite:///{tmp_path}/m.db",
+           "MAILGATE_STORE_RAW": str(tmp_path / "raw"),
+           "MAILGATE_STORE_ATTACHMENTS": str(tmp_path / "att"),
+           "MAILGATE_OUTBOUND_TRANSPORT": f"maildir:{tmp_path}/out"}
+    assert _ingest_process(["ingest"], env, raw_mail()).returncode == EX_OK
+    empty = _ingest_process(["ingest"], env, b"")
+    assert empty.returncode == EX_DATAERR and b"Traceback" not in empty.stderr
+    down = {**env, "MAILGATE_STORE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/none"}
+    failed = _ingest_process(["ingest"], down, raw_mail())
+    assert failed.returncode == EX_TEMPFAIL, failed.stderr
+    assert b"Traceback" not in failed.stderr

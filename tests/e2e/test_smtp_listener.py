@@ -1,0 +1,177 @@
+"""The SMTP listener keeps DESIGN.md's promises, checked with a real client on loopback."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mailgate.app import Gateway
+from mailgate.config import SmtpSettings
+from mailgate.sources import replies
+from mailgate_testing import make_gateway, make_settings, raw_mail, running_listener
+from store.views import TicketFilter, list_tickets
+
+
+def _code(reply: str) -> int:
+    return int(reply.split()[0])
+
+
+def _count(gateway: Gateway) -> int:
+    with gateway.db.read() as s:
+        return len(list_tickets(s, TicketFilter(statuses=("all",))))
+
+
+@pytest.fixture
+def listener(tmp_path: Path, sqlite_url: str):  # type: ignore[no-untyped-def]
+    """A gateway on SQLite with its SMTP listener running; yields (gateway, host, port)."""
+    settings = make_settings(
+        tmp_path, sqlite_url,
+        smtp=SmtpSettings(port=0, addresses=("support@localhost",), max_message_size=200_000,
+                          max_recipients=3),
+    )
+    gateway, _, _ = make_gateway(settings)
+    with running_listener(gateway) as (host, port):
+        yield gateway, host, port
+    gateway.close()
+
+
+def test_reply_constants_carry_the_code_their_name_says() -> None:
+    assert replies.ACCEPTED.startswith("250 2.")
+    assert replies.UNKNOWN_RECIPIENT.startswith("550 5.1.1")
+    assert replies.TOO_BIG.startswith("552 5.3.4")
+    assert replies.STORE_UNAVAILABLE.startswith("451 4.3.0")
+    assert replies.POLICY_REJECTED.startswith("554 5.7.1")
+    assert replies.TOO_MANY_RECIPIENTS.startswith("452 4.5.3")
+
+
+def test_accepted_mail_is_committed_before_250(listener) -> None:  # type: ignore[no-untyped-def]
+    gateway, host, port = listener
+    with smtplib.SMTP(host, port) as client:
+        client.sendmail("ana@magazin.ro", ["support@localhost"], raw_mail())
+        # smtplib returned, so 250 was read: the ticket must already be there.
+        assert _count(gateway) == 1
+
+
+def test_unknown_recipient_is_550_and_plus_address_is_ours(listener) -> None:  # type: ignore[no-untyped-def]
+    _, host, port = listener
+    with smtplib.SMTP(host, port) as client:
+        client.ehlo()
+        client.mail("ana@magazin.ro")
+        code, text = client.rcpt("someone@elsewhere.example")
+        assert f"{code} {text.decode()}" == replies.UNKNOWN_RECIPIENT
+        assert client.rcpt("support+42@localhost")[0] == 250
+        assert client.rcpt("SUPPORT@LOCALHOST")[0] == 250
+
+
+def test_too_many_recipients_is_452(listener) -> None:  # type: ignore[no-untyped-def]
+    _, host, port = listener
+    with smtplib.SMTP(host, port) as client:
+        client.ehlo()
+        client.mail("ana@magazin.ro")
+        for i in range(3):
+            assert client.rcpt(f"support+{i}@localhost")[0] == 250
+        code, text = client.rcpt("support+9@localhost")
+        assert f"{code} {text.decode()}" == replies.TOO_MANY_RECIPIENTS
+
+
+def test_over_size_is_552_with_enhanced_code(listener) -> None:  # type: ignore[no-untyped-def]
+    gateway, host, port = listener
+    big = raw_mail(body="x" * 76 + "\n") + (b"y" * 70 + b"\r\n") * 4000
+    with smtplib.SMTP(host, port) as client:
+        client.ehlo()
+        client.mail("ana@magazin.ro")  # no SIZE declared: the limit must hold during DATA
+        client.rcpt("support@localhost")
+        code, text = client.data(big)
+    assert f"{code} {text.decode()}" == replies.TOO_BIG
+    assert _count(gateway) == 0
+
+
+def test_size_declared_in_mail_from_is_refused_early(listener) -> None:  # type: ignore[no-untyped-def]
+    _, host, port = listener
+    with smtplib.SMTP(host, port) as client:
+        client.ehlo()
+        code, text = client.mail("ana@magazin.ro", ["SIZE=900000"])
+        assert (code, text[:5]) == (552, b"5.3.4")
+
+
+def test_long_lines_are_accepted(listener) -> None:  # type: ignore[no-untyped-def]
+    gateway, host, port = listener
+    mail = raw_mail(body="Eroare: " + "a" * 5000)
+    with smtplib.SMTP(host, port) as client:
+        client.sendmail("ana@magazin.ro", ["support@localhost"], mail)
+    assert _count(gateway) == 1
+
+
+def test_store_unavailable_is_451_and_nothing_is_half_written(tmp_path: Path) -> None:
+    db_path = tmp_path / "mailgate.db"
+    settings = make_settings(tmp_path, f"sqlite:///{db_path}")
+    settings = settings.model_copy(update={"store": settings.store.model_copy(
+        update={"busy_timeout_ms": 300})})
+    gateway, _, _ = make_gateway(settings)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        with running_listener(gateway) as (host, port):
+            blocker.execute("BEGIN EXCLUSIVE")
+            with smtplib.SMTP(host, port) as client, pytest.raises(smtplib.SMTPDataError) as info:
+                client.sendmail("ana@magazin.ro", ["support@localhost"], raw_mail())
+            assert f"{info.value.smtp_code} {info.value.smtp_error.decode()}" == replies.STORE_UNAVAILABLE
+            blocker.execute("ROLLBACK")
+            assert _count(gateway) == 0
+            # The sender retries once the store is back: accepted, and stored once.
+            with smtplib.SMTP(host, port) as client:
+                client.sendmail("ana@magazin.ro", ["support@localhost"], raw_mail())
+            assert _count(gateway) == 1
+    finally:
+        blocker.close()
+        gateway.close()
+
+
+def test_a_bug_in_our_code_is_451_not_500(listener, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    gateway, host, port = listener
+
+    def broken(batch: object) -> object:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(gateway.pipeline, "commit", broken)
+    with smtplib.SMTP(host, port) as client, pytest.raises(smtplib.SMTPDataError) as info:
+        client.sendmail("ana@magazin.ro", ["support@localhost"], raw_mail())
+    assert info.value.smtp_code == 451
+    assert b"secret" not in info.value.smtp_error
+
+
+def test_garbage_is_accepted_and_suspended_or_ticketed(listener) -> None:  # type: ignore[no-untyped-def]
+    gateway, host, port = listener
+    garbage = b"From: \xff\xfe broken\r\nSubject: =?x-unknown?Q?abc?=\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain; charset=x-nope\r\n\r\n\x00NUL \xe2\x82 half\r\n"
+    with smtplib.SMTP(host, port) as client:
+        client.sendmail("ana@magazin.ro", ["support@localhost"], garbage)
+    with gateway.db.read() as s:
+        from sqlmodel import select
+
+        from store.models import RawMail
+
+        assert len(s.exec(select(RawMail)).all()) == 1
+    assert gateway.raws.exists(__import__("hashlib").sha256(garbage).hexdigest())
+
+
+def test_bare_lf_smuggling_does_not_split_a_mail(listener) -> None:  # type: ignore[no-untyped-def]
+    """SMTP smuggling: '\\n.\\n' inside DATA must not end the mail (aiosmtpd ≥ 1.4.5)."""
+    gateway, host, port = listener
+    smuggled = (raw_mail(subject="first") + b"\n.\nMAIL FROM:<eve@evil.example>\r\n")
+    with socket.create_connection((host, port)) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        for line in (b"EHLO x\r\n",):
+            sock.sendall(line)
+            while (reply := f.readline())[3:4] == b"-":
+                pass
+        sock.sendall(b"MAIL FROM:<ana@magazin.ro>\r\n"); f.readline()
+        sock.sendall(b"RCPT TO:<support@localhost>\r\n"); f.readline()
+        sock.sendall(b"DATA\r\n"); f.readline()
+        sock.sendall(smuggled.replace(b"\r\n", b"\r\n") + b"\r\n.\r\n")
+        assert f.readline().startswith(b"250")
+        sock.sendall(b"QUIT\r\n")
+    assert _count(gateway) == 1
