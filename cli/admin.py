@@ -19,19 +19,24 @@ agents = typer.Typer(no_args_is_help=True)
 def shops_add(
     ctx: typer.Context,
     name: str,
-    locale: Annotated[str, typer.Option(help="ro|nl|pt|pl|en: the language of notifications")] = "en",
+    locale: Annotated[
+        str, typer.Option(help="ro|nl|pt|pl|en: the language of notifications")
+    ] = "en",
     rate: Annotated[float, typer.Option(help="EUR per hour for development requests")] = 0.0,
 ) -> None:
     """Register a shop."""
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
-        shop = directory.add_shop(session, name, locale=locale.lower(), rate=rate,
-                                  now=gateway.clock())
+        shop = directory.add_shop(
+            session, name, locale=locale.lower(), rate=rate, now=gateway.clock()
+        )
     console.print(f"shop {shop.name!r} added (locale {shop.locale}, {shop.hourly_rate:g} EUR/h)")
 
 
 @shops.command("list")
-def shops_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def shops_list(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """List shops."""
     gateway = cli_context(ctx).gateway()
     with gateway.db.read() as session:
@@ -39,8 +44,11 @@ def shops_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json
     if as_json:
         print_json([{"name": s.name, "locale": s.locale, "rate": s.hourly_rate} for s in rows])
         return
-    print_table("Shops", ["name", "locale", "EUR/h", "since"],
-                ([s.name, s.locale, f"{s.hourly_rate:g}", short_time(s.created_at)] for s in rows))
+    print_table(
+        "Shops",
+        ["name", "locale", "EUR/h", "since"],
+        ([s.name, s.locale, f"{s.hourly_rate:g}", short_time(s.created_at)] for s in rows),
+    )
 
 
 @users.command("add")
@@ -92,21 +100,35 @@ def agents_add(
     """Register a support agent."""
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
-        agent = directory.add_agent(session, email, name=name, sectors=tuple(sector or ()),
-                                    known_sectors=gateway.settings.workflow.sectors,
-                                    now=gateway.clock())
+        agent = directory.add_agent(
+            session,
+            email,
+            name=name,
+            sectors=tuple(sector or ()),
+            known_sectors=gateway.settings.workflow.sectors,
+            now=gateway.clock(),
+        )
     console.print(f"agent {agent.email} added" + (f" ({agent.sectors})" if agent.sectors else ""))
 
 
 @agents.command("list")
-def agents_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def agents_list(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """List agents."""
     gateway = cli_context(ctx).gateway()
     with gateway.db.read() as session:
         rows = directory.list_agents(session)
     if as_json:
-        print_json([{"email": a.email, "name": a.name, "sectors": a.sector_list,
-                     "active": a.active} for a in rows])
+        print_json(
+            [
+                {"email": a.email, "name": a.name, "sectors": a.sector_list, "active": a.active}
+                for a in rows
+            ]
+        )
         return
-    print_table("Agents", ["email", "name", "sectors"],
-                ([a.email, a.name, ", ".join(a.sector_list)] for a in rows))
+    print_table(
+        "Agents",
+        ["email", "name", "sectors"],
+        ([a.email, a.name, ", ".join(a.sector_list)] for a in rows),
+    )

@@ -42,6 +42,9 @@ def cli_context(ctx: typer.Context) -> CliContext:
 
 
 def setup_logging(verbose: bool) -> None:
-    level = logging.DEBUG if os.environ.get("MAILGATE_DEBUG") else (
-        logging.INFO if verbose else logging.WARNING)
+    level = (
+        logging.DEBUG
+        if os.environ.get("MAILGATE_DEBUG")
+        else (logging.INFO if verbose else logging.WARNING)
+    )
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -57,5 +57,7 @@ def guarded(entry: Callable[[], Any]) -> Any:
         fail("interrupted", 130)
     except Exception as exc:
         log.debug("internal error", exc_info=True)
-        fail(f"internal error: {type(exc).__name__}: {exc} (run with MAILGATE_DEBUG=1 for "
-             "details)", EX_SOFTWARE)
+        fail(
+            f"internal error: {type(exc).__name__}: {exc} (run with MAILGATE_DEBUG=1 for details)",
+            EX_SOFTWARE,
+        )

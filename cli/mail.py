@@ -44,7 +44,9 @@ def serve(ctx: typer.Context) -> None:
 def ingest(
     ctx: typer.Context,
     file: Annotated[Path | None, typer.Argument(help="a raw mail; stdin when absent")] = None,
-    sender: Annotated[str | None, typer.Option("--from", help="envelope sender (MTA's $SENDER)")] = None,
+    sender: Annotated[
+        str | None, typer.Option("--from", help="envelope sender (MTA's $SENDER)")
+    ] = None,
     recipient: Annotated[list[str] | None, typer.Option("--to", help="envelope recipient")] = None,
 ) -> None:
     """Take one mail from an MTA pipe. Exit 0 accepted, 75 retry later, 65 rejected."""
@@ -57,9 +59,14 @@ def ingest(
     context = cli_context(ctx)
     try:
         gateway = context.gateway()
-        result = ingest_one(gateway.pipeline, raw, clock=gateway.clock,
-                            max_size=context.settings.smtp.max_message_size,
-                            mail_from=sender, recipients=tuple(recipient or ()))
+        result = ingest_one(
+            gateway.pipeline,
+            raw,
+            clock=gateway.clock,
+            max_size=context.settings.smtp.max_message_size,
+            mail_from=sender,
+            recipients=tuple(recipient or ()),
+        )
     except Exception as exc:  # whatever it is, the MTA must keep the mail and retry
         fail(f"temporary failure: {exc}", EX_TEMPFAIL)
     if result.exit_code != 0:
@@ -79,18 +86,31 @@ def import_command(
         fail(f"no such file or folder: {path}", 66)
     gateway = cli_context(ctx).gateway()
     total = count_mails(path)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True,
-                  disable=as_json or not sys.stderr.isatty()) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=as_json or not sys.stderr.isatty(),
+    ) as bar:
         task = bar.add_task("importing", total=total)
-        summary = import_mails(gateway.pipeline, path, clock=gateway.clock,
-                               batch_size=gateway.settings.store.batch_size,
-                               progress=lambda n: bar.advance(task, n))
+        summary = import_mails(
+            gateway.pipeline,
+            path,
+            clock=gateway.clock,
+            batch_size=gateway.settings.store.batch_size,
+            progress=lambda n: bar.advance(task, n),
+        )
     if as_json:
         print_json({"total": summary.total, **summary.counts})
         return
-    print_table("Import summary", ["outcome", "mails"],
-                [*sorted(summary.counts.items()), ("total", summary.total)])
+    print_table(
+        "Import summary",
+        ["outcome", "mails"],
+        [*sorted(summary.counts.items()), ("total", summary.total)],
+    )
 
 
 def parse(
@@ -116,13 +136,26 @@ def parse(
 
 def _print_report(file: Path, report: dict[str, Any]) -> None:
     console.print(f"[bold]{file}[/bold]")
-    for key in ("from_address", "from_name", "to", "cc", "subject", "date", "message_id",
-                "in_reply_to", "references", "screen", "auth", "triage"):
+    for key in (
+        "from_address",
+        "from_name",
+        "to",
+        "cc",
+        "subject",
+        "date",
+        "message_id",
+        "in_reply_to",
+        "references",
+        "screen",
+        "auth",
+        "triage",
+    ):
         value = report.get(key)
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
         console.print(f"  {key}: {shown}", markup=False)
     for a in report["attachments"]:
-        console.print(f"  attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)",
-                      markup=False)
+        console.print(
+            f"  attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)", markup=False
+        )
     console.print("  --- new part of the reply ---", markup=False)
     console.print(report["reply_text"], markup=False)

@@ -25,8 +25,13 @@ def root(
     ctx: typer.Context,
     config: Annotated[
         str | None,
-        typer.Option("--config", "-c", help="TOML config file (else $MAILGATE_CONFIG, "
-                     "else ./mailgate.toml, else built-in defaults)", envvar=None),
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML config file (else $MAILGATE_CONFIG, "
+            "else ./mailgate.toml, else built-in defaults)",
+            envvar=None,
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")] = False,
 ) -> None:

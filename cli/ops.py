@@ -51,5 +51,6 @@ def stats(
         print_json(figures)
         return
     for name in ("by_status", "by_sector", "by_priority"):
-        print_table(name.replace("_", " ").capitalize(), ["", "tickets"],
-                    sorted(figures[name].items()))
+        print_table(
+            name.replace("_", " ").capitalize(), ["", "tickets"], sorted(figures[name].items())
+        )

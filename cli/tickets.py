@@ -24,7 +24,9 @@ DEFAULT_AGENT_ENV = "MAILGATE_AGENT"
 @app.command("list")
 def list_command(
     ctx: typer.Context,
-    status: Annotated[list[str] | None, typer.Option("--status", help="repeatable; 'all' for history")] = None,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", help="repeatable; 'all' for history")
+    ] = None,
     sector: Annotated[str | None, typer.Option(help="only this sector's queue")] = None,
     priority: Annotated[str | None, typer.Option()] = None,
     type_: Annotated[str | None, typer.Option("--type")] = None,
@@ -39,8 +41,15 @@ def list_command(
     if sort not in ("created", "updated", "priority", "due"):
         fail(f"unknown sort {sort!r} (created, updated, priority or due)", 2)
     query = TicketFilter(
-        statuses=tuple(status or ()), sector=sector, priority=priority, type=type_, shop=shop,
-        assignee=assignee, search=search, sort=_sort_key(sort), limit=limit,
+        statuses=tuple(status or ()),
+        sector=sector,
+        priority=priority,
+        type=type_,
+        shop=shop,
+        assignee=assignee,
+        search=search,
+        sort=_sort_key(sort),
+        limit=limit,
     )
     gateway = cli_context(ctx).gateway()
     with gateway.db.read() as session:
@@ -53,10 +62,19 @@ def list_command(
         "Tickets",
         ["#", "status", "prio", "sector", "type", "requester", "subject", "created", "due"],
         (
-            [t.id, t.status + (f" ({t.standby_reason})" if t.standby_reason else ""),
-             t.priority, t.sector, t.type,
-             t.requester + (" ✓" if t.verified else ""), t.subject[:60], short_time(t.created_at),
-             (short_time(t.due_at) + (" BREACHED" if t.due_at < now else "")) if t.due_at else ""]
+            [
+                t.id,
+                t.status + (f" ({t.standby_reason})" if t.standby_reason else ""),
+                t.priority,
+                t.sector,
+                t.type,
+                t.requester + (" ✓" if t.verified else ""),
+                t.subject[:60],
+                short_time(t.created_at),
+                (short_time(t.due_at) + (" BREACHED" if t.due_at < now else ""))
+                if t.due_at
+                else "",
+            ]
             for t in tickets
         ),
     )
@@ -87,7 +105,8 @@ def show(
         return
     console.print(f"[bold]#{detail.id}[/bold] {detail.subject}")
     console.print(
-        f"status {detail.status}{' (' + detail.standby_reason + ')' if detail.standby_reason else ''}"
+        f"status {detail.status}"
+        f"{' (' + detail.standby_reason + ')' if detail.standby_reason else ''}"
         f" · {detail.priority} · {detail.type} · sector {detail.sector}"
         f" · requester {detail.requester}{' (verified)' if detail.verified else ' (unverified)'}"
         f"{' · shop ' + detail.shop if detail.shop else ''}"
@@ -113,8 +132,9 @@ def show(
         console.print("\n[bold]history[/bold]")
         for e in detail.events:
             change = f"{e.field}: {e.old} → {e.new}" if e.field else ""
-            console.print(f"  {short_time(e.at)} {e.actor} {e.action} {change} {e.detail}",
-                          markup=False)
+            console.print(
+                f"  {short_time(e.at)} {e.actor} {e.action} {change} {e.detail}", markup=False
+            )
 
 
 def _agent(agent: str | None) -> str:
@@ -161,7 +181,9 @@ def reply(
     ticket_id: Annotated[int, typer.Argument(metavar="ID")],
     message: Annotated[str | None, typer.Option("--message", "-m")] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f")] = None,
-    agent: Annotated[str | None, typer.Option(help=f"your address (or ${DEFAULT_AGENT_ENV})")] = None,
+    agent: Annotated[
+        str | None, typer.Option(help=f"your address (or ${DEFAULT_AGENT_ENV})")
+    ] = None,
     status: Annotated[str | None, typer.Option(help="set this status with the reply")] = None,
     reason: Annotated[str | None, typer.Option(help="stand-by reason for on_hold")] = None,
 ) -> None:
@@ -170,8 +192,9 @@ def reply(
     text = _text_from(message, file, "reply")
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
-        sent = gateway.actions.reply(session, ticket_id, text, agent=who, now=gateway.clock(),
-                                     status=status, reason=reason)
+        sent = gateway.actions.reply(
+            session, ticket_id, text, agent=who, now=gateway.clock(), status=status, reason=reason
+        )
     console.print(f"reply #{sent.id} queued for ticket #{ticket_id}")
 
 
@@ -197,7 +220,9 @@ def set_command(
     ctx: typer.Context,
     ticket_id: Annotated[int, typer.Argument(metavar="ID")],
     status: Annotated[str | None, typer.Option()] = None,
-    reason: Annotated[str | None, typer.Option(help="stand-by reason (with --status on_hold)")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="stand-by reason (with --status on_hold)")
+    ] = None,
     type_: Annotated[str | None, typer.Option("--type")] = None,
     sector: Annotated[str | None, typer.Option()] = None,
     priority: Annotated[str | None, typer.Option()] = None,
@@ -206,12 +231,19 @@ def set_command(
 ) -> None:
     """Change status, type, sector, priority or assignee (recorded in the history)."""
     who = agent or os.environ.get(DEFAULT_AGENT_ENV) or "cli"
-    changes = TicketChanges(status=status, reason=reason, type=type_, sector=sector,
-                            priority=priority, assignee=assignee)
+    changes = TicketChanges(
+        status=status,
+        reason=reason,
+        type=type_,
+        sector=sector,
+        priority=priority,
+        assignee=assignee,
+    )
     if changes == TicketChanges():
         fail("nothing to change: give at least one option", 2)
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
-        done = gateway.actions.update(session, ticket_id, changes, actor=who.lower(),
-                                      now=gateway.clock())
+        done = gateway.actions.update(
+            session, ticket_id, changes, actor=who.lower(), now=gateway.clock()
+        )
     console.print(f"#{ticket_id}: " + ("; ".join(done) if done else "nothing changed"))

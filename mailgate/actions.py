@@ -14,12 +14,11 @@ from datetime import datetime
 from sqlmodel import Session
 
 from mailgate.notifications import Notifier
-from store.enums import Direction, Priority, Status, TicketType
+from store.enums import Direction, ParticipantRole, Priority, Status, TicketType
 from store.errors import InvalidInput, TicketNotFound
 from store.lifecycle import change_status, parse_standby_reason, parse_status
 from store.models import Message, Ticket
 from store.tickets import NewMessage, add_message, add_participant, audit, set_field
-from store.enums import ParticipantRole
 
 # Agent-made changes the merchant hears about; new → open is internal triage.
 _NOTIFIED_STATUSES = frozenset({Status.PENDING, Status.ON_HOLD, Status.SOLVED, Status.CLOSED})
@@ -61,31 +60,52 @@ class AgentActions:
         if ticket.status == Status.CLOSED.value:
             raise InvalidInput(f"ticket #{ticket_id} is closed; a merchant reply opens a follow-up")
         add_participant(session, ticket_id, agent, ParticipantRole.AGENT)
-        target = parse_status(status) if status else (
-            Status.OPEN if ticket.status == Status.NEW.value else None
+        target = (
+            parse_status(status)
+            if status
+            else (Status.OPEN if ticket.status == Status.NEW.value else None)
         )
         if target is not None:
-            change_status(session, ticket, target, actor=agent, now=now,
-                          reason=parse_standby_reason(reason) if reason else None)
+            change_status(
+                session,
+                ticket,
+                target,
+                actor=agent,
+                now=now,
+                reason=parse_standby_reason(reason) if reason else None,
+            )
         rendered = self.notifier.to_merchants(
-            session, ticket, "agent_reply", now=now, auto_submitted=False,
+            session,
+            ticket,
+            "agent_reply",
+            now=now,
+            auto_submitted=False,
             extra={"message": text.strip()},
         )
         if ticket.first_response_at is None:
             ticket.first_response_at = now
         message = add_message(
-            session, ticket,
+            session,
+            ticket,
             NewMessage(
-                direction=Direction.OUT, body_text=text.strip(), reply_text=text.strip(),
+                direction=Direction.OUT,
+                body_text=text.strip(),
+                reply_text=text.strip(),
                 message_id=rendered.message_id if rendered else None,
-                from_address=self.notifier.from_address, subject=ticket.subject,
-                to=rendered.recipients if rendered else (), date=now, author=agent,
-                threaded_by=threaded_by, thread_evidence=evidence,
+                from_address=self.notifier.from_address,
+                subject=ticket.subject,
+                to=rendered.recipients if rendered else (),
+                date=now,
+                author=agent,
+                threaded_by=threaded_by,
+                thread_evidence=evidence,
             ),
-            raw_id=raw_id, now=now,
+            raw_id=raw_id,
+            now=now,
         )
-        audit(session, ticket_id, actor=agent, action="reply", now=now,
-              detail=f"message {message.id}")
+        audit(
+            session, ticket_id, actor=agent, action="reply", now=now, detail=f"message {message.id}"
+        )
         return message
 
     def note(
@@ -105,14 +125,25 @@ class AgentActions:
         if not text.strip():
             raise InvalidInput("the note is empty")
         message = add_message(
-            session, ticket,
-            NewMessage(direction=Direction.NOTE, body_text=text.strip(), reply_text=text.strip(),
-                       from_address=agent, author=agent, date=now, subject=ticket.subject,
-                       threaded_by=threaded_by, thread_evidence=evidence),
-            raw_id=raw_id, now=now,
+            session,
+            ticket,
+            NewMessage(
+                direction=Direction.NOTE,
+                body_text=text.strip(),
+                reply_text=text.strip(),
+                from_address=agent,
+                author=agent,
+                date=now,
+                subject=ticket.subject,
+                threaded_by=threaded_by,
+                thread_evidence=evidence,
+            ),
+            raw_id=raw_id,
+            now=now,
         )
-        audit(session, ticket_id, actor=agent, action="note", now=now,
-              detail=f"message {message.id}")
+        audit(
+            session, ticket_id, actor=agent, action="note", now=now, detail=f"message {message.id}"
+        )
         return message
 
     def update(
@@ -146,9 +177,15 @@ class AgentActions:
                 done.append(f"status: {old} -> {target.value}")
                 if notify and target in _NOTIFIED_STATUSES:
                     self.notifier.to_merchants(
-                        session, ticket, "status_changed", now=now,
-                        extra={"old_status": old, "new_status": target.value,
-                               "standby_reason": ticket.standby_reason},
+                        session,
+                        ticket,
+                        "status_changed",
+                        now=now,
+                        extra={
+                            "old_status": old,
+                            "new_status": target.value,
+                            "standby_reason": ticket.standby_reason,
+                        },
                     )
         return done
 

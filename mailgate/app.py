@@ -76,18 +76,38 @@ def build_gateway(
     actions = AgentActions(notifier, settings.workflow.sectors)
     applier = Applier(notifier, actions, settings.workflow.sectors[0])
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
-    own = OwnMail(addresses=tuple(dict.fromkeys((*ours.addresses, from_address))),
-                  message_id_domain=domain)
+    own = OwnMail(
+        addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
+    )
     raws = BlobStore(settings.store.raw, suffix=".eml")
     blobs = BlobStore(settings.store.attachments)
     pipeline = Pipeline(
-        db=db, raws=raws, blobs=blobs, ours=ours, own=own, auth_policy=settings.auth,
-        rules=TriageRules.load(), applier=applier, clock=clock,
+        db=db,
+        raws=raws,
+        blobs=blobs,
+        ours=ours,
+        own=own,
+        auth_policy=settings.auth,
+        rules=TriageRules.load(),
+        applier=applier,
+        clock=clock,
     )
     transport = transport or transport_from_settings(settings.outbound)
     dispatcher = Dispatcher(db, transport, clock, settings.outbound)
-    return Gateway(settings, db, raws, blobs, composer, notifier, actions, pipeline,
-                   transport, dispatcher, clock, ours)
+    return Gateway(
+        settings,
+        db,
+        raws,
+        blobs,
+        composer,
+        notifier,
+        actions,
+        pipeline,
+        transport,
+        dispatcher,
+        clock,
+        ours,
+    )
 
 
 def _secret(settings: Settings, db: Database) -> bytes:

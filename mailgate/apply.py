@@ -32,7 +32,6 @@ from store.enums import Direction, ParticipantRole, RawOutcome, Status
 from store.lifecycle import REOPENED_BY_MERCHANT, change_status
 from store.models import Ticket
 from store.raw import BlobRef
-from store.tickets import NewTicket as NewTicketValues  # the disposition has the short name
 from store.tickets import (
     NewAttachment,
     NewMessage,
@@ -44,10 +43,23 @@ from store.tickets import (
     record_raw,
     suspend,
 )
+from store.tickets import NewTicket as NewTicketValues  # the disposition has the short name
 
 HEADERS_OF_RECORD = (
-    "From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "In-Reply-To",
-    "References", "Auto-Submitted", "Precedence", "Content-Language", "User-Agent", "X-Mailer",
+    "From",
+    "To",
+    "Cc",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "Auto-Submitted",
+    "Precedence",
+    "Content-Language",
+    "User-Agent",
+    "X-Mailer",
 )
 
 
@@ -85,8 +97,14 @@ class Applier:
     actions: AgentActions
     default_sector: str
 
-    def apply(self, session: Session, disposition: Disposition, facts: MailFacts,
-              now: datetime, shop_locale: str | None) -> Outcome:
+    def apply(
+        self,
+        session: Session,
+        disposition: Disposition,
+        facts: MailFacts,
+        now: datetime,
+        shop_locale: str | None,
+    ) -> Outcome:
         match disposition:
             case Suspend(reason, detail, ticket_id):
                 return self._suspend(session, facts, reason, detail, ticket_id, now)
@@ -99,65 +117,115 @@ class Applier:
         raise AssertionError(f"unknown disposition {disposition!r}")
 
     # --- the four outcomes ----------------------------------------------------------
-    def _suspend(self, session: Session, facts: MailFacts, reason: str, detail: str,
-                 ticket_id: int | None, now: datetime) -> Outcome:
+    def _suspend(
+        self,
+        session: Session,
+        facts: MailFacts,
+        reason: str,
+        detail: str,
+        ticket_id: int | None,
+        now: datetime,
+    ) -> Outcome:
         raw = record_raw(session, _raw_of(facts), RawOutcome.SUSPENDED, ticket_id=ticket_id)
         assert raw.id is not None
-        suspend(session, raw_id=raw.id, reason=reason, detail=detail,
-                from_address=facts.mail.from_address, subject=facts.mail.subject, now=now,
-                ticket_id=ticket_id)
+        suspend(
+            session,
+            raw_id=raw.id,
+            reason=reason,
+            detail=detail,
+            from_address=facts.mail.from_address,
+            subject=facts.mail.subject,
+            now=now,
+            ticket_id=ticket_id,
+        )
         return Outcome("suspended", raw.id, ticket_id, reason=reason)
 
-    def _new_ticket(self, session: Session, facts: MailFacts, thread: ThreadDecision,
-                    now: datetime, shop_locale: str | None) -> Outcome:
+    def _new_ticket(
+        self,
+        session: Session,
+        facts: MailFacts,
+        thread: ThreadDecision,
+        now: datetime,
+        shop_locale: str | None,
+    ) -> Outcome:
         mail, sender, triage = facts.mail, facts.sender, facts.instructions.triage
         assert sender.address is not None
         ticket = open_ticket(
             session,
             NewTicketValues(
                 subject=subject_for_new_ticket(mail.subject),
-                requester=sender.address, requester_name=sender.name,
-                shop_id=sender.shop_id, verified=sender.verified,
-                verified_by=sender.verified_by, confidential=facts.instructions.confidential,
-                type=triage.type or "question", sector=triage.sector or self.default_sector,
-                priority=triage.priority or "normal", language=shop_locale or "en",
+                requester=sender.address,
+                requester_name=sender.name,
+                shop_id=sender.shop_id,
+                verified=sender.verified,
+                verified_by=sender.verified_by,
+                confidential=facts.instructions.confidential,
+                type=triage.type or "question",
+                sector=triage.sector or self.default_sector,
+                priority=triage.priority or "normal",
+                language=shop_locale or "en",
                 follow_up_of=thread.follow_up_of,
             ),
-            actor=sender.address, now=now,
+            actor=sender.address,
+            now=now,
         )
         assert ticket.id is not None
         if triage.reasons:
-            audit(session, ticket.id, actor="triage", action="triage", now=now,
-                  detail="; ".join(triage.reasons))
+            audit(
+                session,
+                ticket.id,
+                actor="triage",
+                action="triage",
+                now=now,
+                detail="; ".join(triage.reasons),
+            )
         self._add_copied(session, ticket, mail)
         raw = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
-        message = add_message(session, ticket, inbound_message(facts, thread), raw_id=raw.id,
-                              now=now)
+        message = add_message(
+            session, ticket, inbound_message(facts, thread), raw_id=raw.id, now=now
+        )
         self.notifier.to_merchants(
-            session, ticket, "ack", now=now,
+            session,
+            ticket,
+            "ack",
+            now=now,
             extra={"follow_up_of": thread.follow_up_of, "peak": False},
         )
         assert raw.id is not None
         return Outcome("ticket_created", raw.id, ticket.id, message.id)
 
-    def _reply(self, session: Session, facts: MailFacts, ticket_id: int,
-               thread: ThreadDecision, now: datetime) -> Outcome:
+    def _reply(
+        self,
+        session: Session,
+        facts: MailFacts,
+        ticket_id: int,
+        thread: ThreadDecision,
+        now: datetime,
+    ) -> Outcome:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None and ticket.id is not None
         sender = facts.sender
         raw = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
-        message = add_message(session, ticket, inbound_message(facts, thread), raw_id=raw.id,
-                              now=now)
+        message = add_message(
+            session, ticket, inbound_message(facts, thread), raw_id=raw.id, now=now
+        )
         if sender.kind is not SenderKind.AGENT:
             self._add_copied(session, ticket, facts.mail)
             if Status(ticket.status) in REOPENED_BY_MERCHANT:
-                change_status(session, ticket, Status.OPEN, actor=f"merchant:{sender.address}",
-                              now=now)
+                change_status(
+                    session, ticket, Status.OPEN, actor=f"merchant:{sender.address}", now=now
+                )
         assert raw.id is not None
         return Outcome("message_added", raw.id, ticket.id, message.id)
 
-    def _agent_reply(self, session: Session, facts: MailFacts, ticket_id: int,
-                     thread: ThreadDecision, now: datetime) -> Outcome:
+    def _agent_reply(
+        self,
+        session: Session,
+        facts: MailFacts,
+        ticket_id: int,
+        thread: ThreadDecision,
+        now: datetime,
+    ) -> Outcome:
         sender, instructions = facts.sender, facts.instructions
         assert sender.address is not None
         agent = sender.address
@@ -168,22 +236,49 @@ class Applier:
         if instructions.errors:
             # Unknown commands are never relayed: keep the mail as a note, tell the agent.
             text = "Commands not understood: " + "; ".join(instructions.errors)
-            message = self.actions.note(session, ticket_id, f"{text}\n\n{instructions.body_text}",
-                                        agent=agent, now=now, raw_id=raw.id,
-                                        threaded_by=thread.by.value, evidence=evidence)
+            message = self.actions.note(
+                session,
+                ticket_id,
+                f"{text}\n\n{instructions.body_text}",
+                agent=agent,
+                now=now,
+                raw_id=raw.id,
+                threaded_by=thread.by.value,
+                evidence=evidence,
+            )
             return Outcome("message_added", raw.id, ticket_id, message.id, reason="bad_command")
-        done = self.actions.update(session, ticket_id, changes, actor=agent, now=now,
-                                   notify=not instructions.reply_text.strip() or wants_note)
+        done = self.actions.update(
+            session,
+            ticket_id,
+            changes,
+            actor=agent,
+            now=now,
+            notify=not instructions.reply_text.strip() or wants_note,
+        )
         text = instructions.reply_text.strip()
         if wants_note or not text:
             body = text or "Commands: " + "; ".join(done or ["(no change)"])
-            message = self.actions.note(session, ticket_id, body, agent=agent, now=now,
-                                        raw_id=raw.id, threaded_by=thread.by.value,
-                                        evidence=evidence)
+            message = self.actions.note(
+                session,
+                ticket_id,
+                body,
+                agent=agent,
+                now=now,
+                raw_id=raw.id,
+                threaded_by=thread.by.value,
+                evidence=evidence,
+            )
         else:
-            message = self.actions.reply(session, ticket_id, text, agent=agent, now=now,
-                                         raw_id=raw.id, threaded_by=thread.by.value,
-                                         evidence=evidence)
+            message = self.actions.reply(
+                session,
+                ticket_id,
+                text,
+                agent=agent,
+                now=now,
+                raw_id=raw.id,
+                threaded_by=thread.by.value,
+                evidence=evidence,
+            )
         return Outcome("message_added", raw.id, ticket_id, message.id)
 
     def _add_copied(self, session: Session, ticket: Ticket, mail: ParsedMail) -> None:
@@ -211,10 +306,15 @@ def _changes_from(commands: tuple[Command, ...]) -> tuple[TicketChanges, bool]:
 def new_raw(arrival: Arrival, raw: BlobRef, message_id: str | None, dedupe_key: str) -> NewRaw:
     """The raw-mail record of one arrival."""
     return NewRaw(
-        sha256=raw.sha256, size=raw.size, received_at=arrival.received_at,
-        source=arrival.source.kind, mailbox=arrival.source.mailbox,
-        mail_from=arrival.envelope.mail_from, rcpt_tos=arrival.envelope.rcpt_tos,
-        message_id=message_id, dedupe_key=dedupe_key,
+        sha256=raw.sha256,
+        size=raw.size,
+        received_at=arrival.received_at,
+        source=arrival.source.kind,
+        mailbox=arrival.source.mailbox,
+        mail_from=arrival.envelope.mail_from,
+        rcpt_tos=arrival.envelope.rcpt_tos,
+        message_id=message_id,
+        dedupe_key=dedupe_key,
     )
 
 
@@ -232,15 +332,32 @@ def inbound_message(facts: MailFacts, thread: ThreadDecision) -> NewMessage:
     mail, auth = facts.mail, facts.auth
     headers = {name: mail.header(name) for name in HEADERS_OF_RECORD if mail.header(name)}
     return NewMessage(
-        direction=Direction.IN, body_text=mail.body_text, reply_text=mail.reply_text,
-        message_id=mail.message_id, in_reply_to=mail.in_reply_to, references=mail.references,
-        from_address=mail.from_address, from_name=mail.from_name, to=mail.to, cc=mail.cc,
-        subject=mail.subject, date=mail.date, threaded_by=thread.by.value,
-        thread_evidence=thread.evidence, screen_verdict=facts.screened.verdict.value,
+        direction=Direction.IN,
+        body_text=mail.body_text,
+        reply_text=mail.reply_text,
+        message_id=mail.message_id,
+        in_reply_to=mail.in_reply_to,
+        references=mail.references,
+        from_address=mail.from_address,
+        from_name=mail.from_name,
+        to=mail.to,
+        cc=mail.cc,
+        subject=mail.subject,
+        date=mail.date,
+        threaded_by=thread.by.value,
+        thread_evidence=thread.evidence,
+        screen_verdict=facts.screened.verdict.value,
         screen_reason=facts.screened.reason,
-        auth_json=json.dumps({"verified_domain": auth.verified_domain, "dkim": auth.dkim,
-                              "dmarc": auth.dmarc, "source": auth.source,
-                              "sender_verified": facts.sender.verified}),
-        flags=facts.flags, headers_json=json.dumps(headers, ensure_ascii=False),
+        auth_json=json.dumps(
+            {
+                "verified_domain": auth.verified_domain,
+                "dkim": auth.dkim,
+                "dmarc": auth.dmarc,
+                "source": auth.source,
+                "sender_verified": facts.sender.verified,
+            }
+        ),
+        flags=facts.flags,
+        headers_json=json.dumps(headers, ensure_ascii=False),
         attachments=facts.attachments,
     )

@@ -68,7 +68,8 @@ def trusted_results(
     for value in mail.header_all("Authentication-Results"):
         try:
             header = authres.AuthenticationResultsHeader.parse(f"Authentication-Results: {value}")
-        except Exception:  # authres raises a family of its own errors on bad syntax
+        except Exception as exc:  # authres raises a family of its own errors on bad syntax
+            log.info("unreadable Authentication-Results ignored: %s", exc)
             continue
         if str(header.authserv_id).lower() not in trusted:
             continue
@@ -95,5 +96,6 @@ def _verdict(header: authres.AuthenticationResultsHeader, domain: str) -> AuthRe
                 verified = verified or domain
     source = "trusted_mta" if verified else "none"
     reason = f"Authentication-Results from {header.authserv_id}"
-    return AuthResult(verified_domain=verified, dkim=dkim, dmarc=dmarc, source=source,
-                      reason=reason)
+    return AuthResult(
+        verified_domain=verified, dkim=dkim, dmarc=dmarc, source=source, reason=reason
+    )

@@ -207,8 +207,13 @@ def bounce_reason(mail: ParsedMail, envelope: Envelope) -> str | None:
 
 def report_evidence(mail: ParsedMail) -> str | None:
     """What in the mail itself says it is a delivery report (not the envelope), or None."""
-    checks = (_report_type, _failed_recipients_header, _daemon_sender, _bounce_subject,
-              _bounce_body)
+    checks = (
+        _report_type,
+        _failed_recipients_header,
+        _daemon_sender,
+        _bounce_subject,
+        _bounce_body,
+    )
     for check in checks:
         reason = check(mail)
         if reason:

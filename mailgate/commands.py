@@ -53,6 +53,9 @@ def check_commands(commands: tuple[Command, ...], allowed: frozenset[str]) -> tu
     for command in commands:
         if command.name not in allowed:
             errors.append(f"unknown command {command.line!r}")
-        elif command.name in {"status", "priority", "type", "sector", "assign", "time"} and not command.args:
+        elif (
+            command.name in {"status", "priority", "type", "sector", "assign", "time"}
+            and not command.args
+        ):
             errors.append(f"{command.line!r} needs a value")
     return tuple(errors)

@@ -21,8 +21,9 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
     mail = parse_mail(raw)
     from_address = parseaddr(settings.outbound.from_)[1].lower()
     own = OwnMail(
-        addresses=tuple(dict.fromkeys((*(a.lower() for a in settings.smtp.addresses),
-                                       from_address))),
+        addresses=tuple(
+            dict.fromkeys((*(a.lower() for a in settings.smtp.addresses), from_address))
+        ),
         message_id_domain=settings.outbound.message_id_domain or from_address.rpartition("@")[2],
     )
     screened = screen(mail, Envelope(), own)
@@ -41,14 +42,28 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
         "body_text": mail.body_text,
         "reply_text": mail.reply_text,
         "attachments": [
-            {"filename": a.filename, "content_type": a.content_type, "size": a.size,
-             "sha256": hashlib.sha256(a.content).hexdigest(), "inline": a.inline}
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": hashlib.sha256(a.content).hexdigest(),
+                "inline": a.inline,
+            }
             for a in mail.attachments
         ],
         "screen": {"verdict": screened.verdict.value, "reason": screened.reason},
-        "auth": {"verified_domain": auth.verified_domain, "dkim": auth.dkim,
-                 "dmarc": auth.dmarc, "source": auth.source, "reason": auth.reason},
-        "triage": {"type": suggestion.type, "sector": suggestion.sector,
-                   "priority": suggestion.priority, "reasons": list(suggestion.reasons)},
+        "auth": {
+            "verified_domain": auth.verified_domain,
+            "dkim": auth.dkim,
+            "dmarc": auth.dmarc,
+            "source": auth.source,
+            "reason": auth.reason,
+        },
+        "triage": {
+            "type": suggestion.type,
+            "sector": suggestion.sector,
+            "priority": suggestion.priority,
+            "reasons": list(suggestion.reasons),
+        },
         "defects": list(mail.defects),
     }

@@ -27,12 +27,24 @@ def identify(mail: ParsedMail, auth: AuthResult, directory: Directory) -> Sender
     verified_by = auth.source if authenticated else None
     agent = directory.agent(address)
     if agent is not None:
-        return Sender(SenderKind.AGENT, address, agent.name or mail.from_name,
-                      agent_id=agent.id, verified=authenticated, verified_by=verified_by)
+        return Sender(
+            SenderKind.AGENT,
+            address,
+            agent.name or mail.from_name,
+            agent_id=agent.id,
+            verified=authenticated,
+            verified_by=verified_by,
+        )
     user = directory.shop_user(address)
     if user is not None:
-        return Sender(SenderKind.SHOP_USER, address, user.name or mail.from_name,
-                      shop_id=user.shop_id, verified=authenticated, verified_by=verified_by)
+        return Sender(
+            SenderKind.SHOP_USER,
+            address,
+            user.name or mail.from_name,
+            shop_id=user.shop_id,
+            verified=authenticated,
+            verified_by=verified_by,
+        )
     return Sender(SenderKind.STRANGER, address, mail.from_name)
 
 

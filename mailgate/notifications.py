@@ -70,15 +70,28 @@ class Notifier:
         context = {"ticket": ticket_context(session, ticket), **(extra or {})}
         rendered = self.composer.render(
             Notification(
-                kind=kind, ticket_id=ticket.id, language=ticket.language, to=to, cc=cc,
-                context=context, in_reply_to=in_reply_to, references=references,
-                auto_submitted=auto_submitted, reply_to=reply_to,
+                kind=kind,
+                ticket_id=ticket.id,
+                language=ticket.language,
+                to=to,
+                cc=cc,
+                context=context,
+                in_reply_to=in_reply_to,
+                references=references,
+                auto_submitted=auto_submitted,
+                reply_to=reply_to,
             )
         )
         enqueue(
-            session, ticket_id=ticket.id, kind=kind, message_id=rendered.message_id,
-            mail_from=rendered.mail_from, recipients=rendered.recipients, subject=rendered.subject,
-            raw=rendered.raw, now=now,
+            session,
+            ticket_id=ticket.id,
+            kind=kind,
+            message_id=rendered.message_id,
+            mail_from=rendered.mail_from,
+            recipients=rendered.recipients,
+            subject=rendered.subject,
+            raw=rendered.raw,
+            now=now,
         )
         return rendered
 
@@ -97,6 +110,14 @@ class Notifier:
         requester, copied = merchant_addresses(session, ticket)
         in_reply_to, references = thread_ids(session, ticket.id)
         return self.enqueue(
-            session, ticket, kind, to=(requester,), cc=copied, now=now, extra=extra,
-            in_reply_to=in_reply_to, references=references, auto_submitted=auto_submitted,
+            session,
+            ticket,
+            kind,
+            to=(requester,),
+            cc=copied,
+            now=now,
+            extra=extra,
+            in_reply_to=in_reply_to,
+            references=references,
+            auto_submitted=auto_submitted,
         )

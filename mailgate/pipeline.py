@@ -38,22 +38,21 @@ from mailgate.triage import TriageRules
 from mailgate.values import (
     Arrival,
     AuthResult,
-    Instructions,
+    Envelope,
     ParsedMail,
     ScreenResult,
-    Sender,
     SenderKind,
+    Source,
     ThreadDecision,
     ThreadedBy,
     Verdict,
 )
-from mailgate.values import Envelope, Source
 from store.db import Database
 from store.enums import RawOutcome
 from store.errors import StoreUnavailable
 from store.lookups import StoreReader
-from store.suspended import mark_released
 from store.raw import BlobRef, BlobStore
+from store.suspended import mark_released
 from store.tickets import NewAttachment, NewRaw, audit, record_raw, suspend
 
 log = logging.getLogger(__name__)
@@ -97,16 +96,27 @@ class Pipeline:
             arrival = Arrival(
                 self.raws.read(raw.sha256),
                 Envelope(raw.mail_from, tuple(a for a in raw.rcpt_tos.split(",") if a)),
-                Source("release"), now,
+                Source("release"),
+                now,
             )
             prepared = self.prepare(arrival)
             held = prepared.screened
-            prepared = replace(prepared, screened=ScreenResult(
-                Verdict.OK, f"released by {actor}" + (f" (was {held.verdict.value}: "
-                                                      f"{held.reason})" if not held.is_ok else "")
-            ))
-            audit(session, None, actor=actor, action="release", now=now,
-                  detail=f"suspended mail {suspended_id}")
+            prepared = replace(
+                prepared,
+                screened=ScreenResult(
+                    Verdict.OK,
+                    f"released by {actor}"
+                    + (f" (was {held.verdict.value}: {held.reason})" if not held.is_ok else ""),
+                ),
+            )
+            audit(
+                session,
+                None,
+                actor=actor,
+                action="release",
+                now=now,
+                detail=f"suspended mail {suspended_id}",
+            )
             return self._commit_one(session, StoreReader(session), prepared, now)
 
     # --- stages 2-5a: no database ---------------------------------------------------
@@ -117,8 +127,9 @@ class Pipeline:
             screened = screen(mail, arrival.envelope, self.own)
             auth = authenticate(arrival.raw, mail, self.auth_policy)
             attachments = tuple(
-                NewAttachment(a.filename, a.content_type, ref.size, ref.sha256,
-                              a.content_id, a.inline)
+                NewAttachment(
+                    a.filename, a.content_type, ref.size, ref.sha256, a.content_id, a.inline
+                )
                 for a in mail.attachments
                 for ref in (self.blobs.keep(a.content),)
             )
@@ -137,8 +148,9 @@ class Pipeline:
             reader = StoreReader(session)
             return [self._commit_one(session, reader, prepared, now) for prepared in batch]
 
-    def _commit_one(self, session: Session, reader: StoreReader, prepared: Prepared,
-                    now: datetime) -> Outcome:
+    def _commit_one(
+        self, session: Session, reader: StoreReader, prepared: Prepared, now: datetime
+    ) -> Outcome:
         try:
             with session.begin_nested():
                 return self._decide_and_apply(session, reader, prepared, now)
@@ -162,8 +174,9 @@ class Pipeline:
             log.exception("processing mail %s failed", prepared.raw.sha256)
             return self._shunt(session, prepared, f"{type(exc).__name__}: {exc}", now)
 
-    def _decide_and_apply(self, session: Session, reader: StoreReader, prepared: Prepared,
-                          now: datetime) -> Outcome:
+    def _decide_and_apply(
+        self, session: Session, reader: StoreReader, prepared: Prepared, now: datetime
+    ) -> Outcome:
         if prepared.failure is not None:
             return self._shunt(session, prepared, prepared.failure, now, nested=False)
         original = reader.duplicate_of(prepared.dedupe_key)
@@ -175,36 +188,61 @@ class Pipeline:
             flags = ("message_id_reused",)
         sender = identify(mail, prepared.auth, reader)
         if prepared.screened.is_ok:
-            thread = thread_for(mail, sender, prepared.arrival.envelope.rcpt_tos, self.ours,
-                                reader)
+            thread = thread_for(mail, sender, prepared.arrival.envelope.rcpt_tos, self.ours, reader)
         else:
-            thread = ThreadDecision(None, ThreadedBy.NEW, "not threaded: " +
-                                    prepared.screened.verdict.value)
+            thread = ThreadDecision(
+                None, ThreadedBy.NEW, "not threaded: " + prepared.screened.verdict.value
+            )
         instructions = interpret(mail, sender, self.rules)
         disposition = decide(prepared.screened, sender, thread, instructions)
         locale = None
         if sender.kind is SenderKind.SHOP_USER and sender.address:
             user = reader.shop_user(sender.address)
             locale = user.shop_locale if user else None
-        facts = MailFacts(prepared.arrival, prepared.raw, mail, prepared.attachments,
-                          prepared.dedupe_key, prepared.screened, prepared.auth, sender,
-                          thread, instructions, flags)
+        facts = MailFacts(
+            prepared.arrival,
+            prepared.raw,
+            mail,
+            prepared.attachments,
+            prepared.dedupe_key,
+            prepared.screened,
+            prepared.auth,
+            sender,
+            thread,
+            instructions,
+            flags,
+        )
         outcome = self.applier.apply(session, disposition, facts, now, locale)
         if flags and outcome.ticket_id is not None:
-            audit(session, outcome.ticket_id, actor="gateway", action="flag", now=now,
-                  detail=f"Message-ID <{mail.message_id}> reused by a mail with other content")
+            audit(
+                session,
+                outcome.ticket_id,
+                actor="gateway",
+                action="flag",
+                now=now,
+                detail=f"Message-ID <{mail.message_id}> reused by a mail with other content",
+            )
         return outcome
 
-    def _shunt(self, session: Session, prepared: Prepared, why: str, now: datetime,
-               *, nested: bool = True) -> Outcome:
+    def _shunt(
+        self, session: Session, prepared: Prepared, why: str, now: datetime, *, nested: bool = True
+    ) -> Outcome:
         """Keep a mail that a stage could not handle as suspended ``processing_error``."""
+
         def write() -> Outcome:
             row = record_raw(session, _raw_of(prepared), RawOutcome.SUSPENDED)
             assert row.id is not None
-            suspend(session, raw_id=row.id, reason="processing_error", detail=why,
-                    from_address=prepared.mail.from_address, subject=prepared.mail.subject,
-                    now=now)
+            suspend(
+                session,
+                raw_id=row.id,
+                reason="processing_error",
+                detail=why,
+                from_address=prepared.mail.from_address,
+                subject=prepared.mail.subject,
+                now=now,
+            )
             return Outcome("suspended", row.id, reason="processing_error")
+
         if not nested:
             return write()
         with session.begin_nested():
@@ -228,10 +266,30 @@ def _record_duplicate(session: Session, prepared: Prepared, original: int) -> Ou
 
 def _failed(arrival: Arrival, raw: BlobRef, why: str) -> Prepared:
     empty = ParsedMail(
-        message_id=None, from_address=None, from_name="", to=(), cc=(), reply_to=(),
-        subject="", date=None, in_reply_to=(), references=(), body_text="", reply_text="",
-        body_html=None, attachments=(), headers=(), content_digest=raw.sha256,
+        message_id=None,
+        from_address=None,
+        from_name="",
+        to=(),
+        cc=(),
+        reply_to=(),
+        subject="",
+        date=None,
+        in_reply_to=(),
+        references=(),
+        body_text="",
+        reply_text="",
+        body_html=None,
+        attachments=(),
+        headers=(),
+        content_digest=raw.sha256,
     )
-    return Prepared(arrival, raw, empty, (), ScreenResult(Verdict.OK), AuthResult(),
-                    hashlib.sha256(f"\0{raw.sha256}".encode()).hexdigest(), failure=why)
-
+    return Prepared(
+        arrival,
+        raw,
+        empty,
+        (),
+        ScreenResult(Verdict.OK),
+        AuthResult(),
+        hashlib.sha256(f"\0{raw.sha256}".encode()).hexdigest(),
+        failure=why,
+    )

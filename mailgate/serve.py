@@ -28,8 +28,9 @@ async def run_gateway(
     settings = gateway.settings
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
     committer = gateway.committer()
-    handler = SmtpHandler(gateway.pipeline, committer, gateway.ours, settings.smtp, executor,
-                          gateway.clock)
+    handler = SmtpHandler(
+        gateway.pipeline, committer, gateway.ours, settings.smtp, executor, gateway.clock
+    )
     listener = SmtpListener(handler, settings.smtp)
     host, port = await listener.start()
     if ready is not None:

@@ -19,7 +19,9 @@ def fold(text: str) -> str:
 @lru_cache(maxsize=64)
 def keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
     """One regex matching any of ``keywords`` as whole words or phrases, after folding."""
-    alternatives = sorted({re.escape(fold(k)) for k in keywords if k.strip()}, key=len, reverse=True)
+    alternatives = sorted(
+        {re.escape(fold(k)) for k in keywords if k.strip()}, key=len, reverse=True
+    )
     if not alternatives:
         return re.compile(r"(?!x)x")
     return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)")

@@ -64,8 +64,12 @@ def thread_for(
         if ticket.id != candidate.ticket_id:
             evidence += f", #{candidate.ticket_id} was merged into #{ticket.id}"
         if ticket.status == "closed":
-            return ThreadDecision(None, ThreadedBy.FOLLOW_UP,
-                                  f"{evidence}; #{ticket.id} is closed", follow_up_of=ticket.id)
+            return ThreadDecision(
+                None,
+                ThreadedBy.FOLLOW_UP,
+                f"{evidence}; #{ticket.id} is closed",
+                follow_up_of=ticket.id,
+            )
         return ThreadDecision(ticket.id, candidate.by, evidence)
     return ThreadDecision(None, ThreadedBy.NEW, "; ".join(refused) or "no ticket reference")
 

@@ -39,18 +39,22 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose work is committed at the end of the block, or rolled back."""
-        with _unavailable_on_driver_errors("write"):
-            with Session(self._writer, expire_on_commit=False) as session:
-                with session.begin():
-                    yield session
+        with (
+            _unavailable_on_driver_errors("write"),
+            Session(self._writer, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for queries; nothing it does is committed."""
-        with _unavailable_on_driver_errors("read"):
-            # Closing (not rolling back) ends the transaction and keeps loaded rows readable.
-            with Session(self.engine, expire_on_commit=False) as session:
-                yield session
+        # Closing (not rolling back) ends the transaction and keeps loaded rows readable.
+        with (
+            _unavailable_on_driver_errors("read"),
+            Session(self.engine, expire_on_commit=False) as session,
+        ):
+            yield session
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (cheap when it already is)."""
@@ -102,7 +106,9 @@ def _unavailable_on_driver_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
-        raise StoreUnavailable(f"store unavailable: {_first_line(exc)}", operation=operation) from exc
+        raise StoreUnavailable(
+            f"store unavailable: {_first_line(exc)}", operation=operation
+        ) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise StoreUnavailable(

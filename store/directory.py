@@ -12,7 +12,9 @@ from store.enums import LOCALES
 from store.errors import InvalidInput, RecordNotFound
 from store.models import Agent, Shop, ShopUser
 
-_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+_ADDRESS = re.compile(
+    r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
 
 
 def normalize_address(email: str) -> str:
@@ -83,8 +85,13 @@ def remove_user(session: Session, email: str) -> None:
 
 
 def add_agent(
-    session: Session, email: str, *, name: str, sectors: tuple[str, ...],
-    known_sectors: tuple[str, ...], now: datetime,
+    session: Session,
+    email: str,
+    *,
+    name: str,
+    sectors: tuple[str, ...],
+    known_sectors: tuple[str, ...],
+    now: datetime,
 ) -> Agent:
     address = normalize_address(email)
     for sector in sectors:
@@ -93,7 +100,9 @@ def add_agent(
     if session.exec(select(Agent).where(Agent.email == address)).first() is not None:
         raise InvalidInput(f"{address} is already an agent")
     if session.exec(select(ShopUser).where(ShopUser.email == address)).first() is not None:
-        raise InvalidInput(f"{address} is a shop user; an address is either an agent or a shop user")
+        raise InvalidInput(
+            f"{address} is a shop user; an address is either an agent or a shop user"
+        )
     agent = Agent(email=address, name=name.strip(), sectors=",".join(sectors), created_at=now)
     session.add(agent)
     session.flush()

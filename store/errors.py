@@ -1,12 +1,12 @@
 """Errors of the ticket store, drawn as a tree::
 
-    StoreError
-    ├── StoreUnavailable(StoreError, ConnectionError)   database or disk not usable now: 451 / 75
-    ├── NotFound(StoreError, LookupError)
-    │   ├── TicketNotFound                              .ticket_id
-    │   └── RecordNotFound                              shops, users, agents, outbox, suspended
-    ├── IllegalTransition(StoreError, ValueError)       .ticket_id, .current, .target
-    └── InvalidInput(StoreError, ValueError)            a value the store refuses (bad locale...)
+StoreError
+├── StoreUnavailable(StoreError, ConnectionError)   database or disk not usable now: 451 / 75
+├── NotFound(StoreError, LookupError)
+│   ├── TicketNotFound                              .ticket_id
+│   └── RecordNotFound                              shops, users, agents, outbox, suspended
+├── IllegalTransition(StoreError, ValueError)       .ticket_id, .current, .target
+└── InvalidInput(StoreError, ValueError)            a value the store refuses (bad locale...)
 """
 
 from __future__ import annotations

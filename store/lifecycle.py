@@ -16,7 +16,9 @@ from store.errors import IllegalTransition, InvalidInput
 from store.models import AuditEvent, Ticket
 
 ALLOWED: dict[Status, frozenset[Status]] = {
-    Status.NEW: frozenset({Status.OPEN, Status.PENDING, Status.ON_HOLD, Status.SOLVED, Status.CLOSED}),
+    Status.NEW: frozenset(
+        {Status.OPEN, Status.PENDING, Status.ON_HOLD, Status.SOLVED, Status.CLOSED}
+    ),
     Status.OPEN: frozenset({Status.PENDING, Status.ON_HOLD, Status.SOLVED, Status.CLOSED}),
     Status.PENDING: frozenset({Status.OPEN, Status.ON_HOLD, Status.SOLVED, Status.CLOSED}),
     Status.ON_HOLD: frozenset({Status.OPEN, Status.PENDING, Status.SOLVED, Status.CLOSED}),
@@ -59,11 +61,16 @@ def change_status(
     """
     assert ticket.id is not None
     current = Status(ticket.status)
-    if current is target and (target is not Status.ON_HOLD or reason is None
-                              or reason.value == ticket.standby_reason):
+    if current is target and (
+        target is not Status.ON_HOLD or reason is None or reason.value == ticket.standby_reason
+    ):
         return False
     if current is not target and target not in ALLOWED[current]:
-        why = "closed tickets are final; a reply opens a follow-up" if current is Status.CLOSED else ""
+        why = (
+            "closed tickets are final; a reply opens a follow-up"
+            if current is Status.CLOSED
+            else ""
+        )
         raise IllegalTransition(ticket.id, current.value, target.value, why)
     if target is Status.ON_HOLD and reason is None:
         raise IllegalTransition(ticket.id, current.value, target.value, "on_hold needs a reason")
@@ -83,8 +90,14 @@ def change_status(
         detail = f"reason: {old_reason} -> {ticket.standby_reason}"
     session.add(
         AuditEvent(
-            ticket_id=ticket.id, at=now, actor=actor, action="status",
-            field_name="status", old=current.value, new=target.value, detail=detail,
+            ticket_id=ticket.id,
+            at=now,
+            actor=actor,
+            action="status",
+            field_name="status",
+            old=current.value,
+            new=target.value,
+            detail=detail,
         )
     )
     return True

@@ -50,9 +50,7 @@ class StoreReader:
     # --- mail history -------------------------------------------------------------
     def duplicate_of(self, dedupe_key: str) -> int | None:
         """The raw-mail id that already holds this exact delivery, if any."""
-        return self.session.exec(
-            select(RawMail.id).where(RawMail.dedupe_key == dedupe_key)
-        ).first()
+        return self.session.exec(select(RawMail.id).where(RawMail.dedupe_key == dedupe_key)).first()
 
     def message_id_seen(self, message_id: str) -> bool:
         """True when an earlier, different mail carried the same Message-ID."""
@@ -89,8 +87,15 @@ class StoreReader:
         row = self.session.get(Ticket, ticket_id)
         if row is None or row.id is None:
             return None
-        return TicketRef(row.id, row.status, row.requester, row.shop_id, row.merged_into,
-                         row.language, row.subject)
+        return TicketRef(
+            row.id,
+            row.status,
+            row.requester,
+            row.shop_id,
+            row.merged_into,
+            row.language,
+            row.subject,
+        )
 
     def tickets_for_message_ids(self, message_ids: tuple[str, ...]) -> dict[str, int]:
         """Map each known Message-ID (ours or a merchant's) to the ticket that holds it."""
@@ -119,9 +124,8 @@ class StoreReader:
             return "requester"
         if shop_id is not None and ticket.shop_id is not None and shop_id == ticket.shop_id:
             return "user of the same shop"
-        role = self.session.exec(
+        return self.session.exec(
             select(Participant.role).where(
                 Participant.ticket_id == ticket.id, Participant.email == email
             )
         ).first()
-        return role

@@ -42,7 +42,9 @@ class BlobStore:
             if not path.exists():
                 self._write(path, content)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot keep file {path.name}: {exc}", operation="keep") from exc
+            raise StoreUnavailable(
+                f"cannot keep file {path.name}: {exc}", operation="keep"
+            ) from exc
         return BlobRef(sha, len(content))
 
     def read(self, sha256: str) -> bytes:
@@ -62,7 +64,7 @@ class BlobStore:
                 out.write(content)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp, path)
+            Path(tmp).replace(path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -16,8 +16,11 @@ from store.models import RawMail, SuspendedMail
 
 
 def list_suspended(
-    session: Session, *, state: str | None = SuspendedState.SUSPENDED.value,
-    reason: str | None = None, limit: int = 100,
+    session: Session,
+    *,
+    state: str | None = SuspendedState.SUSPENDED.value,
+    reason: str | None = None,
+    limit: int = 100,
 ) -> list[SuspendedMail]:
     stmt = select(SuspendedMail)
     if state:

@@ -98,11 +98,18 @@ def record_raw(
 ) -> RawMail:
     """Record one accepted mail; duplicates keep no dedupe key (it belongs to the first)."""
     row = RawMail(
-        sha256=raw.sha256, size=raw.size, received_at=raw.received_at, source=raw.source,
-        mailbox=raw.mailbox, mail_from=raw.mail_from, rcpt_tos=",".join(raw.rcpt_tos),
+        sha256=raw.sha256,
+        size=raw.size,
+        received_at=raw.received_at,
+        source=raw.source,
+        mailbox=raw.mailbox,
+        mail_from=raw.mail_from,
+        rcpt_tos=",".join(raw.rcpt_tos),
         message_id=raw.message_id,
         dedupe_key=None if outcome is RawOutcome.DUPLICATE else raw.dedupe_key,
-        outcome=outcome.value, ticket_id=ticket_id, duplicate_of=duplicate_of,
+        outcome=outcome.value,
+        ticket_id=ticket_id,
+        duplicate_of=duplicate_of,
     )
     session.add(row)
     session.flush()
@@ -112,11 +119,22 @@ def record_raw(
 def open_ticket(session: Session, new: NewTicket, *, actor: str, now: datetime) -> Ticket:
     """Create a ticket in status ``new`` with its requester as the first participant."""
     ticket = Ticket(
-        subject=new.subject[:998], status=Status.NEW.value, type=new.type, sector=new.sector,
-        priority=new.priority, priority_rank=Priority(new.priority).rank,
-        requester=new.requester, requester_name=new.requester_name[:200], shop_id=new.shop_id,
-        verified=new.verified, verified_by=new.verified_by, confidential=new.confidential,
-        language=new.language, created_at=now, updated_at=now, follow_up_of=new.follow_up_of,
+        subject=new.subject[:998],
+        status=Status.NEW.value,
+        type=new.type,
+        sector=new.sector,
+        priority=new.priority,
+        priority_rank=Priority(new.priority).rank,
+        requester=new.requester,
+        requester_name=new.requester_name[:200],
+        shop_id=new.shop_id,
+        verified=new.verified,
+        verified_by=new.verified_by,
+        confidential=new.confidential,
+        language=new.language,
+        created_at=now,
+        updated_at=now,
+        follow_up_of=new.follow_up_of,
     )
     session.add(ticket)
     session.flush()
@@ -132,15 +150,29 @@ def add_message(
 ) -> Message:
     assert ticket.id is not None
     message = Message(
-        ticket_id=ticket.id, direction=new.direction.value, raw_id=raw_id,
-        message_id=new.message_id, in_reply_to=" ".join(new.in_reply_to) or None,
-        reference_ids=" ".join(new.references) or None, from_address=new.from_address,
-        from_name=new.from_name[:200], to_addresses=",".join(new.to),
-        cc_addresses=",".join(new.cc), subject=new.subject[:998], date=new.date,
-        body_text=new.body_text, reply_text=new.reply_text, threaded_by=new.threaded_by,
-        thread_evidence=new.thread_evidence[:500], screen_verdict=new.screen_verdict,
-        screen_reason=new.screen_reason[:500], auth=new.auth_json, author=new.author,
-        flags=",".join(new.flags), headers=new.headers_json, created_at=now,
+        ticket_id=ticket.id,
+        direction=new.direction.value,
+        raw_id=raw_id,
+        message_id=new.message_id,
+        in_reply_to=" ".join(new.in_reply_to) or None,
+        reference_ids=" ".join(new.references) or None,
+        from_address=new.from_address,
+        from_name=new.from_name[:200],
+        to_addresses=",".join(new.to),
+        cc_addresses=",".join(new.cc),
+        subject=new.subject[:998],
+        date=new.date,
+        body_text=new.body_text,
+        reply_text=new.reply_text,
+        threaded_by=new.threaded_by,
+        thread_evidence=new.thread_evidence[:500],
+        screen_verdict=new.screen_verdict,
+        screen_reason=new.screen_reason[:500],
+        auth=new.auth_json,
+        author=new.author,
+        flags=",".join(new.flags),
+        headers=new.headers_json,
+        created_at=now,
     )
     session.add(message)
     session.flush()
@@ -148,8 +180,13 @@ def add_message(
     for att in new.attachments:
         session.add(
             Attachment(
-                message_id=message.id, filename=att.filename, content_type=att.content_type,
-                size=att.size, sha256=att.sha256, content_id=att.content_id, inline=att.inline,
+                message_id=message.id,
+                filename=att.filename,
+                content_type=att.content_type,
+                size=att.size,
+                sha256=att.sha256,
+                content_id=att.content_id,
+                inline=att.inline,
             )
         )
     ticket.updated_at = now
@@ -182,8 +219,13 @@ def suspend(
     ticket_id: int | None = None,
 ) -> SuspendedMail:
     row = SuspendedMail(
-        raw_id=raw_id, reason=reason, detail=detail[:2000], from_address=from_address,
-        subject=subject[:998], ticket_id=ticket_id, state=SuspendedState.SUSPENDED.value,
+        raw_id=raw_id,
+        reason=reason,
+        detail=detail[:2000],
+        from_address=from_address,
+        subject=subject[:998],
+        ticket_id=ticket_id,
+        state=SuspendedState.SUSPENDED.value,
         created_at=now,
     )
     session.add(row)
@@ -205,8 +247,14 @@ def audit(
 ) -> None:
     session.add(
         AuditEvent(
-            ticket_id=ticket_id, at=now, actor=actor, action=action, field_name=field_name,
-            old=old, new=new, detail=detail[:2000],
+            ticket_id=ticket_id,
+            at=now,
+            actor=actor,
+            action=action,
+            field_name=field_name,
+            old=old,
+            new=new,
+            detail=detail[:2000],
         )
     )
 
@@ -223,8 +271,16 @@ def set_field(
         ticket.priority_rank = Priority(value).rank
     ticket.updated_at = now
     session.add(ticket)
-    audit(session, ticket.id, actor=actor, action="set", now=now, field_name=name,
-          old=None if old is None else str(old), new=value)
+    audit(
+        session,
+        ticket.id,
+        actor=actor,
+        action="set",
+        now=now,
+        field_name=name,
+        old=None if old is None else str(old),
+        new=value,
+    )
     return True
 
 
@@ -232,9 +288,9 @@ def merchant_addresses(session: Session, ticket: Ticket) -> tuple[str, tuple[str
     """Who hears about a ticket: the requester, and the addresses copied on it."""
     assert ticket.id is not None
     copied = session.exec(
-        select(Participant.email).where(
-            Participant.ticket_id == ticket.id, Participant.role == ParticipantRole.CC.value
-        ).order_by(Participant.id)  # type: ignore[arg-type]
+        select(Participant.email)
+        .where(Participant.ticket_id == ticket.id, Participant.role == ParticipantRole.CC.value)
+        .order_by(Participant.id)  # type: ignore[arg-type]
     ).all()
     return ticket.requester, tuple(c for c in copied if c != ticket.requester)
 

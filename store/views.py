@@ -122,13 +122,25 @@ class TicketFilter:
 def ticket_out(ticket: Ticket, shop_name: str | None) -> TicketOut:
     assert ticket.id is not None
     return TicketOut(
-        id=ticket.id, subject=ticket.subject, status=ticket.status,
-        standby_reason=ticket.standby_reason, type=ticket.type, sector=ticket.sector,
-        priority=ticket.priority, requester=ticket.requester,
-        requester_name=ticket.requester_name, shop=shop_name, verified=ticket.verified,
-        verified_by=ticket.verified_by, confidential=ticket.confidential,
-        assignee=ticket.assignee, language=ticket.language, created_at=ticket.created_at,
-        updated_at=ticket.updated_at, due_at=ticket.due_at, follow_up_of=ticket.follow_up_of,
+        id=ticket.id,
+        subject=ticket.subject,
+        status=ticket.status,
+        standby_reason=ticket.standby_reason,
+        type=ticket.type,
+        sector=ticket.sector,
+        priority=ticket.priority,
+        requester=ticket.requester,
+        requester_name=ticket.requester_name,
+        shop=shop_name,
+        verified=ticket.verified,
+        verified_by=ticket.verified_by,
+        confidential=ticket.confidential,
+        assignee=ticket.assignee,
+        language=ticket.language,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        due_at=ticket.due_at,
+        follow_up_of=ticket.follow_up_of,
         merged_into=ticket.merged_into,
     )
 
@@ -185,11 +197,18 @@ def ticket_detail(session: Session, ticket_id: int) -> TicketDetail:
     attachments: dict[int, list[AttachmentOut]] = {}
     if ids:
         for a in session.exec(
-            select(Attachment).where(col(Attachment.message_id).in_(ids)).order_by(col(Attachment.id))
+            select(Attachment)
+            .where(col(Attachment.message_id).in_(ids))
+            .order_by(col(Attachment.id))
         ):
             attachments.setdefault(a.message_id, []).append(
-                AttachmentOut(filename=a.filename, content_type=a.content_type, size=a.size,
-                              sha256=a.sha256, inline=a.inline)
+                AttachmentOut(
+                    filename=a.filename,
+                    content_type=a.content_type,
+                    size=a.size,
+                    sha256=a.sha256,
+                    inline=a.inline,
+                )
             )
     participants = session.exec(
         select(Participant).where(Participant.ticket_id == ticket_id).order_by(col(Participant.id))
@@ -203,8 +222,15 @@ def ticket_detail(session: Session, ticket_id: int) -> TicketDetail:
         participants=[{"email": p.email, "role": p.role} for p in participants],
         messages=[_message_out(m, attachments.get(m.id or 0, [])) for m in messages],
         events=[
-            EventOut(at=e.at, actor=e.actor, action=e.action, field=e.field_name, old=e.old,
-                     new=e.new, detail=e.detail)
+            EventOut(
+                at=e.at,
+                actor=e.actor,
+                action=e.action,
+                field=e.field_name,
+                old=e.old,
+                new=e.new,
+                detail=e.detail,
+            )
             for e in events
         ],
     )
@@ -213,12 +239,21 @@ def ticket_detail(session: Session, ticket_id: int) -> TicketDetail:
 def _message_out(m: Message, attachments: list[AttachmentOut]) -> MessageOut:
     assert m.id is not None
     return MessageOut(
-        id=m.id, direction=m.direction, from_=m.from_address,
+        id=m.id,
+        direction=m.direction,
+        from_=m.from_address,
         to=[a for a in m.to_addresses.split(",") if a],
-        cc=[a for a in m.cc_addresses.split(",") if a], date=m.date or m.created_at,
-        subject=m.subject, body_text=m.body_text, reply_text=m.reply_text,
-        message_id=m.message_id, threaded_by=m.threaded_by, thread_evidence=m.thread_evidence,
+        cc=[a for a in m.cc_addresses.split(",") if a],
+        date=m.date or m.created_at,
+        subject=m.subject,
+        body_text=m.body_text,
+        reply_text=m.reply_text,
+        message_id=m.message_id,
+        threaded_by=m.threaded_by,
+        thread_evidence=m.thread_evidence,
         screen={"verdict": m.screen_verdict, "reason": m.screen_reason},
-        auth=json.loads(m.auth or "{}"), author=m.author,
-        flags=[f for f in m.flags.split(",") if f], attachments=attachments,
+        auth=json.loads(m.auth or "{}"),
+        author=m.author,
+        flags=[f for f in m.flags.split(",") if f],
+        attachments=attachments,
     )

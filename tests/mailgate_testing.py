@@ -24,11 +24,13 @@ START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday, 09:00 UTC
 
 def make_settings(tmp_path: Path, store_url: str, **sections: object) -> Settings:
     values: dict[str, object] = {
-        "store": StoreSettings(url=store_url, raw=str(tmp_path / "raw"),
-                               attachments=str(tmp_path / "attachments")),
+        "store": StoreSettings(
+            url=store_url, raw=str(tmp_path / "raw"), attachments=str(tmp_path / "attachments")
+        ),
         "smtp": SmtpSettings(host="127.0.0.1", port=0, addresses=("support@localhost",)),
-        "outbound": OutboundSettings(transport=f"maildir:{tmp_path}/outbound",
-                                     **{"from": "Support <support@localhost>"}),
+        "outbound": OutboundSettings(
+            transport=f"maildir:{tmp_path}/outbound", **{"from": "Support <support@localhost>"}
+        ),
     }
     values.update(sections)
     return Settings(**values)  # type: ignore[arg-type]
@@ -82,8 +84,7 @@ def running_listener(gateway: Gateway) -> Iterator[tuple[str, int]]:
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(run_gateway(gateway, stop, ready=on_ready,
-                                            dispatch_interval=3600))
+        loop.run_until_complete(run_gateway(gateway, stop, ready=on_ready, dispatch_interval=3600))
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

@@ -15,7 +15,9 @@ from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session as SmtpSession
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session as SmtpSession
 
 from mailgate.addresses import OurAddresses
 from mailgate.committer import GroupCommitter
@@ -64,7 +66,11 @@ class SmtpHandler:
         self.in_flight = 0
 
     async def handle_RCPT(
-        self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope, address: str,
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: SmtpEnvelope,
+        address: str,
         rcpt_options: list[str],
     ) -> str:
         if not self.ours.is_ours(address):
@@ -74,9 +80,7 @@ class SmtpHandler:
         envelope.rcpt_tos.append(address)
         return replies.RECIPIENT_OK
 
-    async def handle_DATA(
-        self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: SmtpEnvelope) -> str:
         raw = envelope.original_content or b""
         arrival = Arrival(
             raw=bytes(raw),

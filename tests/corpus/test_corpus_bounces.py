@@ -22,8 +22,7 @@ from mailgate.screen import OwnMail, bounced_message_ids, bounced_recipients, sc
 from mailgate.values import Envelope, ParsedMail, Verdict
 
 CORPUS = Path(
-    os.environ.get("MAILGATE_CORPUS")
-    or Path(__file__).resolve().parents[3] / "shared" / "corpus"
+    os.environ.get("MAILGATE_CORPUS") or Path(__file__).resolve().parents[3] / "shared" / "corpus"
 )
 BOUNCES = CORPUS / "flufl.bounce"
 OWN = OwnMail(addresses=("support@example.com",), message_id_domain="mailgate.example.com")
@@ -106,9 +105,11 @@ def test_other_corpus_delivery_reports_are_bounces(relative: str, read: Reader) 
 def _recipient_params() -> list[object]:
     params: list[object] = []
     for name in WITH_ADDRESSES:
-        marks = [pytest.mark.xfail(strict=True, reason=IMPOSSIBLE_RECIPIENTS[name])] if (
-            name in IMPOSSIBLE_RECIPIENTS
-        ) else []
+        marks = (
+            [pytest.mark.xfail(strict=True, reason=IMPOSSIBLE_RECIPIENTS[name])]
+            if (name in IMPOSSIBLE_RECIPIENTS)
+            else []
+        )
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 

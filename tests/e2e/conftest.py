@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from mailgate_testing import make_gateway, make_settings, running_listener
 
 from mailgate.app import Gateway
 from mailgate.apply import Outcome
@@ -14,7 +15,6 @@ from mailgate.clock import ManualClock
 from mailgate.config import Settings
 from mailgate.outbound.transports import RecordingTransport
 from mailgate.values import Arrival, Envelope, Source
-from mailgate_testing import make_gateway, make_settings, running_listener
 
 
 @pytest.fixture
@@ -59,16 +59,27 @@ def deliver(request: pytest.FixtureRequest, gateway: Gateway) -> Iterator[Callab
     Returns a function ``deliver(raw, mail_from=..., rcpt=...)``; the conversation tests
     run once each way (Salmon's RouterConversation / TestConversation pair)."""
     if request.param == "pipeline":
-        def in_process(raw: bytes, mail_from: str = "ana@magazin.ro",
-                       rcpt: tuple[str, ...] = ("support@localhost",)) -> object:
+
+        def in_process(
+            raw: bytes,
+            mail_from: str = "ana@magazin.ro",
+            rcpt: tuple[str, ...] = ("support@localhost",),
+        ) -> object:
             return gateway.pipeline.process(
-                Arrival(raw, Envelope(mail_from, rcpt), Source("pipe"), gateway.clock()))
+                Arrival(raw, Envelope(mail_from, rcpt), Source("pipe"), gateway.clock())
+            )
+
         yield in_process
         return
     with running_listener(gateway) as (host, port):
-        def over_smtp(raw: bytes, mail_from: str = "ana@magazin.ro",
-                      rcpt: tuple[str, ...] = ("support@localhost",)) -> object:
+
+        def over_smtp(
+            raw: bytes,
+            mail_from: str = "ana@magazin.ro",
+            rcpt: tuple[str, ...] = ("support@localhost",),
+        ) -> object:
             with smtplib.SMTP(host, port, timeout=30) as client:
                 client.sendmail(mail_from, list(rcpt), raw)
             return "250"
+
         yield over_smtp

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from mailgate_testing import raw_mail
 from typer.testing import CliRunner
 
 from cli.main import app
 from mailgate.sources.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL
-from mailgate_testing import raw_mail
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples" / "eml"
@@ -57,9 +57,23 @@ def test_admin_then_mail_then_agent_work(env: dict[str, str], tmp_path: Path) ->
     assert "new ticket #1" in ok("ingest", str(mail))
 
     [ticket] = json.loads(ok("tickets", "list", "--json"))
-    for key in ("id", "subject", "status", "type", "sector", "priority", "requester", "shop",
-                "verified", "confidential", "assignee", "created_at", "updated_at", "due_at",
-                "follow_up_of"):
+    for key in (
+        "id",
+        "subject",
+        "status",
+        "type",
+        "sector",
+        "priority",
+        "requester",
+        "shop",
+        "verified",
+        "confidential",
+        "assignee",
+        "created_at",
+        "updated_at",
+        "due_at",
+        "follow_up_of",
+    ):
         assert key in ticket
     assert ticket["shop"] == "Magazin Exemplu" and ticket["verified"] is False
     assert ticket["created_at"].endswith("+00:00")
@@ -71,15 +85,18 @@ def test_admin_then_mail_then_agent_work(env: dict[str, str], tmp_path: Path) ->
     assert [m["direction"] for m in shown["messages"]] == ["in", "out", "note"]
     assert shown["messages"][0]["threaded_by"] == "new"
     assert {"filename", "content_type", "size", "sha256"} <= set(
-        shown["messages"][0].get("attachments", [{}])[0] if shown["messages"][0]["attachments"]
-        else {"filename", "content_type", "size", "sha256"})
+        shown["messages"][0].get("attachments", [{}])[0]
+        if shown["messages"][0]["attachments"]
+        else {"filename", "content_type", "size", "sha256"}
+    )
     assert (shown["status"], shown["priority"]) == ("pending", "high")
     text = ok("tickets", "show", "1")
     assert "threaded by new" in text and "Verificăm acum." in text
 
     outbox = json.loads(ok("outbox", "list", "--json"))
-    assert [o["kind"] for o in outbox] == ["agent_reply", "ack"] or \
-        sorted(o["kind"] for o in outbox) == ["ack", "agent_reply"]
+    assert [o["kind"] for o in outbox] == ["agent_reply", "ack"] or sorted(
+        o["kind"] for o in outbox
+    ) == ["ack", "agent_reply"]
     assert "2 sent" in ok("schedule", "run")
     assert len(list((tmp_path / "outbound" / "new").iterdir())) == 2
 
@@ -115,8 +132,9 @@ def test_import_is_safe_to_run_twice(env: dict[str, str], tmp_path: Path) -> Non
     folder = tmp_path / "mails"
     folder.mkdir()
     for i in range(5):
-        (folder / f"{i}.eml").write_bytes(raw_mail(subject=f"Problem {i}",
-                                                   message_id=f"<import-{i}@magazin.ro>"))
+        (folder / f"{i}.eml").write_bytes(
+            raw_mail(subject=f"Problem {i}", message_id=f"<import-{i}@magazin.ro>")
+        )
     first = json.loads(ok("import", str(folder), "--json"))
     assert first == {"total": 5, "ticket_created": 5}
     second = json.loads(ok("import", str(folder), "--json"))
@@ -138,8 +156,10 @@ def test_import_mbox_and_maildir(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_suspended_list_and_release(env: dict[str, str]) -> None:
-    ok("ingest", input=raw_mail(subject="Automatic reply: away",
-                                headers={"Auto-Submitted": "auto-replied"}))
+    ok(
+        "ingest",
+        input=raw_mail(subject="Automatic reply: away", headers={"Auto-Submitted": "auto-replied"}),
+    )
     [held] = json.loads(ok("suspended", "list", "--json"))
     assert held["reason"] == "auto_reply"
     assert "new ticket" in ok("suspended", "release", str(held["id"]))
@@ -151,26 +171,49 @@ def test_parse_json_shows_every_field(env: dict[str, str], tmp_path: Path) -> No
     mail = tmp_path / "m.eml"
     mail.write_bytes(raw_mail(in_reply_to="<x@y>"))
     data = json.loads(ok("parse", str(mail), "--json").splitlines()[0])
-    for key in ("from_address", "from_name", "to", "cc", "subject", "date", "message_id",
-                "in_reply_to", "references", "body_text", "reply_text", "attachments",
-                "screen", "auth"):
+    for key in (
+        "from_address",
+        "from_name",
+        "to",
+        "cc",
+        "subject",
+        "date",
+        "message_id",
+        "in_reply_to",
+        "references",
+        "body_text",
+        "reply_text",
+        "attachments",
+        "screen",
+        "auth",
+    ):
         assert key in data
     assert data["screen"]["verdict"] == "ok" and data["in_reply_to"] == ["x@y"]
     assert set(data["auth"]) >= {"verified_domain", "dkim", "dmarc", "source"}
 
 
-def _ingest_process(args: list[str], env: dict[str, str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], input=stdin,
-                          capture_output=True, env={**os.environ, **env}, cwd=REPO, timeout=120,
-                          check=False)
+def _ingest_process(
+    args: list[str], env: dict[str, str], stdin: bytes
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **env},
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.slow
 def test_ingest_exit_codes_as_a_real_process(tmp_path: Path) -> None:
-    env = {"MAILGATE_STORE_URL": f"sqlite:///{tmp_path}/m.db",
-           "MAILGATE_STORE_RAW": str(tmp_path / "raw"),
-           "MAILGATE_STORE_ATTACHMENTS": str(tmp_path / "att"),
-           "MAILGATE_OUTBOUND_TRANSPORT": f"maildir:{tmp_path}/out"}
+    env = {
+        "MAILGATE_STORE_URL": f"sqlite:///{tmp_path}/m.db",
+        "MAILGATE_STORE_RAW": str(tmp_path / "raw"),
+        "MAILGATE_STORE_ATTACHMENTS": str(tmp_path / "att"),
+        "MAILGATE_OUTBOUND_TRANSPORT": f"maildir:{tmp_path}/out",
+    }
     assert _ingest_process(["ingest"], env, raw_mail()).returncode == EX_OK
     empty = _ingest_process(["ingest"], env, b"")
     assert empty.returncode == EX_DATAERR and b"Traceback" not in empty.stderr

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
 from mailgate_testing import raw_mail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +29,9 @@ def _start(config: Path, port: int) -> subprocess.Popen[bytes]:
     log = (config.parent / "serve.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "--config", str(config), "serve"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=log,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -41,7 +42,7 @@ def _start(config: Path, port: int) -> subprocess.Popen[bytes]:
         except OSError:
             if process.poll() is not None:
                 log.close()
-                raise RuntimeError((config.parent / "serve.log").read_text())
+                raise RuntimeError((config.parent / "serve.log").read_text()) from None
             time.sleep(0.1)
     process.kill()
     log.close()
@@ -59,8 +60,12 @@ def test_kill_9_mid_burst(tmp_path: Path) -> None:
         f'[outbound]\ntransport = "maildir:{tmp_path}/out"\n'
     )
     total, clients = 240, 6
-    mails = [raw_mail(subject=f"Burst {i}", message_id=f"<burst-{i}@magazin.ro>",
-                      body=f"mail number {i}") for i in range(total)]
+    mails = [
+        raw_mail(
+            subject=f"Burst {i}", message_id=f"<burst-{i}@magazin.ro>", body=f"mail number {i}"
+        )
+        for i in range(total)
+    ]
     acked: set[int] = set()
     lock = threading.Lock()
 
@@ -77,8 +82,10 @@ def test_kill_9_mid_burst(tmp_path: Path) -> None:
                     time.sleep(0.05)
 
     server = _start(config, port)
-    threads = [threading.Thread(target=client, args=(list(range(c, total, clients)),))
-               for c in range(clients)]
+    threads = [
+        threading.Thread(target=client, args=(list(range(c, total, clients)),))
+        for c in range(clients)
+    ]
     for t in threads:
         t.start()
     while len(acked) < total // 3:
@@ -96,9 +103,12 @@ def test_kill_9_mid_burst(tmp_path: Path) -> None:
 
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT message_id, COUNT(*) FROM messages WHERE direction = 'in' GROUP BY message_id"
-        )).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT message_id, COUNT(*) FROM messages"
+                " WHERE direction = 'in' GROUP BY message_id"
+            )
+        ).all()
         tickets = conn.execute(sa.text("SELECT COUNT(*) FROM tickets")).scalar_one()
     engine.dispose()
     counts = dict(rows)

@@ -8,16 +8,16 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from mailgate_testing import make_gateway, make_settings, raw_mail, running_listener
 
 from mailgate.app import Gateway
 from mailgate.config import SmtpSettings
 from mailgate.sources import replies
-from mailgate_testing import make_gateway, make_settings, raw_mail, running_listener
 from store.views import TicketFilter, list_tickets
 
 
 def _code(reply: str) -> int:
-    return int(reply.split()[0])
+    return int(reply.split(maxsplit=1)[0])
 
 
 def _count(gateway: Gateway) -> int:
@@ -29,9 +29,11 @@ def _count(gateway: Gateway) -> int:
 def listener(tmp_path: Path, sqlite_url: str):  # type: ignore[no-untyped-def]
     """A gateway on SQLite with its SMTP listener running; yields (gateway, host, port)."""
     settings = make_settings(
-        tmp_path, sqlite_url,
-        smtp=SmtpSettings(port=0, addresses=("support@localhost",), max_message_size=200_000,
-                          max_recipients=3),
+        tmp_path,
+        sqlite_url,
+        smtp=SmtpSettings(
+            port=0, addresses=("support@localhost",), max_message_size=200_000, max_recipients=3
+        ),
     )
     gateway, _, _ = make_gateway(settings)
     with running_listener(gateway) as (host, port):
@@ -109,8 +111,9 @@ def test_long_lines_are_accepted(listener) -> None:  # type: ignore[no-untyped-d
 def test_store_unavailable_is_451_and_nothing_is_half_written(tmp_path: Path) -> None:
     db_path = tmp_path / "mailgate.db"
     settings = make_settings(tmp_path, f"sqlite:///{db_path}")
-    settings = settings.model_copy(update={"store": settings.store.model_copy(
-        update={"busy_timeout_ms": 300})})
+    settings = settings.model_copy(
+        update={"store": settings.store.model_copy(update={"busy_timeout_ms": 300})}
+    )
     gateway, _, _ = make_gateway(settings)
     blocker = sqlite3.connect(db_path, isolation_level=None)
     try:
@@ -118,7 +121,10 @@ def test_store_unavailable_is_451_and_nothing_is_half_written(tmp_path: Path) ->
             blocker.execute("BEGIN EXCLUSIVE")
             with smtplib.SMTP(host, port) as client, pytest.raises(smtplib.SMTPDataError) as info:
                 client.sendmail("ana@magazin.ro", ["support@localhost"], raw_mail())
-            assert f"{info.value.smtp_code} {info.value.smtp_error.decode()}" == replies.STORE_UNAVAILABLE
+            assert (
+                f"{info.value.smtp_code} {info.value.smtp_error.decode()}"
+                == replies.STORE_UNAVAILABLE
+            )
             blocker.execute("ROLLBACK")
             assert _count(gateway) == 0
             # The sender retries once the store is back: accepted, and stored once.
@@ -145,7 +151,11 @@ def test_a_bug_in_our_code_is_451_not_500(listener, monkeypatch: pytest.MonkeyPa
 
 def test_garbage_is_accepted_and_suspended_or_ticketed(listener) -> None:  # type: ignore[no-untyped-def]
     gateway, host, port = listener
-    garbage = b"From: \xff\xfe broken\r\nSubject: =?x-unknown?Q?abc?=\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain; charset=x-nope\r\n\r\n\x00NUL \xe2\x82 half\r\n"
+    garbage = (
+        b"From: \xff\xfe broken\r\nSubject: =?x-unknown?Q?abc?=\r\n"
+        b'Content-Type: multipart/mixed; boundary="zz"\r\n\r\n--zz\r\n'
+        b"Content-Type: text/plain; charset=x-nope\r\n\r\n\x00NUL \xe2\x82 half\r\n"
+    )
     with smtplib.SMTP(host, port) as client:
         client.sendmail("ana@magazin.ro", ["support@localhost"], garbage)
     with gateway.db.read() as s:
@@ -160,17 +170,19 @@ def test_garbage_is_accepted_and_suspended_or_ticketed(listener) -> None:  # typ
 def test_bare_lf_smuggling_does_not_split_a_mail(listener) -> None:  # type: ignore[no-untyped-def]
     """SMTP smuggling: '\\n.\\n' inside DATA must not end the mail (aiosmtpd ≥ 1.4.5)."""
     gateway, host, port = listener
-    smuggled = (raw_mail(subject="first") + b"\n.\nMAIL FROM:<eve@evil.example>\r\n")
+    smuggled = raw_mail(subject="first") + b"\n.\nMAIL FROM:<eve@evil.example>\r\n"
     with socket.create_connection((host, port)) as sock:
         f = sock.makefile("rb")
         f.readline()
-        for line in (b"EHLO x\r\n",):
-            sock.sendall(line)
-            while (reply := f.readline())[3:4] == b"-":
-                pass
-        sock.sendall(b"MAIL FROM:<ana@magazin.ro>\r\n"); f.readline()
-        sock.sendall(b"RCPT TO:<support@localhost>\r\n"); f.readline()
-        sock.sendall(b"DATA\r\n"); f.readline()
+        sock.sendall(b"EHLO x\r\n")
+        while f.readline()[3:4] == b"-":  # the multi-line EHLO answer
+            pass
+        sock.sendall(b"MAIL FROM:<ana@magazin.ro>\r\n")
+        f.readline()
+        sock.sendall(b"RCPT TO:<support@localhost>\r\n")
+        f.readline()
+        sock.sendall(b"DATA\r\n")
+        f.readline()
         sock.sendall(smuggled.replace(b"\r\n", b"\r\n") + b"\r\n.\r\n")
         assert f.readline().startswith(b"250")
         sock.sendall(b"QUIT\r\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from factories import parsed_mail
+
 from mailgate.auth import authenticate, is_aligned, organizational_domain
 from mailgate.config import AuthSettings
 from mailgate.decide import AgentReply, NewTicket, Reply, Suspend, decide
@@ -36,7 +37,11 @@ class Directory:
 def test_registered_and_authenticated_user_is_verified() -> None:
     sender = identify(parsed_mail(), PASS, Directory())
     assert (sender.kind, sender.shop_id, sender.verified, sender.verified_by) == (
-        SenderKind.SHOP_USER, 5, True, "dkim")
+        SenderKind.SHOP_USER,
+        5,
+        True,
+        "dkim",
+    )
 
 
 def test_registered_but_unauthenticated_user_is_not_verified() -> None:
@@ -68,7 +73,9 @@ MARIA = Sender(SenderKind.AGENT, "maria@support.example", agent_id=1, verified=T
 
 def test_decisions() -> None:
     none = Instructions()
-    assert decide(ScreenResult(Verdict.AUTO_REPLY, "x"), ANA, IN_7, none) == Suspend("auto_reply", "x")
+    assert decide(ScreenResult(Verdict.AUTO_REPLY, "x"), ANA, IN_7, none) == Suspend(
+        "auto_reply", "x"
+    )
     assert decide(OK, Sender(SenderKind.STRANGER, None), NEW, none).reason == "unusable_sender"
     assert decide(OK, ANA, IN_7, none) == Reply(7, IN_7)
     assert decide(OK, MARIA, IN_7, none) == AgentReply(7, IN_7)
@@ -82,14 +89,22 @@ def test_organizational_domain_and_alignment() -> None:
     assert not is_aligned("magazin.ro.evil.example", "magazin.ro")
 
 
-AR_HEADERS = (("Authentication-Results",
-               "mx.platform.example; dkim=pass header.d=shop.example; dmarc=pass header.from=shop.example"),)
+AR_HEADERS = (
+    (
+        "Authentication-Results",
+        "mx.platform.example; dkim=pass header.d=shop.example; dmarc=pass header.from=shop.example",
+    ),
+)
 
 
 def test_trusted_authentication_results_verify() -> None:
     mail = parsed_mail(headers=AR_HEADERS)
     result = authenticate(b"", mail, AuthSettings(trusted_authserv_ids=("mx.platform.example",)))
-    assert (result.verified_domain, result.source, result.dmarc) == ("shop.example", "trusted_mta", "pass")
+    assert (result.verified_domain, result.source, result.dmarc) == (
+        "shop.example",
+        "trusted_mta",
+        "pass",
+    )
 
 
 def test_untrusted_authentication_results_are_ignored() -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from factories import parsed_mail
+
 from mailgate.commands import AGENT_COMMANDS, check_commands, extract_commands
 from mailgate.interpret import interpret
 from mailgate.triage import TriageRules, triage
@@ -15,7 +15,9 @@ AGENT = Sender(SenderKind.AGENT, "maria@support.example", agent_id=1, verified=T
 
 
 def test_leading_commands_are_read_and_removed() -> None:
-    block = extract_commands("#status pending\n#priority high\n\nThanks, we are on it.\n#not a command")
+    block = extract_commands(
+        "#status pending\n#priority high\n\nThanks, we are on it.\n#not a command"
+    )
     assert [c.name for c in block.commands] == ["status", "priority"]
     assert block.commands[0].args == ("pending",)
     assert block.text == "Thanks, we are on it.\n#not a command"
@@ -43,23 +45,29 @@ def test_verified_agent_commands_are_interpreted() -> None:
     assert result.reply_text == "Please send the order number."
 
 
-@pytest.mark.parametrize("sender", [
-    Sender(SenderKind.AGENT, "maria@support.example", agent_id=1, verified=False),
-    Sender(SenderKind.SHOP_USER, "ana@shop.example", shop_id=1, verified=True),
-])
+@pytest.mark.parametrize(
+    "sender",
+    [
+        Sender(SenderKind.AGENT, "maria@support.example", agent_id=1, verified=False),
+        Sender(SenderKind.SHOP_USER, "ana@shop.example", shop_id=1, verified=True),
+    ],
+)
 def test_others_commands_stay_text(sender: Sender) -> None:
     mail = parsed_mail(reply_text="#status solved\nhi", body_text="#status solved\nhi")
     result = interpret(mail, sender, RULES)
     assert result.commands == () and result.reply_text.startswith("#status solved")
 
 
-@pytest.mark.parametrize(("subject", "text", "priority"), [
-    ("Plata nu merge", "Clienții nu pot plăti cu cardul la checkout.", "immediate"),
-    ("Betaling mislukt", "Klanten kunnen niet afrekenen.", "immediate"),
-    ("Carrinho vazio", "O carrinho esvazia sozinho.", "immediate"),
-    ("Płatność nie działa", "Klienci nie mogą zapłacić.", "immediate"),
-    ("Question", "How do I change my logo?", None),
-])
+@pytest.mark.parametrize(
+    ("subject", "text", "priority"),
+    [
+        ("Plata nu merge", "Clienții nu pot plăti cu cardul la checkout.", "immediate"),
+        ("Betaling mislukt", "Klanten kunnen niet afrekenen.", "immediate"),
+        ("Carrinho vazio", "O carrinho esvazia sozinho.", "immediate"),
+        ("Płatność nie działa", "Klienci nie mogą zapłacić.", "immediate"),
+        ("Question", "How do I change my logo?", None),
+    ],
+)
 def test_urgent_list_becomes_immediate_in_every_language(
     subject: str, text: str, priority: str | None
 ) -> None:

@@ -132,8 +132,9 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-@pytest.mark.parametrize(("name", "inline"), [("08-en-screenshot.eml", False),
-                                               ("13-ro-inline-image-html.eml", True)])
+@pytest.mark.parametrize(
+    ("name", "inline"), [("08-en-screenshot.eml", False), ("13-ro-inline-image-html.eml", True)]
+)
 def test_sample_images_are_valid_png(name: str, inline: bool) -> None:
     message = _message(name)
     images = [part for part in message.walk() if part.get_content_type() == "image/png"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-
 from factories import parsed_mail
+
 from mailgate.addresses import OurAddresses
 from mailgate.threader import has_ticket_tag, thread_for
 from mailgate.values import Sender, SenderKind, ThreadedBy
@@ -25,8 +25,14 @@ class FakeTickets:
     message_ids: dict[str, int] = field(default_factory=dict)
     copied: set[tuple[int, str]] = field(default_factory=set)
 
-    def add(self, tid: int, requester: str = "ana@shop.example", status: str = "open",
-            shop_id: int | None = 1, merged_into: int | None = None) -> None:
+    def add(
+        self,
+        tid: int,
+        requester: str = "ana@shop.example",
+        status: str = "open",
+        shop_id: int | None = 1,
+        merged_into: int | None = None,
+    ) -> None:
         self.tickets[tid] = TicketRef(tid, status, requester, shop_id, merged_into, "en", "s")
 
     def ticket(self, ticket_id: int) -> TicketRef | None:
@@ -57,7 +63,9 @@ def test_subject_tag_threads_the_requester(tickets: FakeTickets) -> None:
 
 
 def test_plus_address_threads(tickets: FakeTickets) -> None:
-    decision = thread_for(parsed_mail(subject="hello"), ANA, ("support+7@localhost",), OURS, tickets)
+    decision = thread_for(
+        parsed_mail(subject="hello"), ANA, ("support+7@localhost",), OURS, tickets
+    )
     assert (decision.ticket_id, decision.by) == (7, ThreadedBy.PLUS)
 
 
@@ -134,8 +142,14 @@ def test_plus_address_of_someone_elses_domain_is_ignored(tickets: FakeTickets) -
     assert decision.ticket_id is None
 
 
-@pytest.mark.parametrize(("subject", "tagged"), [
-    ("[#39430] x", True), ("Re: Fwd: [#1]", True), ("#39430", False), ("[# 3]", False),
-])
+@pytest.mark.parametrize(
+    ("subject", "tagged"),
+    [
+        ("[#39430] x", True),
+        ("Re: Fwd: [#1]", True),
+        ("#39430", False),
+        ("[# 3]", False),
+    ],
+)
 def test_has_ticket_tag(subject: str, tagged: bool) -> None:
     assert has_ticket_tag(subject) is tagged
