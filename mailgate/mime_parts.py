@@ -1,0 +1,380 @@
+"""The MIME tree of a mail read into text bodies and attachments (for ``parse``).
+
+Which part is the body follows what a mail client shows: the text/plain and text/html
+parts that are not attachments, the plain and HTML versions of a multipart/alternative,
+the root of a multipart/related (its other parts are inline images, kept with their
+Content-ID). Everything else is an attachment, forwarded mail (message/rfc822) as an
+``.eml`` file. Broken structure is read as far as it goes and noted as a defect.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from dataclasses import dataclass, field
+from email.errors import MessageError
+from email.message import Message
+
+from mailgate.charsets import decode_text, normalize_charset
+from mailgate.filenames import safe_filename
+from mailgate.header_values import decode_header_value, unicode_value
+from mailgate.values import ParsedAttachment
+
+MAX_DEPTH = 40  # deeper nesting is an attack on the parser, not a mail
+MAX_PARTS = 2000
+
+_FALLBACK_NAMES = {
+    "message/rfc822": "message.eml",
+    "message/delivery-status": "delivery-status.txt",
+    "message/disposition-notification": "disposition-notification.txt",
+    "text/rfc822-headers": "headers.txt",
+    "text/plain": "attachment.txt",
+    "text/html": "attachment.html",
+    "text/calendar": "invite.ics",
+    "text/csv": "attachment.csv",
+    "text/x-vcard": "contact.vcf",
+    "text/vcard": "contact.vcf",
+    "image/png": "image.png",
+    "image/jpeg": "image.jpg",
+    "image/jpg": "image.jpg",
+    "image/gif": "image.gif",
+    "image/webp": "image.webp",
+    "image/bmp": "image.bmp",
+    "image/tiff": "image.tiff",
+    "image/heic": "image.heic",
+    "image/svg+xml": "image.svg",
+    "application/pdf": "attachment.pdf",
+    "application/zip": "attachment.zip",
+    "application/pgp-signature": "signature.asc",
+    "application/pgp-encrypted": "pgp-version.txt",
+    "application/pkcs7-signature": "smime.p7s",
+    "application/x-pkcs7-signature": "smime.p7s",
+    "application/pkcs7-mime": "smime.p7m",
+    "application/ms-tnef": "winmail.dat",
+    "application/vnd.ms-tnef": "winmail.dat",
+    "application/msword": "attachment.doc",
+    "application/vnd.ms-excel": "attachment.xls",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "attachment.docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "attachment.xlsx",
+    "application/json": "attachment.json",
+    "application/xml": "attachment.xml",
+}
+_BOUNDARY_LINE = re.compile(r"^--([^\s]{1,200}?)[ \t]*\r?\n(?=[\w-]{1,60}:)", re.M)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HEADER_LINE = re.compile(r"[\w-]{1,60}:")
+_LEADING_BLANK_LINES = re.compile(r"^(?:[ \t]*\n)+")
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]{0,200}?charset\s*=\s*["']?([A-Za-z0-9_.:-]{1,40})""", re.I
+)
+
+
+@dataclass(slots=True)
+class MailParts:
+    """What the MIME tree holds, in document order."""
+
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    taken_names: set[str] = field(default_factory=set)
+    parts_read: int = 0
+
+
+def read_parts(message: Message) -> MailParts:
+    """The text bodies and attachments of ``message``."""
+    parts = MailParts()
+    _read(message, parts, depth=0)
+    return parts
+
+
+def _read(part: Message, parts: MailParts, depth: int) -> None:
+    parts.parts_read += 1
+    if parts.parts_read > MAX_PARTS:
+        _note(parts, "too-many-parts")
+        return
+    _note_defects(part, parts)
+    content_type = part.get_content_type()
+    if content_type.startswith("message/") or not part.is_multipart():
+        if content_type.startswith("multipart/") or _hides_parts(part):
+            _read_broken_multipart(part, parts, depth)
+        elif _is_body_text(part, content_type):
+            _read_body_text(part, content_type, parts)
+        else:
+            _read_attachment(part, content_type, parts)
+        return
+    if depth >= MAX_DEPTH:
+        _note(parts, "nesting-too-deep")
+        return
+    children = [child for child in part.get_payload() if isinstance(child, Message)]
+    if content_type == "multipart/alternative":
+        _read_alternatives(children, parts, depth)
+    elif content_type == "multipart/related":
+        _read_related(part, children, parts, depth)
+    else:
+        for child in children:
+            _read(child, parts, depth + 1)
+    for recovered in _parts_in_epilogue(part):
+        _note(parts, "parts-recovered-from-epilogue")
+        _read(recovered, parts, depth + 1)
+
+
+def _parts_in_epilogue(part: Message) -> list[Message]:
+    """Parts after the closing boundary, where a nested multipart reusing its parent's
+    boundary pushes them (mail-parser recovers them the same way)."""
+    epilogue, boundary = part.epilogue, part.get_boundary()
+    if not epilogue or not boundary or f"--{boundary}" not in epilogue:
+        return []
+    delimiter = re.compile(rf"^--{re.escape(boundary)}(?:--)?[ \t]*\r?$", re.M)
+    found = []
+    for chunk in delimiter.split(epilogue):
+        chunk = chunk.lstrip("\r\n")
+        if _HEADER_LINE.match(chunk):
+            found.append(email.message_from_string(chunk))
+    return found
+
+
+def _hides_parts(part: Message) -> bool:
+    """A single part declared with a boundary whose body really is multipart."""
+    boundary = part.get_param("boundary")
+    body = _undecoded_body(part)
+    return isinstance(boundary, str) and isinstance(body, str) and f"--{boundary}" in body
+
+
+def _read_alternatives(children: list[Message], parts: MailParts, depth: int) -> None:
+    # Versions of one body: the first plain and the first HTML version are the body;
+    # a second rendering of the same text is not an attachment; a calendar invite is.
+    seen: set[str] = set()
+    for child in children:
+        content_type = child.get_content_type()
+        if content_type in ("text/plain", "text/html") and _is_body_text(child, content_type):
+            if content_type in seen:
+                continue
+            seen.add(content_type)
+        elif content_type.startswith("text/") and _filename(child) is None:
+            continue  # text/enriched and the like: another rendering of the body
+        _read(child, parts, depth + 1)
+
+
+def _read_related(part: Message, children: list[Message], parts: MailParts, depth: int) -> None:
+    start = _content_id(part.get_param("start") if part.get_param("start") else None)
+    root = next((c for c in children if start and _content_id(c.get("Content-ID")) == start), None)
+    root = root or (children[0] if children else None)
+    for child in children:
+        if child is root:
+            _read(child, parts, depth + 1)
+        else:
+            _read_attachment(child, child.get_content_type(), parts, inline=True)
+
+
+def _read_broken_multipart(part: Message, parts: MailParts, depth: int) -> None:
+    """A multipart whose boundary never appears: find the one the body really uses."""
+    _note(parts, "multipart-without-parts")
+    body = _undecoded_body(part)
+    if not isinstance(body, str) or depth >= MAX_DEPTH:
+        return
+    match = _BOUNDARY_LINE.search(body)
+    if match is not None:
+        boundary = match[1].replace('"', "")
+        rebuilt = email.message_from_string(
+            f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n{body}'
+        )
+        if rebuilt.is_multipart() and rebuilt.get_payload():
+            _note(parts, "boundary-recovered")
+            _read(rebuilt, parts, depth + 1)
+            return
+    text = decode_text(_payload_bytes(part), _charset(part)).text
+    if text.strip():
+        parts.plain.append(_clean_text(text))
+
+
+def _is_body_text(part: Message, content_type: str) -> bool:
+    if content_type not in ("text/plain", "text/html"):
+        return False
+    return part.get_content_disposition() != "attachment" and _filename(part) is None
+
+
+def _read_body_text(part: Message, content_type: str, parts: MailParts) -> None:
+    payload = _payload_bytes(part)
+    declared = _charset(part)
+    if declared is None and content_type == "text/html":
+        # As browsers do: an HTML part without a MIME charset may name one in <meta>.
+        meta = _META_CHARSET.search(payload[:4096])
+        declared = meta[1].decode("ascii") if meta else None
+    decoded = decode_text(payload, declared)
+    if decoded.guessed:
+        _note(parts, f"charset-guessed:{decoded.charset}")
+    if decoded.replaced:
+        _note(parts, "undecodable-bytes-replaced")
+    if declared and normalize_charset(declared) is None:
+        _note(parts, "unknown-charset")
+    if content_type == "text/html":
+        parts.html.append(decoded.text.replace("\x00", ""))
+        return
+    text = decoded.text.replace("\r\n", "\n").replace("\r", "\n")
+    if (part.get_param("format") or "").lower() == "flowed":
+        text = unflow(text, delete_space=(part.get_param("delsp") or "").lower() == "yes")
+    parts.plain.append(_clean_text(text))
+
+
+def _read_attachment(
+    part: Message, content_type: str, parts: MailParts, *, inline: bool = False
+) -> None:
+    content_id = _content_id(part.get("Content-ID"))
+    disposition = part.get_content_disposition()
+    if content_type == "message/rfc822":
+        content, name = _forwarded_mail(part)
+    else:
+        content, name = _payload_bytes(part), _filename(part)
+    fallback = _FALLBACK_NAMES.get(content_type, "attachment.bin")
+    filename = safe_filename(name, fallback, parts.taken_names)
+    parts.attachments.append(
+        ParsedAttachment(
+            filename=filename,
+            content_type=content_type,
+            content=content,
+            content_id=content_id,
+            inline=disposition == "inline"
+            or (inline and disposition != "attachment")
+            or (content_id is not None and disposition is None),
+        )
+    )
+
+
+def _forwarded_mail(part: Message) -> tuple[bytes, str | None]:
+    """The bytes of an attached mail, and the name it is offered under (ends in .eml)."""
+    payload = _undecoded_body(part)
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    if isinstance(inner, Message):
+        content = _flattened(inner)
+        raw_subject = next((v for k, v in inner.raw_items() if k.lower() == "subject"), "")
+        subject = decode_header_value(str(raw_subject))
+    else:
+        content, subject = _payload_bytes(part), ""
+    name = _filename(part) or (subject[:120] or None)
+    if name and not name.lower().endswith(".eml"):
+        name += ".eml"
+    return content, name
+
+
+def _payload_bytes(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload
+    raw = _undecoded_body(part)
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogateescape")
+    if isinstance(raw, list):  # message/* parsed into parts: give back their text
+        return b"".join(_flattened(child) for child in raw if isinstance(child, Message))
+    return b""
+
+
+def _undecoded_body(part: Message) -> str | list[Message] | None:
+    """The body as the parser stored it. ``get_payload()`` decodes 8-bit text with the
+    declared charset, and a charset label such as "utf-8\\0" makes that raise."""
+    try:
+        body = part.get_payload()
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        data = part.get_payload(decode=True)
+        return data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else None
+    return body if isinstance(body, str | list) else None
+
+
+def _flattened(message: Message) -> bytes:
+    # Regenerating a broken message can fail in many ways (a charset that refuses its
+    # bytes, a header that looks like two): then its headers and body are given as read.
+    try:
+        return message.as_bytes()
+    except (LookupError, UnicodeError, ValueError, TypeError, MessageError):
+        pass
+    head = "".join(f"{name}: {value}\n" for name, value in message.raw_items())
+    body = _undecoded_body(message)
+    if isinstance(body, list):
+        return (
+            head.encode("utf-8", "surrogateescape")
+            + b"\n"
+            + b"".join(_flattened(child) for child in body)
+        )
+    return (head + "\n" + (body or "")).encode("utf-8", "surrogateescape")
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = _header_view(part).get_filename()
+    except (LookupError, UnicodeError, ValueError, TypeError, IndexError):
+        return None
+    return name if name and name.strip() else None
+
+
+def _header_view(part: Message) -> Message:
+    """``part`` itself, or when its MIME headers carry raw 8-bit bytes a header-only copy
+    with those bytes read as text: the stdlib would turn them into U+FFFD."""
+    raw = [
+        (name, value)
+        for name, value in part.raw_items()
+        if name.lower() in ("content-type", "content-disposition")
+    ]
+    if all(isinstance(value, str) and value.isascii() for _, value in raw):
+        return part
+    view = Message()
+    for name, value in raw:
+        view[name] = unicode_value(str(value))
+    return view
+
+
+def _charset(part: Message) -> str | None:
+    value = part.get_param("charset")
+    if isinstance(value, tuple):  # RFC 2231 form
+        value = value[2]
+    return value if isinstance(value, str) and value else None
+
+
+def _content_id(raw: object) -> str | None:
+    if not raw:
+        return None
+    value = decode_header_value(str(raw)).strip().strip("<>").strip()
+    return value or None
+
+
+def _clean_text(text: str) -> str:
+    """Body text without control characters (NUL breaks PostgreSQL) or edge blank lines."""
+    return _LEADING_BLANK_LINES.sub("", _CONTROL.sub("", text)).rstrip()
+
+
+def unflow(text: str, *, delete_space: bool) -> str:
+    """RFC 3676 format=flowed text as the paragraphs its writer typed."""
+    lines: list[str] = []
+    pending: str | None = None
+    pending_depth = 0
+    for line in text.split("\n"):
+        depth = len(line) - len(line.lstrip(">"))
+        content = line[depth:]
+        if content.startswith(" "):
+            content = content[1:]  # space-stuffing
+        if pending is not None and depth == pending_depth:
+            content = pending + content
+        elif pending is not None:
+            lines.append(_quoted(pending, pending_depth))
+        pending = None
+        if content.endswith(" ") and content != "-- ":
+            pending = content[:-1] if delete_space else content
+            pending_depth = depth
+            continue
+        lines.append(_quoted(content, depth))
+    if pending is not None:
+        lines.append(_quoted(pending, pending_depth))
+    return "\n".join(lines)
+
+
+def _quoted(content: str, depth: int) -> str:
+    return ">" * depth + (" " if depth and content else "") + content
+
+
+def _note_defects(part: Message, parts: MailParts) -> None:
+    for defect in getattr(part, "defects", ()):
+        name = type(defect).__name__.removesuffix("Defect")
+        _note(parts, re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower())
+
+
+def _note(parts: MailParts, defect: str) -> None:
+    if defect not in parts.defects:
+        parts.defects.append(defect)

@@ -1,0 +1,232 @@
+"""Stage 3, parse: raw bytes → ``ParsedMail`` (addresses, subject, text, reply, attachments).
+
+The MIME tree is read by the stdlib's compat32 parser, exactly as mail-parser's
+``MailParser.from_bytes`` reads it; mail-parser's hardened address and date readers
+handle the values our fast paths do not. mail-parser's full ``parse()`` is not run: it
+parses every Received header, decodes every header twice and builds JSON views we never
+use (0.9 ms for a 5 KB mail against our 0.3 ms), and it drops bytes its charset cannot
+read, where we guess the charset a human would. Nothing here writes, and nothing raises
+but ``ParseFailure`` for bytes that hold no mail at all.
+"""
+
+from __future__ import annotations
+
+import email
+import hashlib
+import re
+from email.message import Message
+from email.parser import BytesParser
+
+from mailgate.charsets import decode_text
+from mailgate.errors import ParseFailure
+from mailgate.header_values import (
+    decode_header_value,
+    first_language,
+    parse_addresses,
+    parse_date,
+    parse_message_ids,
+    unicode_value,
+)
+from mailgate.html_text import html_to_text
+from mailgate.mime_parts import MailParts, read_parts
+from mailgate.quoting import extract_reply
+from mailgate.values import ParsedMail
+
+# Headers the receiving side adds on the way in: two MX hosts delivering one mail add
+# different ones, so they are left out of the duplicate-detection digest.
+_TRACE_HEADERS = frozenset(
+    {
+        b"received",
+        b"x-received",
+        b"return-path",
+        b"delivered-to",
+        b"x-delivered-to",
+        b"x-original-to",
+        b"envelope-to",
+        b"x-envelope-to",
+        b"x-envelope-from",
+        b"authentication-results",
+        b"x-original-authentication-results",
+        b"received-spf",
+        b"x-virus-scanned",
+        b"x-virus-status",
+    }
+)
+_TRACE_PREFIXES = (b"arc-", b"x-spam-", b"x-virus-")
+_HEADER_START = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}:")
+_BLANK = b" \t\r\n\x00"
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """How Mailgate reads ``raw``; best effort on broken mail.
+
+    Raises ``ParseFailure`` only when ``raw`` holds nothing at all (empty or blank).
+    """
+    raw = bytes(raw)
+    if not raw.strip(_BLANK):
+        raise ParseFailure("the message is empty")
+    defects: list[str] = []
+    try:
+        message = _message_of(raw, defects)
+        parts = _read_parts(message, defects)
+        return _parsed(raw, message, parts, defects)
+    except Exception as error:
+        # A bug or an input the stdlib chokes on must not lose the mail: keep it as
+        # text, and say so (the property tests assert this path is never taken).
+        return _unreadable(raw, f"parser-error:{type(error).__name__}")
+
+
+def _message_of(raw: bytes, defects: list[str]) -> Message:
+    try:
+        message = email.message_from_bytes(raw)
+        if not message.keys() and _HEADER_START.match(raw.lstrip(_BLANK)):
+            defects.append("blank-lines-before-headers")
+            message = email.message_from_bytes(raw.lstrip(_BLANK))
+    except RecursionError:
+        # Nesting deep enough to exhaust the parser's stack: keep the headers, read
+        # the rest as text (the raw mail itself is kept by the store).
+        defects.append("nesting-too-deep")
+        message = BytesParser().parsebytes(raw, headersonly=True)
+    if not message.keys():
+        defects.append("no-headers")
+    return message
+
+
+def _read_parts(message: Message, defects: list[str]) -> MailParts:
+    try:
+        parts = read_parts(message)
+    except RecursionError:
+        defects.append("nesting-too-deep")
+        parts = MailParts()
+    defects.extend(d for d in parts.defects if d not in defects)
+    return parts
+
+
+def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) -> ParsedMail:
+    raw_headers = [
+        (str(name), value if isinstance(value, str) else str(value))
+        for name, value in message.raw_items()
+    ]
+    by_name: dict[str, list[str]] = {}
+    for name, value in raw_headers:
+        by_name.setdefault(name.strip().lower(), []).append(value)
+
+    from_pairs = parse_addresses(by_name.get("from", [])[:1], defects)
+    from_name, from_address = _sender(from_pairs, defects)
+    if len(by_name.get("from", [])) > 1:
+        defects.append("several-from-headers")
+    subjects = by_name.get("subject", [])
+    if len(subjects) > 1:
+        defects.append("several-subject-headers")
+
+    body_text = "\n\n".join(text for text in parts.plain if text)
+    body_html = "\n".join(parts.html) if parts.html else None
+    from_html = not body_text and body_html is not None  # an empty text/plain counts as none
+    if from_html:
+        body_text = html_to_text(body_html or "")
+    reply_text = extract_reply(
+        body_text,
+        body_html if from_html else None,
+        sender=" ".join(filter(None, (from_name, from_address))),
+    )
+    return ParsedMail(
+        message_id=next(iter(parse_message_ids(_first(by_name, "message-id"))), None),
+        from_address=from_address,
+        from_name=from_name,
+        to=_addresses(by_name, "to", defects),
+        cc=_addresses(by_name, "cc", defects),
+        reply_to=_addresses(by_name, "reply-to", defects),
+        subject=decode_header_value(subjects[0]) if subjects else "",
+        date=parse_date(_first(by_name, "date")),
+        in_reply_to=parse_message_ids(_first(by_name, "in-reply-to")),
+        references=parse_message_ids(" ".join(by_name.get("references", []))),
+        body_text=body_text,
+        reply_text=reply_text,
+        body_html=body_html,
+        attachments=tuple(parts.attachments),
+        headers=tuple(
+            (unicode_value(name).strip(), decode_header_value(value)) for name, value in raw_headers
+        ),
+        content_digest=content_digest(raw),
+        from_header_count=len(by_name.get("from", [])),
+        defects=tuple(dict.fromkeys(defects)),
+        content_language=first_language(_first(by_name, "content-language")),
+    )
+
+
+def _unreadable(raw: bytes, defect: str) -> ParsedMail:
+    text = decode_text(raw).text.replace("\x00", "")
+    return ParsedMail(
+        message_id=None,
+        from_address=None,
+        from_name="",
+        to=(),
+        cc=(),
+        reply_to=(),
+        subject="",
+        date=None,
+        in_reply_to=(),
+        references=(),
+        body_text=text,
+        reply_text=text,
+        body_html=None,
+        attachments=(),
+        headers=(),
+        content_digest=content_digest(raw),
+        from_header_count=0,
+        defects=(defect,),
+    )
+
+
+def _first(by_name: dict[str, list[str]], name: str) -> str | None:
+    values = by_name.get(name)
+    return values[0] if values else None
+
+
+def _sender(pairs: list[tuple[str, str]], defects: list[str]) -> tuple[str, str | None]:
+    """Display name and address of the From mailbox; no address when it is ambiguous."""
+    if not pairs:
+        defects.append("no-usable-from")
+        return "", None
+    if len({address for _, address in pairs}) > 1:
+        # Several mailboxes in one From: which one wrote it cannot be told, and the
+        # choice must not be the sender's to make.
+        defects.append("several-from-addresses")
+        return pairs[0][0], None
+    return pairs[0]
+
+
+def _addresses(by_name: dict[str, list[str]], name: str, defects: list[str]) -> tuple[str, ...]:
+    pairs = parse_addresses(by_name.get(name, []), defects)
+    return tuple(dict.fromkeys(address for _, address in pairs))
+
+
+def content_digest(raw: bytes) -> str:
+    """SHA-256 (hex) of the mail without trace headers, line endings normalised.
+
+    The same mail delivered through two MX hosts (each adding Received,
+    Authentication-Results, X-Spam-… headers) gives the same digest.
+    """
+    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if data.startswith(b"From "):  # an mbox envelope line, not part of the mail
+        data = data.partition(b"\n")[2]
+    head, _, body = data.partition(b"\n\n")
+    digest = hashlib.sha256()
+    for field in _header_fields(head):
+        name = field.split(b":", 1)[0].strip().lower()
+        if name in _TRACE_HEADERS or name.startswith(_TRACE_PREFIXES):
+            continue
+        digest.update(field.replace(b"\n", b"") + b"\n")
+    digest.update(b"\n")
+    digest.update(body.rstrip(b"\n"))
+    return digest.hexdigest()
+
+
+def _header_fields(head: bytes) -> list[bytes]:
+    fields: list[bytes] = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\n" + line
+        else:
+            fields.append(line)
+    return fields

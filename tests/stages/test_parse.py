@@ -1,0 +1,494 @@
+"""Parse stage: raw bytes → ParsedMail, on hand-made mails in tests/data/parse/.
+
+Each fixture is a real .eml file holding one hard case (a charset, a broken structure,
+a hostile filename); the property tests at the end feed random and mutated mails.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailgate.errors import ParseFailure
+from mailgate.filenames import MAX_FILENAME_BYTES, safe_filename
+from mailgate.parse import content_digest, parse_mail
+from mailgate.values import ParsedMail
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "parse"
+ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?")
+
+
+def parsed(name: str) -> ParsedMail:
+    return parse_mail((DATA / name).read_bytes())
+
+
+def mail(headers: str, body: str = "Hello.\n", *, charset: str = "utf-8") -> bytes:
+    """A small mail built from header lines (for cases that need no fixture file)."""
+    return f"{headers.strip()}\nContent-Type: text/plain; charset={charset}\n\n{body}".encode()
+
+
+# -- charsets ------------------------------------------------------------------------------
+
+
+def test_romanian_iso_8859_16_keeps_comma_below_letters() -> None:
+    result = parsed("ro-iso-8859-16.eml")
+    assert result.subject == "Plățile nu funcționează"
+    assert result.from_name == "Ștefan Țurcanu"
+    assert "Plățile cu cardul nu funcționează" in result.body_text
+    assert "„Tranzacție respinsă”" in result.body_text
+    assert result.content_language == "ro"
+
+
+def test_romanian_windows_1250_labelled_latin1_is_read_as_romanian() -> None:
+    result = parsed("ro-windows-1250-labelled-latin1.eml")
+    assert "Aşa cum am discutat" in result.body_text
+    assert "Ţinem legătura până mâine şi vă mulţumim" in result.body_text
+    assert not set("ºþã") & set(result.body_text)
+    assert "charset-guessed:cp1250" in result.defects
+
+
+def test_polish_iso_8859_2_without_a_charset_is_read_as_polish() -> None:
+    result = parsed("pl-iso-8859-2-undeclared.eml")
+    assert "Źródło błędu może leżeć po stronie bramki" in result.body_text
+    assert result.body_text.endswith("Łukasz Żółć")
+    assert result.subject == "Płatność nie przeszła - zamówienie 7731"
+
+
+def test_utf8_labelled_latin1_is_read_as_utf8() -> None:
+    result = parsed("pt-utf8-labelled-latin1.eml")
+    assert "A fatura nº 1187 não está correta" in result.body_text
+    assert result.from_name == "Conceição Lima"
+    assert result.subject == "Fatura nº 1187"
+
+
+def test_windows_1252_labelled_utf8_is_read_as_windows_1252() -> None:
+    result = parse_mail(
+        b"From: a@example.com\nSubject: x\nContent-Type: text/plain; charset=utf-8"
+        b"\n\nCaf\xe9 \x93ok\x94 \x96 d\xe9j\xe0 vu\n"
+    )
+    assert result.body_text == "Café “ok” – déjà vu"
+
+
+def test_an_unknown_charset_label_still_reads_the_text() -> None:
+    result = parse_mail(
+        b"From: a@example.com\nSubject: x\n"
+        b"Content-Type: text/plain; charset=x-unknown\n\nOl\xe1 mundo\n"
+    )
+    assert result.body_text == "Olá mundo"
+    assert "unknown-charset" in result.defects
+
+
+def test_undecodable_bytes_become_replacement_characters() -> None:
+    result = parse_mail(
+        b"From: a@example.com\nSubject: x\nContent-Type: text/plain; charset=utf-8\n\n"
+        b"caf\xc3\xa9 \xff\xfe ok d\xc3\xa9j\xc3\xa0 vu \xc3\xa0 bient\xc3\xb4t\n"
+    )
+    assert result.body_text.startswith("café")
+    assert "\ufffd" in result.body_text
+
+
+# -- headers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("=?utf-8?q?Pl=C4=83=C8=9Bile?= =?utf-8?q?_nu_merg?=", "Plățile nu merg"),
+        ("Re: [#1] =?UTF-8?Q?Pl=C4=83=C8=9Bi?=\n =?UTF-8?Q?le?= azi", "Re: [#1] Plățile azi"),
+        ("=?utf-8?B?xJ8=?==?utf-8?B?xJ8=?=", "ğğ"),
+        ("=?utf-8?B?w6k?= sans padding", "é sans padding"),
+        ("=?utf-8?q?split_=C8?= =?utf-8?q?=9B_char?=", "split ț char"),
+        ("=?UTF-8?Q?spaces inside q?=", "spaces inside q"),
+        ("=?iso-8859-2?q?p=B3atno=B6=E6?=", "płatność"),
+        ("=?x-unknown?q?caf=C3=A9?=", "café"),
+        ("=?utf-8*ro?q?limb=C4=83?=", "limbă"),
+        ("\n =?UTF-8?B?0JHRi9GB0YLRgNC10LU=?=", "Быстрее"),
+    ],
+)
+def test_subjects_have_their_encoded_words_decoded(header: str, expected: str) -> None:
+    result = parse_mail(mail(f"From: a@example.com\nSubject: {header}"))
+    assert result.subject == expected
+    assert ENCODED_WORD.search(result.subject) is None
+
+
+def test_raw_utf8_in_headers_is_read() -> None:
+    raw = "From: Jörg Müller <joerg@example.de>\nSubject: Größe\n\nx\n".encode()
+    result = parse_mail(raw)
+    assert (result.from_name, result.subject) == ("Jörg Müller", "Größe")
+
+
+def test_addresses_are_lower_cased_addr_specs() -> None:
+    result = parsed("reply-ro-gmail.eml")
+    assert result.from_address == "ana.popescu@magazin.ro"
+    assert result.from_name == "Ana Popescu"
+    assert result.to == ("support@example.com",)
+    raw = mail(
+        'From: "Popescu, Ion" <Ion@Example.RO>\nTo: A <A@X.COM>, b@y.com\n'
+        "Cc: =?utf-8?q?J=C3=B6rg?= <J@Z.DE>, undisclosed-recipients:;\n"
+        "Reply-To: Sales <SALES@shop.example>\nSubject: s"
+    )
+    result = parse_mail(raw)
+    assert (result.from_name, result.from_address) == ("Popescu, Ion", "ion@example.ro")
+    assert result.to == ("a@x.com", "b@y.com")
+    assert result.cc == ("j@z.de",)
+    assert result.reply_to == ("sales@shop.example",)
+
+
+def test_a_from_with_two_mailboxes_has_no_usable_address() -> None:
+    result = parse_mail(mail("From: a@example.com, b@example.com\nSubject: s"))
+    assert result.from_address is None
+    assert "several-from-addresses" in result.defects
+
+
+def test_a_from_that_smuggles_a_second_address_is_not_trusted() -> None:
+    result = parse_mail(mail("From: alice@example.org)<bob@example.org>\nSubject: s"))
+    assert result.from_address != "bob@example.org"
+
+
+def test_two_from_headers_are_counted() -> None:
+    result = parsed("two-from-headers.eml")
+    assert result.from_header_count == 2
+    assert result.from_address == "user@shop.example"
+    assert "several-from-headers" in result.defects
+
+
+def test_message_ids_lose_their_angle_brackets() -> None:
+    result = parsed("reply-ro-gmail.eml")
+    assert result.message_id == "CAF3kq7f2Lw0@mail.gmail.com"
+    assert result.in_reply_to == ("mg.12.a@example.com",)
+    assert result.references == ("CAF3kq7dVx@mail.gmail.com", "mg.12.a@example.com")
+
+
+def test_date_is_aware_and_keeps_the_senders_offset() -> None:
+    result = parsed("reply-ro-gmail.eml")
+    assert result.date is not None
+    assert result.date.utcoffset() == timedelta(hours=2)
+    assert (result.date.hour, result.date.minute) == (11, 18)
+    sloppy = parse_mail(mail("From: a@example.com\nDate: 5 Nov 2024 11:18 +0200\nSubject: s"))
+    assert sloppy.date is not None and sloppy.date.utcoffset() == timedelta(hours=2)
+    assert parse_mail(mail("From: a@example.com\nDate: yesterday\nSubject: s")).date is None
+
+
+def test_headers_are_all_decoded_and_in_order() -> None:
+    result = parsed("reply-ro-gmail.eml")
+    names = [name for name, _ in result.headers]
+    assert names[:4] == ["From", "To", "Subject", "Date"]
+    assert result.header("subject") == "Re: [#12] Plățile nu merg"
+    assert result.header("References") == "<CAF3kq7dVx@mail.gmail.com> <mg.12.a@example.com>"
+
+
+def test_nul_bytes_never_reach_the_text() -> None:
+    result = parsed("nul-byte.eml")
+    assert result.body_text == "Hello, the export file is broken."
+    assert "\x00" not in result.subject
+    assert all("\x00" not in value for _, value in result.headers)
+
+
+# -- bodies --------------------------------------------------------------------------------
+
+
+def test_html_only_mail_is_read_as_readable_text() -> None:
+    result = parsed("html-only.eml")
+    text = result.body_text
+    assert text.startswith("Hello support,\n\nThree things are broken since the update:")
+    assert "1. the cart empties itself\n2. coupons are refused" in text
+    assert "- Shop: our admin panel (https://shop.example/admin)" in text
+    for hidden in ("document.write", "color: red", "Preheader", "track.example", "var t"):
+        assert hidden not in text
+    assert result.body_html is not None and "<ol>" in result.body_html
+
+
+def test_format_flowed_text_is_unwrapped() -> None:
+    result = parsed("reply-pl-thunderbird.eml")
+    assert "Kolumna NIP jest już wypełniona." in result.body_text
+
+
+def test_an_empty_text_part_gives_way_to_the_html_one() -> None:
+    raw = (
+        b"From: a@example.com\nSubject: s\nContent-Type: multipart/alternative; boundary=b\n\n"
+        b"--b\nContent-Type: text/plain\n\n\n--b\nContent-Type: text/html\n\n<p>Real text</p>\n--b--\n"
+    )
+    assert parse_mail(raw).body_text == "Real text"
+
+
+# -- attachments ---------------------------------------------------------------------------
+
+
+def test_inline_cid_image_is_an_inline_attachment() -> None:
+    result = parsed("inline-cid-image.eml")
+    (image,) = result.attachments
+    assert (image.content_type, image.content_id, image.inline) == (
+        "image/png",
+        "banner@magazin.ro",
+        True,
+    )
+    assert image.content.startswith(b"\x89PNG")
+    assert result.body_text == "The banner looks cut:\n\n[banner]"
+
+
+def test_rfc2231_and_rfc2047_filenames_are_decoded() -> None:
+    result = parsed("rfc2231-filename.eml")
+    assert [a.filename for a in result.attachments] == [
+        "Factură martie 2024.pdf",
+        "Raport vânzări și plăți.pdf",
+        "captură.png",
+    ]
+    assert result.attachments[0].content == b"%PDF-1.4\n"
+
+
+def test_hostile_filenames_are_made_safe() -> None:
+    names = [a.filename for a in parsed("hostile-filenames.eml").attachments]
+    assert names[:6] == [
+        "passwd",
+        "boot.ini",
+        "htaccess",
+        "invoicefdp.exe",
+        "report.pdf",
+        "REPORT (2).pdf",
+    ]
+    assert names[6].endswith(".pdf") and len(names[6].encode()) <= MAX_FILENAME_BYTES
+    assert names[7] == "image.png"  # no name: one from the content type
+
+
+def test_forwarded_mail_is_an_eml_attachment() -> None:
+    result = parsed("forward-as-attachment.eml")
+    (forwarded,) = result.attachments
+    assert forwarded.filename == "Where is my order_.eml"  # "?" is not allowed on Windows
+    assert forwarded.content_type == "message/rfc822"
+    inner = parse_mail(forwarded.content)
+    assert inner.from_address == "customer@example.org"
+    assert inner.body_text == "I ordered a week ago and nothing arrived."
+
+
+def test_truncated_multipart_keeps_text_and_what_arrived_of_the_attachment() -> None:
+    result = parsed("truncated-multipart.eml")
+    assert result.body_text == "The checkout shows an error, screenshot attached."
+    (image,) = result.attachments
+    assert image.filename == "error.png" and image.size > 1000
+    assert "close-boundary-not-found" in result.defects
+
+
+def test_parts_after_a_reused_boundary_are_recovered() -> None:
+    raw = (
+        b'From: a@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary="X"\n\n'
+        b'--X\nContent-Type: multipart/alternative; boundary="X"\n\n--X\n'
+        b"Content-Type: text/plain\n\nhello\n--X--\n\n--X\nContent-Type: application/zip; "
+        b'name="a.zip"\nContent-Transfer-Encoding: base64\n\nUEsDBA==\n--X--\n'
+    )
+    result = parse_mail(raw)
+    assert [a.filename for a in result.attachments] == ["a.zip"]
+
+
+def test_a_multipart_whose_boundary_is_wrong_is_still_read() -> None:
+    raw = (
+        b"From: a@example.com\nSubject: s\nContent-Type: multipart/alternative; "
+        b'boundary="declared"\n\n--actual\nContent-Type: text/plain\n\nThe text.\n--actual--\n'
+    )
+    result = parse_mail(raw)
+    assert result.body_text == "The text."
+    assert "boundary-recovered" in result.defects
+
+
+# -- digest --------------------------------------------------------------------------------
+
+
+def test_the_same_mail_through_two_mx_hosts_has_one_digest() -> None:
+    original = (DATA / "reply-nl-outlook.eml").read_bytes()
+    via_first = (
+        b"Return-Path: <jan@winkel.nl>\nDelivered-To: support@example.com\n"
+        b"Received: from mx1.example.com by imap1; Wed, 6 Nov 2024 09:04:00 +0100\n"
+        b"Authentication-Results: mx1.example.com; dkim=pass\nX-Spam-Status: No\n" + original
+    )
+    via_second = (
+        b"Received: from mx2.example.com by imap2; Wed, 6 Nov 2024 09:04:07 +0100\r\n"
+        b"X-Original-To: support@example.com\r\nARC-Seal: i=1; cv=none\r\n"
+        b"Received-SPF: pass\r\n" + original.replace(b"\n", b"\r\n")
+    )
+    digests = {
+        content_digest(original),
+        parse_mail(via_first).content_digest,
+        parse_mail(via_second).content_digest,
+    }
+    assert len(digests) == 1
+    assert len(digests.pop()) == 64
+
+
+def test_other_content_gives_another_digest() -> None:
+    original = (DATA / "reply-nl-outlook.eml").read_bytes()
+    assert content_digest(original) != content_digest(original.replace(b"werkt", b"faalt"))
+    assert content_digest(original) != content_digest(original.replace(b"RE: [#13]", b"[#13]"))
+
+
+# -- what is not a mail --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"", b"   \r\n\t", b"\x00\x00\n"])
+def test_nothing_at_all_is_a_parse_failure(raw: bytes) -> None:
+    with pytest.raises(ParseFailure):
+        parse_mail(raw)
+
+
+def test_bytes_that_are_not_a_mail_are_read_as_best_as_possible() -> None:
+    result = parse_mail(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR garbage")
+    assert result.from_address is None
+    assert "no-headers" in result.defects
+
+
+def test_deeply_nested_multiparts_neither_raise_nor_take_long() -> None:
+    depth = 3000
+    opening = "".join(
+        f'--b{i}\nContent-Type: multipart/mixed; boundary="b{i + 1}"\n\n' for i in range(depth)
+    )
+    raw = (
+        f'From: a@example.com\nSubject: deep\nContent-Type: multipart/mixed; boundary="b0"\n\n'
+        f"{opening}--b{depth}\nContent-Type: text/plain\n\ndeep text\n"
+    ).encode()
+    started = time.perf_counter()
+    result = parse_mail(raw)
+    assert time.perf_counter() - started < 5
+    assert "nesting-too-deep" in result.defects
+    assert not any(d.startswith("parser-error") for d in result.defects)
+
+
+# -- replies -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "reply"),
+    [
+        ("reply-ro-gmail.eml", "Bună ziua,\n\nAm revenit la tema veche și plățile merg din nou."),
+        (
+            "reply-nl-outlook.eml",
+            "Hallo,\n\nHet bestand is nu opgeslagen met punten als decimaalteken en de import werkt.",
+        ),
+        (
+            "reply-pt-apple.eml",
+            "Obrigada, recebemos o detalhamento. Podem emitir a nota com o CNPJ novo?",
+        ),
+        ("reply-pt-outlook-plain.eml", "Bom dia,\n\nA nota chegou certinha, obrigada."),
+        (
+            "reply-pl-thunderbird.eml",
+            "Dzień dobry,\n\neksport działa, dziękuję za szybką pomoc. Kolumna NIP jest już wypełniona.",
+        ),
+        ("reply-pl-gmail-wrapped.eml", "Tak, chodzi o zamówienie 2024/11/0042."),
+        ("reply-ro-outlook-html.eml", "Am schimbat imaginea, acum se vede bine.\n\nMulțumesc!"),
+        ("forward-en-gmail.eml", "Can you check if this affects our shipping rates?"),
+    ],
+)
+def test_reply_text_is_the_new_part_only(name: str, reply: str) -> None:
+    assert parsed(name).reply_text == reply
+
+
+# -- safe_filename -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\ana\\Desktop\\factura.pdf", "factura.pdf"),
+        ("..", "attachment.bin"),
+        (".bashrc", "bashrc"),
+        ("  report .pdf. ", "report .pdf"),
+        ("a\x00b\x1fc\x7f.txt", "abc.txt"),
+        ("invoice\u202efdp.exe", "invoicefdp.exe"),
+        ("what?: *yes*.txt", "what__ _yes_.txt"),
+        ("CON.txt", "_CON.txt"),
+        ("utf-8''Factur%C4%83.pdf", "Factură.pdf"),
+        ("=?utf-8?q?ofert=C4=83.pdf?=", "ofertă.pdf"),
+        (None, "attachment.bin"),
+        ("", "attachment.bin"),
+    ],
+)
+def test_safe_filename(name: str | None, expected: str) -> None:
+    assert safe_filename(name, "attachment.bin", set()) == expected
+
+
+def test_safe_filename_keeps_the_extension_when_it_shortens() -> None:
+    name = safe_filename("ă" * 400 + ".pdf", "x.bin", set())
+    assert name.endswith(".pdf") and len(name.encode()) <= MAX_FILENAME_BYTES
+
+
+def test_safe_filename_numbers_repeated_names() -> None:
+    taken: set[str] = set()
+    names = [safe_filename(n, "x.bin", taken) for n in ("a.pdf", "A.pdf", "a.pdf", "b")]
+    assert names == ["a.pdf", "A (2).pdf", "a (3).pdf", "b"]
+    long_name = "x" * 300 + ".pdf"
+    first, second = safe_filename(long_name, "", taken), safe_filename(long_name, "", taken)
+    assert second.endswith(" (2).pdf") and first != second
+    assert len(second.encode()) <= MAX_FILENAME_BYTES
+
+
+# -- properties ----------------------------------------------------------------------------
+
+FIXTURES = sorted(DATA.glob("*.eml"))
+
+
+def assert_well_formed(result: ParsedMail) -> None:
+    assert not any(d.startswith("parser-error") for d in result.defects), result.defects
+    assert ENCODED_WORD.search(result.subject) is None or "?=" not in result.subject
+    assert "\x00" not in result.body_text + result.reply_text + result.subject
+    assert result.from_address is None or result.from_address == result.from_address.lower()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=4000))
+def test_parse_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
+    try:
+        result = parse_mail(raw)
+    except ParseFailure:
+        assert not raw.strip(b" \t\r\n\x00")
+        return
+    assert_well_formed(result)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(FIXTURES), st.randoms(use_true_random=False), st.integers(1, 20))
+def test_parse_never_raises_on_mutated_real_mails(
+    path: Path, rng: random.Random, mutations: int
+) -> None:
+    raw = bytearray(path.read_bytes())
+    for _ in range(mutations):
+        position = rng.randrange(len(raw) + 1)
+        kind = rng.randrange(4)
+        if kind == 0 and raw:
+            raw[min(position, len(raw) - 1)] = rng.randrange(256)
+        elif kind == 1:
+            raw[position:position] = rng.choice(
+                [b"\x00", b"\n", b"\r\n", b"--", b"=?", b"?=", b"\xff", b";", b'"', b"\n\n", b"<"]
+            )
+        elif kind == 2:
+            del raw[position : position + rng.randrange(1, 40)]
+        else:
+            del raw[position:]
+    try:
+        result = parse_mail(bytes(raw))
+    except ParseFailure:
+        assert not bytes(raw).strip(b" \t\r\n\x00")
+        return
+    assert_well_formed(result)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(st.none(), st.text(max_size=600)), st.text(max_size=40), st.sets(st.text(max_size=20))
+)
+def test_safe_filename_output_is_always_safe(
+    name: str | None, fallback: str, taken: set[str]
+) -> None:
+    taken_before = set(taken)
+    result = safe_filename(name, fallback, taken)
+    assert result
+    assert "/" not in result and "\\" not in result
+    assert not any(ord(char) < 32 or 0x7F <= ord(char) < 0xA0 for char in result)
+    assert not result.startswith(".")
+    assert len(result.encode("utf-8")) <= MAX_FILENAME_BYTES
+    assert result.casefold() not in taken_before
+    assert result.casefold() in taken
