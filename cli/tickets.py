@@ -186,6 +186,14 @@ def reply(
     ] = None,
     status: Annotated[str | None, typer.Option(help="set this status with the reply")] = None,
     reason: Annotated[str | None, typer.Option(help="stand-by reason for on_hold")] = None,
+    confirm_identity: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-identity",
+            help="you confirmed the sender's identity another way (needed for a held "
+            "confidential request; recorded in the history)",
+        ),
+    ] = False,
 ) -> None:
     """Answer the merchant (mailed from the support address; opens $EDITOR without text)."""
     who = _agent(agent)
@@ -193,7 +201,14 @@ def reply(
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
         sent = gateway.actions.reply(
-            session, ticket_id, text, agent=who, now=gateway.clock(), status=status, reason=reason
+            session,
+            ticket_id,
+            text,
+            agent=who,
+            now=gateway.clock(),
+            status=status,
+            reason=reason,
+            confirm_identity=confirm_identity,
         )
     console.print(f"reply #{sent.id} queued for ticket #{ticket_id}")
 
@@ -228,6 +243,13 @@ def set_command(
     priority: Annotated[str | None, typer.Option()] = None,
     assignee: Annotated[str | None, typer.Option()] = None,
     agent: Annotated[str | None, typer.Option()] = None,
+    confidential: Annotated[
+        bool,
+        typer.Option(
+            "--confidential",
+            help="mark the ticket confidential; an unverified requester is asked for proof",
+        ),
+    ] = False,
 ) -> None:
     """Change status, type, sector, priority or assignee (recorded in the history)."""
     who = agent or os.environ.get(DEFAULT_AGENT_ENV) or "cli"
@@ -239,11 +261,15 @@ def set_command(
         priority=priority,
         assignee=assignee,
     )
-    if changes == TicketChanges():
+    if changes == TicketChanges() and not confidential:
         fail("nothing to change: give at least one option", 2)
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
         done = gateway.actions.update(
             session, ticket_id, changes, actor=who.lower(), now=gateway.clock()
         )
+        if confidential and gateway.trust.mark_confidential(
+            session, ticket_id, actor=who.lower(), now=gateway.clock()
+        ):
+            done.append("confidential: no -> yes")
     console.print(f"#{ticket_id}: " + ("; ".join(done) if done else "nothing changed"))

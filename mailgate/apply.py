@@ -15,8 +15,11 @@ from sqlmodel import Session
 
 from mailgate.actions import AgentActions, TicketChanges
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
+from mailgate.errors import IdentityNotConfirmed
+from mailgate.holds import CONFIRM_IDENTITY_COMMAND
 from mailgate.notifications import Notifier
 from mailgate.threader import TICKET_TAG
+from mailgate.trust import TrustKeeper
 from mailgate.values import (
     Arrival,
     AuthResult,
@@ -96,6 +99,7 @@ class Applier:
     notifier: Notifier
     actions: AgentActions
     default_sector: str
+    trust: TrustKeeper | None = None
 
     def apply(
         self,
@@ -138,6 +142,8 @@ class Applier:
             now=now,
             ticket_id=ticket_id,
         )
+        if self.trust is not None:
+            self.trust.after_suspend(session, facts, reason, raw.id, now)
         return Outcome("suspended", raw.id, ticket_id, reason=reason)
 
     def _new_ticket(
@@ -184,13 +190,17 @@ class Applier:
         message = add_message(
             session, ticket, inbound_message(facts, thread), raw_id=raw.id, now=now
         )
-        self.notifier.to_merchants(
-            session,
-            ticket,
-            "ack",
-            now=now,
-            extra={"follow_up_of": thread.follow_up_of, "peak": False},
+        held = self.trust is not None and self.trust.after_new_ticket(
+            session, ticket, facts, raw.id, now
         )
+        if not held:  # a held request gets the identity notice instead (no echo of it)
+            self.notifier.to_merchants(
+                session,
+                ticket,
+                "ack",
+                now=now,
+                extra={"follow_up_of": thread.follow_up_of, "peak": False},
+            )
         assert raw.id is not None
         return Outcome("ticket_created", raw.id, ticket.id, message.id)
 
@@ -215,6 +225,8 @@ class Applier:
                 change_status(
                     session, ticket, Status.OPEN, actor=f"merchant:{sender.address}", now=now
                 )
+            if self.trust is not None:
+                self.trust.after_reply(session, ticket, facts, raw.id, now)
         assert raw.id is not None
         return Outcome("message_added", raw.id, ticket.id, message.id)
 
@@ -269,16 +281,33 @@ class Applier:
                 evidence=evidence,
             )
         else:
-            message = self.actions.reply(
-                session,
-                ticket_id,
-                text,
-                agent=agent,
-                now=now,
-                raw_id=raw.id,
-                threaded_by=thread.by.value,
-                evidence=evidence,
-            )
+            try:
+                message = self.actions.reply(
+                    session,
+                    ticket_id,
+                    text,
+                    agent=agent,
+                    now=now,
+                    raw_id=raw.id,
+                    threaded_by=thread.by.value,
+                    evidence=evidence,
+                    confirm_identity=any(
+                        c.name == CONFIRM_IDENTITY_COMMAND for c in instructions.commands
+                    ),
+                )
+            except IdentityNotConfirmed as refused:
+                # Kept for the agent, never relayed: the request's sender is not verified.
+                message = self.actions.note(
+                    session,
+                    ticket_id,
+                    f"Not sent to the merchant: {refused}\n\n{text}",
+                    agent=agent,
+                    now=now,
+                    raw_id=raw.id,
+                    threaded_by=thread.by.value,
+                    evidence=evidence,
+                )
+                return Outcome("message_added", raw.id, ticket_id, message.id, reason="held")
         return Outcome("message_added", raw.id, ticket_id, message.id)
 
     def _add_copied(self, session: Session, ticket: Ticket, mail: ParsedMail) -> None:
@@ -355,6 +384,8 @@ def inbound_message(facts: MailFacts, thread: ThreadDecision) -> NewMessage:
                 "dmarc": auth.dmarc,
                 "source": auth.source,
                 "sender_verified": facts.sender.verified,
+                "reason": auth.reason,
+                "signatures": list(auth.signatures),
             }
         ),
         flags=facts.flags,
