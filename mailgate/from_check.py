@@ -13,13 +13,18 @@ from mailgate.parse import FROM_REPAIRED
 from mailgate.values import ParsedMail
 
 
+def has_encoded_word(address: str) -> bool:
+    """RFC 2047 forbids encoded words in an addr-spec; readers decode them all the same."""
+    return "=?" in address or "?=" in address
+
+
 def from_problem(mail: ParsedMail) -> str | None:
     """Why ``mail``'s From must not be matched to anyone, or None when it may be."""
     if mail.from_header_count != 1:
         return f"{mail.from_header_count} From headers"
     if mail.from_address is None:
         return "no readable From address"
-    if "=?" in mail.from_address or "?=" in mail.from_address:
+    if has_encoded_word(mail.from_address):
         return f"encoded word inside the From address: {mail.from_address}"
     if FROM_REPAIRED in mail.defects:
         return "From header repaired by the parser"

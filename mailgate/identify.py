@@ -3,8 +3,8 @@
 Looks the From address up in the directory and combines it with the authentication
 verdict of stage 5a (``mailgate.auth``). A From header alone proves nothing: a sender is
 *verified* only when registered AND authenticated for the From domain. A From the parser
-had to repair, two From headers, or an encoded word inside the address are never matched
-to anyone (``mailgate.from_check``). An agent's address without authentication is a
+had to repair or two From headers are never matched to anyone (``mailgate.from_check``);
+an encoded word inside the address leaves no address at all (the mail is suspended). An agent's address without authentication is a
 stranger's: agents act on tickets, so their mail must prove where it comes from.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mailgate.from_check import from_problem
+from mailgate.from_check import from_problem, has_encoded_word
 from mailgate.values import AuthResult, ParsedMail, Sender, SenderKind
 from store.lookups import AgentRef, ShopUserRef
 
@@ -24,6 +24,10 @@ class Directory(Protocol):
 
 def identify(mail: ParsedMail, auth: AuthResult, directory: Directory) -> Sender:
     address = mail.from_address
+    if address is not None and has_encoded_word(address):
+        # Not an address anyone can be answered at: a reader shows the decoded text, the
+        # relay delivers to the raw one. The mail is kept as suspended (unusable sender).
+        return Sender(SenderKind.STRANGER, None, mail.from_name)
     if address is None or from_problem(mail) is not None:
         return Sender(SenderKind.STRANGER, address, mail.from_name)
     authenticated = auth.authenticated and auth.verified_domain == _domain(address)

@@ -31,7 +31,7 @@ from mailgate.automated import screen_service_mail
 from mailgate.confidential import ConfidentialRules
 from mailgate.config import AuthSettings
 from mailgate.decide import decide
-from mailgate.dkim import restrict_to_signed
+from mailgate.dkim import UNSIGNED_TAIL_DEFECT, restrict_to_signed
 from mailgate.identify import identify
 from mailgate.interpret import interpret
 from mailgate.parse import parse_mail
@@ -195,9 +195,11 @@ class Pipeline:
         if original is not None:
             return _record_duplicate(session, prepared, original)
         mail = prepared.mail
-        flags = ()
+        flags: tuple[str, ...] = ()
         if mail.message_id and reader.message_id_seen(mail.message_id):
             flags = ("message_id_reused",)
+        if UNSIGNED_TAIL_DEFECT in mail.defects:
+            flags = (*flags, "unsigned_text_dropped")
         sender = identify(mail, prepared.auth, reader)
         if prepared.arrival.source.kind != "release":
             prepared = replace(
@@ -230,7 +232,7 @@ class Pipeline:
             flags,
         )
         outcome = self.applier.apply(session, disposition, facts, now, locale)
-        if flags and outcome.ticket_id is not None:
+        if "message_id_reused" in flags and outcome.ticket_id is not None:
             audit(
                 session,
                 outcome.ticket_id,

@@ -10,8 +10,9 @@ Called by ``mailgate.apply`` inside the mail's transaction:
   (``confirm_identity``, ``mailgate.confirmation``). A held new ticket gets that mail
   *instead of* the acknowledgement, which would repeat the request's subject;
 - a mail that answers a confirmation token verifies its ticket (``confirmed``);
-- a hard bounce of an address we mailed blocks automatic mail to it for a while
-  (``mailgate.ratelimit``); an ordinary mail from that address lifts the block.
+- a hard bounce of an address we mailed blocks automatic mail to it for
+  ``[limits] bounce_quiet_days`` (``mailgate.ratelimit``). Mail *from* the address does
+  not lift the block: anyone can write that From.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from mailgate.notifications import Notifier
 from mailgate.values import AuthResult, Sender, SenderKind
 from store.errors import TicketNotFound
 from store.models import Message, ShopUser, Ticket
-from store.sendlog import clear_bounce, record_bounce, was_mailed
+from store.sendlog import record_bounce, was_mailed
 from store.tickets import audit, thread_ids
 
 if TYPE_CHECKING:  # apply imports this module; the annotation needs no import at run time
@@ -51,7 +52,6 @@ class TrustKeeper:
     ) -> bool:
         """Settle trust for a new ticket; True when it is held (send no acknowledgement)."""
         sender = facts.sender
-        self._lift_bounce(session, sender, now)
         self._redeem(session, facts, raw_id, now)
         if not facts.instructions.confidential:
             return False
@@ -66,7 +66,6 @@ class TrustKeeper:
     ) -> None:
         """Settle trust after a merchant's mail was added to ``ticket``."""
         sender = facts.sender
-        self._lift_bounce(session, sender, now)
         confirmed = self._redeem(session, facts, raw_id, now)
         if not facts.instructions.confidential:
             return
@@ -175,10 +174,6 @@ class TrustKeeper:
             return None
         _set_verified(session, ticket, "confirmed", now, result.detail)
         return ticket.id
-
-    def _lift_bounce(self, session: Session, sender: Sender, now: datetime) -> None:
-        if sender.address and clear_bounce(session, sender.address):
-            _audit_detached(session, "bounce_lifted", now, f"{sender.address} wrote to us again")
 
 
 def _set_verified(

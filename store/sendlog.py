@@ -1,8 +1,8 @@
 """What we mailed to whom, and who bounced: the records the send limits read.
 
 ``record_recipients`` is called in the transaction that puts a mail in the outbox, so the
-counts always match the outbox. Bounces are kept per address (``record_bounce``); a later
-ordinary mail from that address lifts the block (``clear_bounce``).
+counts always match the outbox. Bounces are kept per address (``record_bounce``), the
+newest one counting; ``clear_bounce`` forgets one.
 """
 
 from __future__ import annotations
