@@ -108,11 +108,18 @@ def show(
         f"status {detail.status}"
         f"{' (' + detail.standby_reason + ')' if detail.standby_reason else ''}"
         f" · {detail.priority} · {detail.type} · sector {detail.sector}"
-        f" · requester {detail.requester}{' (verified)' if detail.verified else ' (unverified)'}"
+        f" · requester {detail.requester}"
+        f"{f' (verified: {detail.verified_by})' if detail.verified else ' (unverified)'}"
         f"{' · shop ' + detail.shop if detail.shop else ''}"
         f"{' · assignee ' + detail.assignee if detail.assignee else ''}"
         f"{' · CONFIDENTIAL' if detail.confidential else ''}"
     )
+    if detail.confidential and not detail.verified:
+        console.print(
+            "[bold red]HELD:[/bold red] a confidential request from an unverified sender. "
+            "Confirm the merchant's identity another way before acting; answering needs "
+            "--confirm-identity (recorded in the history)."
+        )
     if detail.follow_up_of:
         console.print(f"follow-up of #{detail.follow_up_of}")
     for m in detail.messages:

@@ -8,9 +8,9 @@ import pytest
 from factories import parsed_mail
 
 from mailgate.auth import authenticate, is_aligned, organizational_domain
-from mailgate.from_check import from_problem
 from mailgate.config import AuthSettings
 from mailgate.decide import AgentReply, NewTicket, Reply, Suspend, decide
+from mailgate.from_check import from_problem
 from mailgate.identify import identify
 from mailgate.values import (
     AuthResult,
