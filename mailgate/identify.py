@@ -4,8 +4,9 @@ Looks the From address up in the directory and combines it with the authenticati
 verdict of stage 5a (``mailgate.auth``). A From header alone proves nothing: a sender is
 *verified* only when registered AND authenticated for the From domain. A From the parser
 had to repair or two From headers are never matched to anyone (``mailgate.from_check``);
-an encoded word inside the address leaves no address at all (the mail is suspended). An agent's address without authentication is a
-stranger's: agents act on tickets, so their mail must prove where it comes from.
+an encoded word inside the address leaves no address at all (the mail is suspended). An
+agent's address without authentication is a stranger's: agents act on tickets, so their
+mail must prove where it comes from.
 """
 
 from __future__ import annotations

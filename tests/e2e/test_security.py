@@ -591,7 +591,7 @@ def the_requesters_vacation_reply_does_not_reopen_or_answer(w: World) -> None:
     assert_untouched(w, 1)
 
 
-# confidential requests -----------------------------------------------------------------------------
+# confidential requests ----------------------------------------------------------------------
 
 
 @case
@@ -699,7 +699,7 @@ def an_agents_mail_answer_to_a_held_ticket_needs_confirm_identity(w: World) -> N
     assert "Done, as agreed by phone." in text_of(only_mail_to(w, ANA))
 
 
-# limits and bounces --------------------------------------------------------------------------------
+# limits and bounces -------------------------------------------------------------------------
 
 
 @case
@@ -743,7 +743,8 @@ def bounce_for(address: str, message_id: str) -> bytes:
         "MIME-Version: 1.0\r\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
         "--b\r\nContent-Type: text/plain\r\n\r\n"
-        f"I'm sorry to have to inform you that your message could not be delivered to <{address}>.\r\n"
+        "I'm sorry to have to inform you that your message could not be delivered"
+        f" to <{address}>.\r\n"
         "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
         "Reporting-MTA: dns; mx.magazin.example\r\n\r\n"
         f"Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
