@@ -1,7 +1,7 @@
 """Attachment filenames made safe to store and to offer for download (used by ``parse``).
 
 A filename comes from the sender: it may carry a path (``../../etc/passwd``), control or
-bidi-override characters ("invoice‮fdp.exe" shows as "invoiceexe.pdf"), a leading dot
+bidi-override characters ("invoice<U+202E>fdp.exe" shows as "invoiceexe.pdf"), a leading dot
 that hides the file, Windows device names, or enough bytes to overflow NAME_MAX. What
 ``safe_filename`` returns is a plain, visible, bounded name, unique within one message.
 """

@@ -17,9 +17,10 @@ from mailparser.utils import get_addresses
 
 from mailgate.charsets import decode_text, normalize_charset
 
-# RFC 2047 encoded words, read leniently: real mail carries spaces inside Q text,
-# lower-case encodings and RFC 2231 language suffixes (=?utf-8*ro?Q?…?=).
-_ENCODED_WORD = re.compile(r"=\?([^?\s*]{1,60})(?:\*[^?\s]{0,20})?\?([bBqQ])\?([^?]*)\?=")
+# RFC 2047 encoded words, read leniently: real mail carries spaces and even "?" inside Q
+# text, lower-case encodings, odd charset names and RFC 2231 language suffixes
+# (=?utf-8*ro?Q?…?=). The text is lazy and bounded, so a lone "=?" costs little.
+_ENCODED_WORD = re.compile(r"=\?([^?\s*]{0,60})(?:\*[^?\s]{0,20})?\?([bBqQ])\?(.{0,2000}?)\?=")
 _BETWEEN_WORDS = re.compile(r"[ \t\r\n]*")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
@@ -170,11 +171,12 @@ def parse_date(raw: str | None) -> datetime | None:
     # mail-parser's RFC 5322 reader is strict and documents what it rejects; the
     # stdlib's lenient one reads the sloppy dates mail clients really write.
     result = parse_mail_date(value)
-    if result.value is not None:
+    instant: datetime | None = result.value  # in UTC
+    if instant is not None:
         minutes = round(float(result.timezone) * 60) if result.timezone else 0
         if abs(minutes) >= _DAY_MINUTES:
-            return result.value  # an offset no clock has: keep the instant, in UTC
-        return result.value.astimezone(timezone(timedelta(minutes=minutes)))
+            return instant  # an offset no clock has: keep the instant, in UTC
+        return instant.astimezone(timezone(timedelta(minutes=minutes)))
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -292,7 +292,7 @@ class _TextWriter(HTMLParser):
             return True
         if self._drop_quotes and self._is_quote(tag, attributes):
             return True
-        style = attributes.get("style")
+        style = attributes.get("style", "")
         return bool(style) and _HIDDEN_STYLE.search(style) is not None
 
     @staticmethod
@@ -344,9 +344,9 @@ class _TextWriter(HTMLParser):
             return
         # Only words need their target spelled out; a label that is itself an address
         # or URL already says where it goes (and tracking redirects are noise).
-        if (label and " " in label) or (label and "." not in label):
-            if _bare(label) != _bare(target):
-                self._write(f" ({target})")
+        is_words = bool(label) and (" " in label or "." not in label)
+        if is_words and _bare(label) != _bare(target):
+            self._write(f" ({target})")
 
     # -- output ----------------------------------------------------------------------------
 

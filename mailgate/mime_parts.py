@@ -18,9 +18,9 @@ from email.message import Message
 from mailgate.charsets import decode_text, normalize_charset
 from mailgate.filenames import safe_filename
 from mailgate.header_values import decode_header_value, unicode_value
+from mailgate.mime_reader import MAX_DEPTH
 from mailgate.values import ParsedAttachment
 
-MAX_DEPTH = 40  # deeper nesting is an attack on the parser, not a mail
 MAX_PARTS = 2000
 
 _FALLBACK_NAMES = {
@@ -127,17 +127,19 @@ def _parts_in_epilogue(part: Message) -> list[Message]:
     delimiter = re.compile(rf"^--{re.escape(boundary)}(?:--)?[ \t]*\r?$", re.M)
     found = []
     for chunk in delimiter.split(epilogue):
-        chunk = chunk.lstrip("\r\n")
-        if _HEADER_LINE.match(chunk):
-            found.append(email.message_from_string(chunk))
+        section = chunk.lstrip("\r\n")
+        if _HEADER_LINE.match(section):
+            found.append(email.message_from_string(section))
     return found
 
 
 def _hides_parts(part: Message) -> bool:
     """A single part declared with a boundary whose body really is multipart."""
-    boundary = part.get_param("boundary")
+    boundary = _param(part, "boundary")
+    if not boundary:
+        return False
     body = _undecoded_body(part)
-    return isinstance(boundary, str) and isinstance(body, str) and f"--{boundary}" in body
+    return isinstance(body, str) and f"--{boundary}" in body
 
 
 def _read_alternatives(children: list[Message], parts: MailParts, depth: int) -> None:
@@ -156,7 +158,7 @@ def _read_alternatives(children: list[Message], parts: MailParts, depth: int) ->
 
 
 def _read_related(part: Message, children: list[Message], parts: MailParts, depth: int) -> None:
-    start = _content_id(part.get_param("start") if part.get_param("start") else None)
+    start = _content_id(_param(part, "start"))
     root = next((c for c in children if start and _content_id(c.get("Content-ID")) == start), None)
     root = root or (children[0] if children else None)
     for child in children:
@@ -211,8 +213,8 @@ def _read_body_text(part: Message, content_type: str, parts: MailParts) -> None:
         parts.html.append(decoded.text.replace("\x00", ""))
         return
     text = decoded.text.replace("\r\n", "\n").replace("\r", "\n")
-    if (part.get_param("format") or "").lower() == "flowed":
-        text = unflow(text, delete_space=(part.get_param("delsp") or "").lower() == "yes")
+    if _param(part, "format").lower() == "flowed":
+        text = unflow(text, delete_space=_param(part, "delsp").lower() == "yes")
     parts.plain.append(_clean_text(text))
 
 
@@ -276,7 +278,9 @@ def _undecoded_body(part: Message) -> str | list[Message] | None:
     except (LookupError, UnicodeError, ValueError, TypeError):
         data = part.get_payload(decode=True)
         return data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else None
-    return body if isinstance(body, str | list) else None
+    if isinstance(body, list):
+        return [child for child in body if isinstance(child, Message)]
+    return body if isinstance(body, str) else None
 
 
 def _flattened(message: Message) -> bytes:
@@ -322,10 +326,15 @@ def _header_view(part: Message) -> Message:
 
 
 def _charset(part: Message) -> str | None:
-    value = part.get_param("charset")
-    if isinstance(value, tuple):  # RFC 2231 form
+    return _param(part, "charset") or None
+
+
+def _param(part: Message, name: str) -> str:
+    """A Content-Type parameter as text ("" when absent), RFC 2231 form included."""
+    value = part.get_param(name)
+    if isinstance(value, tuple):
         value = value[2]
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) else ""
 
 
 def _content_id(raw: object) -> str | None:

@@ -11,11 +11,8 @@ but ``ParseFailure`` for bytes that hold no mail at all.
 
 from __future__ import annotations
 
-import email
 import hashlib
-import re
 from email.message import Message
-from email.parser import BytesParser
 
 from mailgate.charsets import decode_text
 from mailgate.errors import ParseFailure
@@ -29,6 +26,7 @@ from mailgate.header_values import (
 )
 from mailgate.html_text import html_to_text
 from mailgate.mime_parts import MailParts, read_parts
+from mailgate.mime_reader import read_message
 from mailgate.quoting import extract_reply
 from mailgate.values import ParsedMail
 
@@ -53,7 +51,6 @@ _TRACE_HEADERS = frozenset(
     }
 )
 _TRACE_PREFIXES = (b"arc-", b"x-spam-", b"x-virus-")
-_HEADER_START = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}:")
 _BLANK = b" \t\r\n\x00"
 
 
@@ -65,34 +62,25 @@ def parse_mail(raw: bytes) -> ParsedMail:
     raw = bytes(raw)
     if not raw.strip(_BLANK):
         raise ParseFailure("the message is empty")
-    defects: list[str] = []
     try:
-        message = _message_of(raw, defects)
-        parts = _read_parts(message, defects)
-        return _parsed(raw, message, parts, defects)
+        read = read_message(raw)
+        parts = _read_parts(read.message, read.flat, read.defects)
+        return _parsed(raw, read.message, parts, read.defects)
     except Exception as error:
         # A bug or an input the stdlib chokes on must not lose the mail: keep it as
         # text, and say so (the property tests assert this path is never taken).
         return _unreadable(raw, f"parser-error:{type(error).__name__}")
 
 
-def _message_of(raw: bytes, defects: list[str]) -> Message:
-    try:
-        message = email.message_from_bytes(raw)
-        if not message.keys() and _HEADER_START.match(raw.lstrip(_BLANK)):
-            defects.append("blank-lines-before-headers")
-            message = email.message_from_bytes(raw.lstrip(_BLANK))
-    except RecursionError:
-        # Nesting deep enough to exhaust the parser's stack: keep the headers, read
-        # the rest as text (the raw mail itself is kept by the store).
-        defects.append("nesting-too-deep")
-        message = BytesParser().parsebytes(raw, headersonly=True)
-    if not message.keys():
-        defects.append("no-headers")
-    return message
-
-
-def _read_parts(message: Message, defects: list[str]) -> MailParts:
+def _read_parts(message: Message, flat: bool, defects: list[str]) -> MailParts:
+    if flat:
+        body = message.get_payload()
+        text = (
+            decode_text(body.encode("utf-8", "surrogateescape")).text
+            if isinstance(body, str)
+            else ""
+        )
+        return MailParts(plain=[text.replace("\x00", "")])
     try:
         parts = read_parts(message)
     except RecursionError:

@@ -25,8 +25,6 @@ _WRAPPED_ATTRIBUTION_LINES = 3
 # delimiters, and lines ending in a colon (attributions).
 _SPECIAL_LINE_START = re.compile(r"\n(?=>|[ _-][_-]|[ \t]*(?:\n|\Z))")
 _COLON_AT_END = re.compile(r":[ \t]*(?=\n|\Z)")
-_COLON = re.compile(":")
-_DASHES = re.compile("--")
 _RULE_STARTS = frozenset({"__", "--", " _", " -"})
 _SHORT_SIGNATURE_LINES = 6
 _SIGNATURE_LINE_LENGTH = 80
@@ -304,9 +302,7 @@ def _header_block_lines(text: str, lines: list[str]) -> set[int]:
     in a reply is text, not history.
     """
     marked: set[int] = set()
-    candidates = sorted(
-        set(_line_indexes(_COLON, text, within=40)) | set(_line_indexes(_DASHES, text, within=40))
-    )
+    candidates = _line_indexes(markers.FIELD_OR_SEPARATOR_LINE, "\n" + text)
     covered = -1
     for index in candidates:
         if index <= covered:

@@ -16,7 +16,7 @@ from mailparser_reply.constants import MAIL_LANGUAGES
 
 # Attribution lines that end with the verb (the name comes before it).
 _CLOSERS = (
-    r"wrote|a\s+scris|escreveu|pisze|napisał(?:\(a\)|a)?|napisała|написал(?:\(а\)|а)?|"
+    r"wrote|a\s+scris|escreveu|pisze|napisał(?:\(a\)|a)?|napisała|написал(?:\(а\)|а)?|"  # noqa: RUF001
     r"a\s+écrit|escribió|ha\s+scritto|skrev|kirjoitti|schrieb|schreef|"
     r"het\s+volgende\s+geschreven|geschreven"
 )
@@ -61,6 +61,12 @@ _FIELD_LINE = re.compile(
     rf"^\s*\*{{0,2}}(?:(?P<from>{_FROM_FIELDS})|(?P<other>{_OTHER_FIELDS}))\s*\*{{0,2}}\s*:",
     re.I,
 )
+# The same, found in a whole text at once: it matches the newline before such a line.
+FIELD_OR_SEPARATOR_LINE = re.compile(
+    rf"\n(?=[ \t]*\*{{0,2}}(?:{_FROM_FIELDS}|{_OTHER_FIELDS})[ \t]*\*{{0,2}}[ \t]*:"
+    r"|[ \t]*[-_=*~]{2}|[ \t]*(?:Begin|In[íi]cio|Pocz[ąa]tek|Începutul))",
+    re.I,
+)
 
 # "-----Original Message-----", forward separators, Apple's "Begin forwarded message:".
 _HISTORY_PHRASES = (
@@ -86,7 +92,7 @@ _HISTORY_SEPARATOR = re.compile(
 _STRONG_DELIMITER = re.compile(r"^\s*(?:-{2,}|_{2,})\s*$")
 _WEAK_DELIMITER = re.compile(r"^\s*(?:--|__|-\w)")
 _LONG_SEPARATOR = re.compile(r"^ ?[_-]{7,}\s*$")
-_SEPARATOR = re.compile(r"^[\s_\-=*~—–]{3,}$")
+_SEPARATOR = re.compile(r"^[\s_\-=*~\u2014\u2013]{3,}$")  # dashes, em and en dashes
 
 # "Sent from my iPhone" and its translations; mail-parser-reply adds the languages we lack.
 _SENT_FROM_PHRASES = (
@@ -98,9 +104,10 @@ _SENT_FROM_PHRASES = (
     r"Pobierz\s+Outlook\s+dla|Gesendet\s+von(?:\s+meinem)?|Envoy[ée]\s+de\s+mon|Inviato\s+da"
 )
 _VALEDICTION = re.compile(
-    r"^(?:thanks?(?: you)?|many thanks|thank you very much|cheers|regards|best(?: regards| wishes)?|"
-    r"kind regards|sincerely|cu stim[ăa]|cu respect|mul[țţt]umesc(?: frumos)?|o zi bun[ăa]|"
-    r"toate cele bune|met vriendelijke groet(?:en)?|vriendelijke groet(?:en)?|groet(?:en|jes)?|"
+    r"^(?:thanks?(?: you)?|many thanks|thank you very much|cheers|regards|"
+    r"best(?: regards| wishes)?|kind regards|sincerely|cu stim[ăa]|cu respect|"
+    r"mul[țţt]umesc(?: frumos)?|o zi bun[ăa]|toate cele bune|met vriendelijke groet(?:en)?|"
+    r"vriendelijke groet(?:en)?|groet(?:en|jes)?|"
     r"hartelijke groet(?:en)?|bedankt|atenciosamente|obrigad[oa]|abra[çc]os?|cumprimentos|"
     r"pozdrawiam(?: serdecznie)?|z powa[żz]aniem|dzi[ęe]kuj[ęe]|serdecznie)[\s,.!]*$",
     re.I,

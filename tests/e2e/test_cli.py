@@ -221,3 +221,8 @@ def test_ingest_exit_codes_as_a_real_process(tmp_path: Path) -> None:
     failed = _ingest_process(["ingest"], down, raw_mail())
     assert failed.returncode == EX_TEMPFAIL, failed.stderr
     assert b"Traceback" not in failed.stderr
+
+
+def test_usage_errors_are_clicks_own(env: dict[str, str]) -> None:
+    code, _, err = run("tickets", "show", "not-a-number")
+    assert code == 2 and "Invalid value" in err and "internal error" not in err

@@ -120,7 +120,8 @@ def test_signatures_are_removed(signature: str) -> None:
 
 
 def test_strip_quotes_keeps_the_signature() -> None:
-    text = f"{REPLY}\n\nSent from my iPhone\n\nOn 5 Nov 2024, Support <s@example.com> wrote:\n\n{QUOTE}"
+    attribution = "On 5 Nov 2024, Support <s@example.com> wrote:"
+    text = f"{REPLY}\n\nSent from my iPhone\n\n{attribution}\n\n{QUOTE}"
     assert strip_quotes(text) == f"{REPLY}\n\nSent from my iPhone"
     assert extract_reply(text) == REPLY
 
@@ -190,7 +191,8 @@ def test_fragments_mark_quotes_signatures_and_hidden_text() -> None:
         '<span id="OLK_SRC_BODY_SECTION"><div>From: Support<br>Date: Tue</div>Old text</span>',
         '<hr id="stopSpelling">Date: Tue<br>From: support@example.com<br>Old text',
         "<hr><b>Van:</b> Support<br><b>Verzonden:</b> dinsdag<br><b>Aan:</b> Jan<br>Old text",
-        '<p>26.06.2014, 14:41, "Support" &lt;s@example.com&gt;:</p><blockquote>Old text</blockquote>',
+        '<p>26.06.2014, 14:41, "Support" &lt;s@example.com&gt;:</p>'
+        "<blockquote>Old text</blockquote>",
     ],
 )
 def test_html_quotes_are_dropped_by_their_markup(quoted: str) -> None:
