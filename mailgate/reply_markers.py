@@ -61,11 +61,15 @@ _FIELD_LINE = re.compile(
     rf"^\s*\*{{0,2}}(?:(?P<from>{_FROM_FIELDS})|(?P<other>{_OTHER_FIELDS}))\s*\*{{0,2}}\s*:",
     re.I,
 )
-# The same, found in a whole text at once: it matches the newline before such a line.
-FIELD_OR_SEPARATOR_LINE = re.compile(
-    rf"\n(?=[ \t]*\*{{0,2}}(?:{_FROM_FIELDS}|{_OTHER_FIELDS})[ \t]*\*{{0,2}}[ \t]*:"
-    r"|[ \t]*[-_=*~]{2}|[ \t]*(?:Begin|In[íi]cio|Pocz[ąa]tek|Începutul))",
-    re.I,
+# Anchors of history, found in a whole text at once (each matches the newline before
+# its line): a From-like field line (header blocks are grown around it), or a line
+# that may be a separator. Case-sensitive on purpose: a case-blind alternation this
+# long costs more than the rest of the reply extraction together.
+FROM_FIELD_LINE = re.compile(
+    rf"\n[ \t]*\*{{0,2}}(?:{_FROM_FIELDS}|FROM|DE|VAN|OD)[ \t]*\*{{0,2}}[ \t]*:"
+)
+SEPARATOR_LINE = re.compile(
+    r"\n(?=[ \t]*[-_=*~]{2}|[ \t]*(?:Begin|In[íi]cio|Pocz[ąa]tek|Începutul))"
 )
 
 # "-----Original Message-----", forward separators, Apple's "Begin forwarded message:".
