@@ -18,50 +18,16 @@ from email.message import Message
 from email.utils import collapse_rfc2231_value
 
 from mailgate.charsets import decode_text, normalize_charset
-from mailgate.filenames import safe_filename
+from mailgate.filenames import fallback_name, safe_filename
 from mailgate.header_values import decode_header_value, unicode_value
 from mailgate.mime_reader import MAX_DEPTH
 from mailgate.values import ParsedAttachment
 
 MAX_PARTS = 2000
 
-_FALLBACK_NAMES = {
-    "message/rfc822": "message.eml",
-    "message/delivery-status": "delivery-status.txt",
-    "message/disposition-notification": "disposition-notification.txt",
-    "text/rfc822-headers": "headers.txt",
-    "text/plain": "attachment.txt",
-    "text/html": "attachment.html",
-    "text/calendar": "invite.ics",
-    "text/csv": "attachment.csv",
-    "text/x-vcard": "contact.vcf",
-    "text/vcard": "contact.vcf",
-    "image/png": "image.png",
-    "image/jpeg": "image.jpg",
-    "image/jpg": "image.jpg",
-    "image/gif": "image.gif",
-    "image/webp": "image.webp",
-    "image/bmp": "image.bmp",
-    "image/tiff": "image.tiff",
-    "image/heic": "image.heic",
-    "image/svg+xml": "image.svg",
-    "application/pdf": "attachment.pdf",
-    "application/zip": "attachment.zip",
-    "application/pgp-signature": "signature.asc",
-    "application/pgp-encrypted": "pgp-version.txt",
-    "application/pkcs7-signature": "smime.p7s",
-    "application/x-pkcs7-signature": "smime.p7s",
-    "application/pkcs7-mime": "smime.p7m",
-    "application/ms-tnef": "winmail.dat",
-    "application/vnd.ms-tnef": "winmail.dat",
-    "application/msword": "attachment.doc",
-    "application/vnd.ms-excel": "attachment.xls",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "attachment.docx",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "attachment.xlsx",
-    "application/json": "attachment.json",
-    "application/xml": "attachment.xml",
-}
-_BOUNDARY_LINE = re.compile(r"^--([^\s]{1,200}?)[ \t]*\r?\n(?=[\w-]{1,60}:)", re.M)
+# A delimiter line followed by a header line; searched in "\n" + body, since a pattern
+# starting with a literal is found in C while "^" makes the engine try every position.
+_BOUNDARY_LINE = re.compile(r"\n--([^\s]{1,200}?)[ \t]*\r?\n(?=[\w-]{1,60}:)")
 # Text parts that are files, not renderings of the body, even inside an alternative.
 _TEXT_ATTACHMENTS = frozenset({"text/calendar", "text/x-vcard", "text/vcard", "text/csv"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -182,7 +148,7 @@ def _read_broken_multipart(part: Message, parts: MailParts, depth: int) -> None:
     body = _undecoded_body(part)
     if not isinstance(body, str) or depth >= MAX_DEPTH:
         return
-    match = _BOUNDARY_LINE.search(body)
+    match = _BOUNDARY_LINE.search("\n" + body)
     if match is not None:
         boundary = match[1].replace('"', "")
         rebuilt = email.message_from_string(
@@ -229,8 +195,7 @@ def _read_attachment(
         content, name = _forwarded_mail(part, headers.filename)
     else:
         content, name = _payload_bytes(part), headers.filename
-    fallback = _FALLBACK_NAMES.get(content_type, "attachment.bin")
-    filename = safe_filename(name, fallback, parts.taken_names)
+    filename = safe_filename(name, fallback_name(content_type), parts.taken_names)
     parts.attachments.append(
         ParsedAttachment(
             filename=filename,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from mailgate import reply_markers as markers
 from mailgate.html_text import has_quote_markup, html_to_text
+from mailgate.signatures import without_closing_signature
 
 _WRAPPED_ATTRIBUTION_LINES = 3
 _WRAPPED_FIELD_LINES = 2
@@ -30,10 +31,6 @@ _RUNS = re.compile(rb"\x00+|\x01+|\x02+")
 _RULE_STARTS = frozenset({"__", "--", " _", " -"})
 _SHORT_SIGNATURE_LINES = 6
 _SIGNATURE_LINE_LENGTH = 80
-_NAME_SIGNATURE_LINES = 8
-_NAME_SIGNATURE_PARAGRAPHS = 3
-_VALEDICTION_LENGTH = 30
-_TAIL_LINES = 24  # a closing paragraph, a rule and a phone's "Sent from" fit in this
 
 
 @dataclass(slots=True)
@@ -219,21 +216,14 @@ def extract_reply(text: str, html: str | None = None, *, sender: str | None = No
     if html is not None and (not text.strip() or has_quote_markup(html)):
         text = html_to_text(html, drop_quotes=True)
     reply = _joined(_reply_fragments(split_fragments(text), keep_signatures=False))
-    # Signatures sit at the end: only the last lines need a look.
-    lines = reply.rsplit("\n", _TAIL_LINES)
-    head = lines.pop(0) if len(lines) > _TAIL_LINES else None
-    lines = _without_trailing_signature(lines, sender, text_above=bool(head and head.strip()))
-    if head is not None:
-        lines.insert(0, head)
-    return "\n".join(lines).strip()
+    return without_closing_signature(reply, sender)
 
 
-def _line_indexes(pattern: re.Pattern[str], text: str, *, within: int | None = None) -> list[int]:
+def _line_indexes(pattern: re.Pattern[str], text: str) -> list[int]:
     """Indexes of the lines of ``text`` holding a match of ``pattern``.
 
     Patterns here start with a literal so the regex engine can skip ahead in C; one
     that must look at a line's start matches the newline before it, on ``"\n" + text``.
-    ``within`` keeps only matches in a line's first characters.
     """
     indexes: list[int] = []
     line, counted_to = 0, 0
@@ -241,8 +231,6 @@ def _line_indexes(pattern: re.Pattern[str], text: str, *, within: int | None = N
         start = match.start()
         line += text.count("\n", counted_to, start)
         counted_to = start
-        if within is not None and start - text.rfind("\n", 0, start) > within:
-            continue
         if not indexes or indexes[-1] != line:
             indexes.append(line)
     return indexes
@@ -357,93 +345,3 @@ def _block_edge(lines: list[str], anchor: int, *, step: int) -> int:
             if step == 1:
                 edge = index  # a wrapped value belongs to the field above it
     return edge
-
-
-def _without_trailing_signature(
-    lines: list[str], sender: str | None, *, text_above: bool
-) -> list[str]:
-    lines = _trimmed(lines)
-    if lines and markers.is_sent_from(lines[-1]) and (len(lines) > 1 or text_above):
-        lines = _trimmed(lines[:-1])
-    if sender:
-        lines = _without_name_signature(lines, sender, text_above=text_above)
-    return lines
-
-
-def _trimmed(lines: list[str]) -> list[str]:
-    end = len(lines)
-    while end and (not lines[end - 1].strip() or markers.is_separator(lines[end - 1])):
-        end -= 1
-    return lines[:end]
-
-
-def _without_name_signature(lines: list[str], sender: str, *, text_above: bool) -> list[str]:
-    """Drop the closing paragraphs that sign with the sender's name or address."""
-    names = _sender_names(sender)
-    dropped = False
-    for _ in range(_NAME_SIGNATURE_PARAGRAPHS):
-        start = _last_paragraph_start(lines)
-        if not (start or text_above) or not _signs_with(lines[start:], names):
-            break
-        lines, dropped = _trimmed(lines[:start]), True
-    if dropped:
-        # "Thanks," left alone once the name under it is gone is part of the signature.
-        start = _last_paragraph_start(lines)
-        closing = lines[start:]
-        if (start or text_above) and len(closing) == 1 and markers.is_valediction(closing[0]):
-            lines = _trimmed(lines[:start])
-    return lines
-
-
-def _last_paragraph_start(lines: list[str]) -> int:
-    start = len(lines)
-    while start and lines[start - 1].strip():
-        start -= 1
-    return start
-
-
-def _signs_with(paragraph: list[str], names: list[str]) -> bool:
-    """A short closing paragraph whose name line ("Gina X", "Noam") is the sender's,
-    under nothing longer than a valediction ("Thank you,")."""
-    if not paragraph or len(paragraph) > _NAME_SIGNATURE_LINES:
-        return False
-    if any(len(line) > _SIGNATURE_LINE_LENGTH for line in paragraph):
-        return False
-    for position, line in enumerate(paragraph):
-        if _is_name_line(line, names):
-            return all(len(text.strip()) <= _VALEDICTION_LENGTH for text in paragraph[:position])
-    return False
-
-
-def _sender_names(sender: str) -> list[str]:
-    """The ways a sender signs: full name, each name word, address, address local part."""
-    names: list[str] = []
-    for address in re.findall(r"[^\s<>\"']+@[^\s<>\"']+", sender):
-        names.append(address.lower())
-    display = re.sub(r"<[^>]*>|[^\s<>\"']+@[^\s<>\"']+|[\"']", " ", sender)
-    display = " ".join(display.split()).lower()
-    if display:
-        names.append(display)
-        names.extend(word for word in display.split() if len(word) >= 3)
-    return names
-
-
-def _is_name_line(line: str, names: list[str]) -> bool:
-    text = line.strip().lower()
-    if not text or not names:
-        return False
-    for name in names:
-        position = text.find(name)
-        if position < 0:
-            continue
-        # The name must be most of the line ("Gina X", "Me John Doe"), not a word in a
-        # sentence that happens to mention it.
-        if len(text) - len(name) <= 25 and _whole_word(text, position, len(name)):
-            return True
-    return False
-
-
-def _whole_word(text: str, position: int, length: int) -> bool:
-    before = text[position - 1] if position > 0 else " "
-    after = text[position + length] if position + length < len(text) else " "
-    return not before.isalnum() and not after.isalnum()
