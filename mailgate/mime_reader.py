@@ -21,7 +21,8 @@ _BLANK = b" \t\r\n\x00"
 _HEADER_START = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}:")
 _BOUNDARY_PARAM = re.compile(rb"boundary\s*=\s*(\"[^\"\r\n]{1,200}\"|[^\s;]{1,200})")
 _CLOSING_DELIMITER = re.compile(rb"\n--([^\r\n]{1,200}?)--[ \t]*\r?(?=\n|$)")
-_BASE64_LINES = re.compile(rb"(?:[A-Za-z0-9+/=]{16,200}\r?\n){16,}")
+_BASE64_TEXT = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n"
+_FEWEST_LINES_TO_REWRAP = 16
 _CTE_HEADER = b"content-transfer-encoding"
 _WRAPPED_LINE = 988  # a multiple of 4, under the 998-octet line limit of RFC 5322
 _LONGEST_PART_HEADER = 4096
@@ -85,20 +86,31 @@ def _with_long_base64_lines(raw: bytes, lowered: bytes) -> bytes:
     search_from = 0
     while (found := lowered.find(b"base64", search_from)) != -1:
         search_from = found + 6
-        body_start = _base64_body_start(lowered, found)
-        block = _BASE64_LINES.match(raw, body_start) if body_start is not None else None
-        if block is None:
+        start = _base64_body_start(lowered, found)
+        end = _base64_body_end(raw, start) if start is not None else None
+        if start is None or end is None:
             continue
-        data = block[0].replace(b"\r", b"").replace(b"\n", b"")
+        data = raw[start:end].replace(b"\r", b"").replace(b"\n", b"")
         wrapped = b"\n".join(
-            data[start : start + _WRAPPED_LINE] for start in range(0, len(data), _WRAPPED_LINE)
+            data[offset : offset + _WRAPPED_LINE] for offset in range(0, len(data), _WRAPPED_LINE)
         )
-        pieces += [raw[copied_to : block.start()], wrapped, b"\n"]
-        copied_to = search_from = block.end()
+        pieces += [raw[copied_to:start], wrapped, b"\n"]
+        copied_to = search_from = end
     if not pieces:
         return raw
     pieces.append(raw[copied_to:])
     return b"".join(pieces)
+
+
+def _base64_body_end(raw: bytes, start: int) -> int | None:
+    """Where a base64 body starting at ``start`` ends (after its last line's newline),
+    when it is long enough to be worth re-wrapping and holds nothing but base64."""
+    ends = [end for end in (raw.find(b"\n--", start), raw.find(b"\n\n", start)) if end != -1]
+    end = min(ends) + 1 if ends else len(raw)
+    block = raw[start:end]
+    if block.count(b"\n") < _FEWEST_LINES_TO_REWRAP or block.translate(None, _BASE64_TEXT):
+        return None  # short, or not only base64 (a body that merely mentions base64)
+    return end
 
 
 def _base64_body_start(lowered: bytes, found: int) -> int | None:

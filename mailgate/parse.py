@@ -195,7 +195,7 @@ def content_digest(raw: bytes) -> str:
     The same mail delivered through two MX hosts (each adding Received,
     Authentication-Results, X-Spam-… headers) gives the same digest.
     """
-    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in raw else raw
     if data.startswith(b"From "):  # an mbox envelope line, not part of the mail
         data = data.partition(b"\n")[2]
     head, _, body = data.partition(b"\n\n")

@@ -51,7 +51,9 @@ class Fragment:
 def _opens_signature(fragment: Fragment) -> bool:
     """Whether a fragment (lines still bottom-up) is a signature, judged by its top line."""
     top = fragment.lines[-1].strip()
-    if markers.is_strong_delimiter(top) or markers.is_device_signature(top):
+    if top[:1] not in ("-", "_"):
+        return markers.is_device_signature(top)
+    if markers.is_strong_delimiter(top):
         return True
     if not markers.is_weak_delimiter(top):
         return False

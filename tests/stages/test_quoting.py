@@ -220,6 +220,8 @@ def test_html_is_only_used_when_it_marks_quotes_or_the_text_is_empty() -> None:
         ("From: x\nTo: y\n\n" * 5000) + ("-" * 1000 + "\n") * 200,
         "\n".join(f"-item {i}\n" for i in range(20_000)),
         ("text\n" + "> quote\n" + "Sent from my phone\n\n") * 5000,
+        ("x" * 390 + ":\n> quote\n") * 2000,
+        ("a" * 150 + "@" + "b" * 150 + ":\n> quote\n") * 2000,
     ],
     ids=[
         "long-on-line",
@@ -228,6 +230,8 @@ def test_html_is_only_used_when_it_marks_quotes_or_the_text_is_empty() -> None:
         "many-headers",
         "many-dashes",
         "alternating",
+        "colon-lines-over-quotes",
+        "at-signs-over-quotes",
     ],
 )
 def test_pathological_bodies_are_fast(text: str) -> None:
