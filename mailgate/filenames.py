@@ -8,6 +8,7 @@ that hides the file, Windows device names, or enough bytes to overflow NAME_MAX.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import re
 import unicodedata
@@ -125,7 +126,9 @@ def _decoded(name: str) -> str:
     if "=?" in name:
         name = decode_encoded_words(name)
     if any("\udc80" <= char <= "\udcff" for char in name):  # raw 8-bit bytes
-        name = decode_text(name.encode("utf-8", "surrogateescape")).text
+        # With other lone surrogates too it cannot be encoded: they are dropped below.
+        with contextlib.suppress(UnicodeEncodeError):
+            name = decode_text(name.encode("utf-8", "surrogateescape")).text
     return name
 
 

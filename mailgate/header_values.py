@@ -39,7 +39,8 @@ _SIMPLE_ADDRESS = re.compile(
     )\s*(?:,|$)""",
     re.VERBOSE,
 )
-_ADDR_SPEC = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[A-Za-z0-9.\-\[\]:_]+$")
+# What an address must look like to be used (internationalised domains included).
+_ADDR_SPEC = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[\w.\-\[\]:]+$")
 
 
 def unicode_value(raw: str) -> str:

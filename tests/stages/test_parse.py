@@ -479,9 +479,37 @@ def test_parse_never_raises_on_mutated_real_mails(
     assert_well_formed(result)
 
 
+# Names as hostile senders write them: separators, dots, controls, bidi overrides, and
+# the lone surrogates that stand for raw 8-bit bytes after the stdlib parser.
+HOSTILE_NAMES = st.text(
+    alphabet=st.sampled_from(
+        [
+            "a",
+            "ă",
+            ".",
+            "/",
+            "\\",
+            " ",
+            "\x00",
+            "\x1f",
+            "\u202e",
+            "\udcc3",
+            "\ud800",
+            "=",
+            "?",
+            "%",
+            "'",
+        ]
+    ),
+    max_size=300,
+)
+
+
 @settings(max_examples=500, deadline=None)
 @given(
-    st.one_of(st.none(), st.text(max_size=600)), st.text(max_size=40), st.sets(st.text(max_size=20))
+    st.one_of(st.none(), st.text(max_size=600), HOSTILE_NAMES),
+    st.one_of(st.text(max_size=40), HOSTILE_NAMES),
+    st.sets(st.text(max_size=20)),
 )
 def test_safe_filename_output_is_always_safe(
     name: str | None, fallback: str, taken: set[str]

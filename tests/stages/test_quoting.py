@@ -247,3 +247,48 @@ def test_extract_reply_never_raises_and_only_keeps_text_it_was_given(text: str) 
     normalised = text.replace("\r\n", "\n").replace("\r", "\n")
     for line in reply.split("\n"):
         assert line.strip() in normalised or " " in line  # joined attributions only
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "<div>",
+                "</div>",
+                "<blockquote type=cite>",
+                "</blockquote>",
+                '<div class="gmail_quote">',
+                "<br>",
+                "<hr>",
+                "<p>",
+                "</p>",
+                "<a href='https://x'>",
+                "</a>",
+                "<script>",
+                "</script>",
+                "<b>From:</b> x",
+                "Van: y",
+                "text",
+                "&amp;",
+                "&#",
+                "<!--",
+                "-->",
+                "<",
+                ">",
+                "\n",
+                "<img",
+                ' width="1">',
+                "<ol><li>",
+                "<pre>",
+                "</pre>",
+                "<style>",
+                "</style>",
+            ]
+        ),
+        max_size=60,
+    ).map("".join)
+)
+def test_html_replies_never_raise(html: str) -> None:
+    reply = extract_reply("", html)
+    assert "\x00" not in reply
