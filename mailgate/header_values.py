@@ -40,7 +40,7 @@ _SIMPLE_ADDRESS = re.compile(
     re.VERBOSE,
 )
 # What an address must look like to be used (internationalised domains included).
-_ADDR_SPEC = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[\w.\-\[\]:]+$")
+_ADDR_SPEC = re.compile(r"^(?:\"[^\"\\\r\n]{1,64}\"|[^@\s<>()\[\]\\,;:\"]+)@[\w.\-\[\]:]+$")
 
 
 def unicode_value(raw: str) -> str:
