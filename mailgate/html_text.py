@@ -145,14 +145,15 @@ def html_to_text(html: str, *, drop_quotes: bool = False) -> str:
 
 def has_quote_markup(html: str) -> bool:
     """Whether ``html`` carries element-level quote marks that ``drop_quotes`` would use."""
-    return _QUOTE_MARKS.search(html) is not None
+    lowered = html.lower()  # substring tests run in C; a case-blind regex would not
+    return any(mark in lowered for mark in _QUOTE_MARKS)
 
 
-_QUOTE_MARKS = re.compile(
-    r"gmail_quote|yahoo_quoted|moz-cite-prefix|<blockquote|divRplyFwdMsg|OLK_SRC_BODY_SECTION"
-    r"|stopSpelling|appendonsend|mail-editor-reference-message-container",
-    re.I,
-)
+_QUOTE_MARKS = (
+    "gmail_quote", "yahoo_quoted", "moz-cite-prefix", "<blockquote", "divrplyfwdmsg",
+    "olk_src_body_section", "stopspelling", "appendonsend",
+    "mail-editor-reference-message-container",
+)  # fmt: skip
 
 
 def _bare(link: str) -> str:
