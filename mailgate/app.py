@@ -81,7 +81,14 @@ def build_gateway(
     composer = Composer(settings.outbound, secret, clock)
     notifier = Notifier(composer, ours, from_address, RecipientGate(settings.limits))
     actions = AgentActions(notifier, settings.workflow.sectors)
-    trust = _trust_keeper(settings, secret, ours, from_address, notifier)
+    trust = _trust_keeper(
+        settings,
+        secret=secret,
+        ours=ours,
+        from_address=from_address,
+        notifier=notifier,
+        composer=composer,
+    )
     applier = Applier(notifier, actions, settings.workflow.sectors[0], trust)
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
     own = OwnMail(
@@ -123,14 +130,21 @@ def build_gateway(
 
 
 def _trust_keeper(
-    settings: Settings, secret: bytes, ours: OurAddresses, from_address: str, notifier: Notifier
+    settings: Settings,
+    *,
+    secret: bytes,
+    ours: OurAddresses,
+    from_address: str,
+    notifier: Notifier,
+    composer: Composer,
 ) -> TrustKeeper:
     # Confirmation tokens ride on a plus-address of ours: the From address when it is ours.
     base = from_address if ours.is_ours(from_address) else ours.addresses[0]
     confirmations = Confirmations(
         secret, ours, base, timedelta(hours=settings.auth.confirmation_hours)
     )
-    return TrustKeeper(notifier, confirmations, timedelta(days=settings.limits.bounce_quiet_days))
+    quiet = timedelta(days=settings.limits.bounce_quiet_days)
+    return TrustKeeper(notifier, confirmations, quiet, composer)
 
 
 def _secret(settings: Settings, db: Database) -> bytes:

@@ -10,9 +10,9 @@ Called by ``mailgate.apply`` inside the mail's transaction:
   (``confirm_identity``, ``mailgate.confirmation``). A held new ticket gets that mail
   *instead of* the acknowledgement, which would repeat the request's subject;
 - a mail that answers a confirmation token verifies its ticket (``confirmed``);
-- a hard bounce of an address we mailed blocks automatic mail to it for
-  ``[limits] bounce_quiet_days`` (``mailgate.ratelimit``). Mail *from* the address does
-  not lift the block: anyone can write that From.
+- a hard bounce of one of our mails (it returns a Message-ID we signed) blocks automatic
+  mail to the bounced address for ``[limits] bounce_quiet_days`` (``mailgate.ratelimit``).
+  Mail *from* the address does not lift the block: anyone can write that From.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
 
-from mailgate.bounces import bounced_recipients
+from mailgate.bounces import bounced_message_ids, bounced_recipients
 from mailgate.confirmation import Confirmations
 from mailgate.notifications import Notifier
+from mailgate.threader import SignedIds
 from mailgate.values import AuthResult, Sender, SenderKind
 from store.errors import TicketNotFound
 from store.models import Message, ShopUser, Ticket
@@ -45,6 +46,7 @@ class TrustKeeper:
     notifier: Notifier
     confirmations: Confirmations
     bounce_quiet: timedelta
+    signed_ids: SignedIds  # tells our Message-IDs from forged ones
 
     # --- hooks called by apply -------------------------------------------------------------
     def after_new_ticket(
@@ -87,9 +89,13 @@ class TrustKeeper:
     def after_suspend(
         self, session: Session, facts: MailFacts, reason: str, raw_id: int | None, now: datetime
     ) -> None:
-        """Note a hard bounce from an address we mailed (a forged bounce for an address we
-        never wrote to blocks nothing)."""
+        """Note a hard bounce of one of our mails. Anyone can write a bounce: it counts only
+        when it returns a Message-ID we signed, for an address we did mail — else one forged
+        report would silence a merchant's notifications for weeks."""
         if reason != "bounce" or facts.screened.reason.startswith("delay"):
+            return
+        returned = bounced_message_ids(facts.mail)
+        if not any(self.signed_ids.is_our_message_id(m) is not None for m in returned):
             return
         for address in bounced_recipients(facts.mail):
             if was_mailed(session, address, now - self.bounce_quiet):
