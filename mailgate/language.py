@@ -31,7 +31,7 @@ Source = Literal["shop_locale", "content_language", "detected", "default"]
 
 # Words that are not the merchant's language: links, addresses, and words with digits
 # (order numbers, SKUs, prices, our ticket tags).
-_NOT_LANGUAGE = re.compile(r"https?://\S+|www\.\S+|\S+@\S+|\b\w*\d\w*\b")
+_NOT_LANGUAGE = re.compile(r"https?://\S+|www\.\S+|\S+@\S+|\[#\d+\]|\b\w*\d\w*\b")
 # Acronyms (CSV, SKU, AWB, BLIK) tell nothing either, unless the whole mail is in capitals.
 _ACRONYM = re.compile(r"\b[A-Z]{2,4}\b")
 _REPLY_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|odp|rv|enc|antw|wg|tr)\s*:\s*)+", re.I)
