@@ -25,23 +25,37 @@ from store.tickets import NewAttachment
 def keep_attachments(
     attachments: Sequence[ParsedAttachment], blobs: BlobStore, limits: AttachmentSettings
 ) -> tuple[NewAttachment, ...]:
-    """Store the attachments that fit the limits, in order; record all of them.
+    """Store the attachments that fit the limits; return the record of every one.
 
     Raises ``StoreUnavailable`` when the disk refuses a file (the mail is then not
     acknowledged, and its sender retries).
     """
-    kept: set[str] = set()
-    kept_bytes = 0
+    records = assess_attachments(attachments, limits)
+    for attachment, record in zip(attachments, records, strict=True):
+        if record.status is AttachmentStatus.STORED:
+            blobs.keep(attachment.content)  # content-addressed: a file kept before costs nothing
+    return records
+
+
+def assess_attachments(
+    attachments: Sequence[ParsedAttachment], limits: AttachmentSettings
+) -> tuple[NewAttachment, ...]:
+    """The record of each attachment: sha256, what its bytes are, and whether it fits.
+
+    Files are taken in the order they come while they fit; one that does not is left
+    out, and a smaller one after it may still be taken.
+    """
+    taken: set[str] = set()
+    taken_bytes = 0
     records: list[NewAttachment] = []
     for attachment in attachments:
         sha256 = hashlib.sha256(attachment.content).hexdigest()
-        # A file already kept for this mail costs no more room: it is stored once.
-        extra = 0 if sha256 in kept else attachment.size
-        fits = attachment.size <= limits.max_size and kept_bytes + extra <= limits.max_total_size
+        # A file already taken for this mail costs no more room: it is stored once.
+        extra = 0 if sha256 in taken else attachment.size
+        fits = attachment.size <= limits.max_size and taken_bytes + extra <= limits.max_total_size
         if fits:
-            blobs.keep(attachment.content)
-            kept.add(sha256)
-            kept_bytes += extra
+            taken.add(sha256)
+            taken_bytes += extra
         records.append(
             NewAttachment(
                 filename=attachment.filename,
