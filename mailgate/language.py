@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from typing import Literal
-
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
+from typing import TYPE_CHECKING, Literal
 
 from store.enums import LOCALES
+
+if TYPE_CHECKING:
+    from py3langid.langid import LanguageIdentifier
 
 DEFAULT_LANGUAGE = "en"
 MIN_CONFIDENCE = 0.5  # measured: no wrong guess above it on the sample mails, even 3 words
@@ -106,8 +107,11 @@ _loaded: list[LanguageIdentifier] = []
 
 
 def _identifier() -> LanguageIdentifier:
-    # Loaded on first use (about a second, with numpy), once per process; after
-    # ``set_languages`` the model is only read, so threads may share it.
+    # Imported and loaded on first use (about a second, with numpy), once per process, so
+    # CLI commands that never open a ticket do not pay for it. After ``set_languages`` the
+    # model is only read, so threads may share it.
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
     with _lock:
         if not _loaded:
             identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
