@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parseaddr
+from pathlib import Path
 
 from mailgate.actions import AgentActions
 from mailgate.addresses import OurAddresses
@@ -19,6 +20,7 @@ from mailgate.committer import GroupCommitter
 from mailgate.confidential import ConfidentialRules
 from mailgate.config import Settings
 from mailgate.confirmation import Confirmations
+from mailgate.errors import ConfigError
 from mailgate.notifications import Notifier
 from mailgate.outbound.compose import Composer
 from mailgate.outbound.dispatcher import Dispatcher
@@ -72,13 +74,14 @@ def build_gateway(
     transport: Transport | None = None,
     upgrade: bool = True,
 ) -> Gateway:
+    override_dir = _override_dir(settings)  # before anything is opened that needs closing
     db = Database(settings.store.url, busy_timeout_ms=settings.store.busy_timeout_ms)
     if upgrade:
         db.upgrade()
     secret = _secret(settings, db)
     ours = OurAddresses.of(settings.smtp.addresses)
     from_address = parseaddr(settings.outbound.from_)[1].lower()
-    composer = Composer(settings.outbound, secret, clock)
+    composer = Composer(settings.outbound, secret, clock, override_dir=override_dir)
     notifier = Notifier(composer, ours, from_address, RecipientGate(settings.limits))
     actions = AgentActions(notifier, settings.workflow.sectors)
     trust = _trust_keeper(
@@ -89,7 +92,7 @@ def build_gateway(
         notifier=notifier,
         composer=composer,
     )
-    applier = Applier(notifier, actions, settings.workflow.sectors[0], trust)
+    applier = Applier(notifier, actions, settings.workflow.sectors[0], settings.attachments, trust)
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
     own = OwnMail(
         addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
@@ -106,6 +109,7 @@ def build_gateway(
         rules=TriageRules.load(),
         applier=applier,
         clock=clock,
+        attachment_limits=settings.attachments,
         resolver=DnsResolver(settings.auth.dns_resolver, timeout=settings.auth.dns_timeout),
         signed_ids=composer,
         confidential_rules=ConfidentialRules.load(settings.auth.confidential_rules),
@@ -145,6 +149,18 @@ def _trust_keeper(
     )
     quiet = timedelta(days=settings.limits.bounce_quiet_days)
     return TrustKeeper(notifier, confirmations, quiet, composer)
+
+
+def _override_dir(settings: Settings) -> Path | None:
+    """The admins' template folder; a configured one that is missing is a config error."""
+    configured = settings.templates.override_dir
+    if not configured:
+        return None
+    folder = Path(configured)
+    if not folder.is_dir():
+        # Said at start-up: otherwise every mail would quietly use the built-in templates.
+        raise ConfigError(f"templates.override_dir is not a folder: {folder}")
+    return folder
 
 
 def _secret(settings: Settings, db: Database) -> bytes:

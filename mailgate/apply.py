@@ -14,9 +14,12 @@ from datetime import datetime
 from sqlmodel import Session
 
 from mailgate.actions import AgentActions, TicketChanges
+from mailgate.attachments import has_too_large, too_large_context
+from mailgate.config import AttachmentSettings
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
 from mailgate.errors import IdentityNotConfirmed
 from mailgate.holds import CONFIRM_IDENTITY_COMMAND
+from mailgate.language import choose_language
 from mailgate.notifications import Notifier
 from mailgate.threader import TICKET_TAG
 from mailgate.trust import TrustKeeper
@@ -45,6 +48,7 @@ from store.tickets import (
     open_ticket,
     record_raw,
     suspend,
+    thread_ids,
 )
 from store.tickets import NewTicket as NewTicketValues  # the disposition has the short name
 
@@ -99,6 +103,7 @@ class Applier:
     notifier: Notifier
     actions: AgentActions
     default_sector: str
+    attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
     trust: TrustKeeper | None = None
 
     def apply(
@@ -156,6 +161,12 @@ class Applier:
     ) -> Outcome:
         mail, sender, triage = facts.mail, facts.sender, facts.instructions.triage
         assert sender.address is not None
+        language = choose_language(
+            shop_locale=shop_locale,
+            content_language=mail.content_language,
+            subject=mail.subject,
+            text=mail.reply_text or mail.body_text,
+        )
         ticket = open_ticket(
             session,
             NewTicketValues(
@@ -169,13 +180,21 @@ class Applier:
                 type=triage.type or "question",
                 sector=triage.sector or self.default_sector,
                 priority=triage.priority or "normal",
-                language=shop_locale or "en",
+                language=language.language,
                 follow_up_of=thread.follow_up_of,
             ),
             actor=sender.address,
             now=now,
         )
         assert ticket.id is not None
+        audit(
+            session,
+            ticket.id,
+            actor="gateway",
+            action="language",
+            now=now,
+            detail=language.describe(),
+        )
         if triage.reasons:
             audit(
                 session,
@@ -199,7 +218,11 @@ class Applier:
                 ticket,
                 "ack",
                 now=now,
-                extra={"follow_up_of": thread.follow_up_of, "peak": False},
+                extra={
+                    "follow_up_of": thread.follow_up_of,
+                    "peak": False,
+                    **too_large_context(facts.attachments, self.attachment_limits),
+                },
             )
         assert raw.id is not None
         return Outcome("ticket_created", raw.id, ticket.id, message.id)
@@ -221,6 +244,8 @@ class Applier:
         )
         if sender.kind is not SenderKind.AGENT:
             self._add_copied(session, ticket, facts.mail)
+            if has_too_large(facts.attachments):
+                self._tell_attachments_too_large(session, ticket, facts, now)
             if Status(ticket.status) in REOPENED_BY_MERCHANT:
                 change_status(
                     session, ticket, Status.OPEN, actor=f"merchant:{sender.address}", now=now
@@ -309,6 +334,24 @@ class Applier:
                 )
                 return Outcome("message_added", raw.id, ticket_id, message.id, reason="held")
         return Outcome("message_added", raw.id, ticket_id, message.id)
+
+    def _tell_attachments_too_large(
+        self, session: Session, ticket: Ticket, facts: MailFacts, now: datetime
+    ) -> None:
+        # Told at once, and only the sender: they can send a link today instead of
+        # waiting for an agent to ask for a file that never arrived.
+        assert ticket.id is not None and facts.sender.address is not None
+        in_reply_to, references = thread_ids(session, ticket.id)
+        self.notifier.enqueue(
+            session,
+            ticket,
+            "attachments_too_large",
+            to=(facts.sender.address,),
+            now=now,
+            extra=too_large_context(facts.attachments, self.attachment_limits),
+            in_reply_to=in_reply_to,
+            references=references,
+        )
 
     def _add_copied(self, session: Session, ticket: Ticket, mail: ParsedMail) -> None:
         assert ticket.id is not None

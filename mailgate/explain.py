@@ -5,14 +5,15 @@ the pipeline used.
 
 from __future__ import annotations
 
-import hashlib
 from email.utils import parseaddr
 from typing import Any
 
+from mailgate.attachments import assess_attachments
 from mailgate.auth import authenticate
 from mailgate.confidential import ConfidentialRules, detect_confidential
 from mailgate.config import Settings
 from mailgate.dkim import restrict_to_signed
+from mailgate.language import choose_language
 from mailgate.parse import parse_mail
 from mailgate.resolver import DnsResolver
 from mailgate.screen import OwnMail, screen
@@ -36,6 +37,12 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
         # As the pipeline does: the text past the signed length is not the sender's.
         mail = restrict_to_signed(raw, mail, auth.signed_body_length, relaxed=auth.relaxed_body)
     text = mail.reply_text or mail.body_text
+    language = choose_language(
+        shop_locale=None,  # the sender's shop is not looked up: parse reads no store
+        content_language=mail.content_language,
+        subject=mail.subject,
+        text=text,
+    )
     suggestion = triage(mail.subject, text, TriageRules.load())
     confidential = detect_confidential(
         mail.subject, text, ConfidentialRules.load(settings.auth.confidential_rules)
@@ -57,10 +64,12 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
                 "filename": a.filename,
                 "content_type": a.content_type,
                 "size": a.size,
-                "sha256": hashlib.sha256(a.content).hexdigest(),
+                "sha256": a.sha256,
                 "inline": a.inline,
+                "status": a.status.value,  # what the pipeline would do under these limits
+                "detected_type": a.detected_type,
             }
-            for a in mail.attachments
+            for a in assess_attachments(mail.attachments, settings.attachments)
         ],
         "screen": {"verdict": screened.verdict.value, "reason": screened.reason},
         "auth": {
@@ -74,6 +83,7 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
             "signed_body_length": auth.signed_body_length,
         },
         "confidential": confidential,
+        "language": {"code": language.language, "source": language.source},
         "triage": {
             "type": suggestion.type,
             "sector": suggestion.sector,

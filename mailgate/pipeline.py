@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -26,10 +26,11 @@ from sqlmodel import Session
 
 from mailgate.addresses import OurAddresses
 from mailgate.apply import Applier, MailFacts, Outcome, new_raw
+from mailgate.attachments import keep_attachments
 from mailgate.auth import authenticate
 from mailgate.automated import screen_service_mail
 from mailgate.confidential import ConfidentialRules
-from mailgate.config import AuthSettings
+from mailgate.config import AttachmentSettings, AuthSettings
 from mailgate.decide import decide
 from mailgate.dkim import UNSIGNED_TAIL_DEFECT, restrict_to_signed
 from mailgate.identify import identify
@@ -87,6 +88,7 @@ class Pipeline:
     rules: TriageRules
     applier: Applier
     clock: Callable[[], datetime]
+    attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
     resolver: Resolver | None = None  # None: no DNS, so no DKIM of our own (stage tests)
     signed_ids: SignedIds | None = None  # checks our mg.… Message-IDs before they thread
     confidential_rules: ConfidentialRules | None = None
@@ -138,13 +140,7 @@ class Pipeline:
                 mail = restrict_to_signed(
                     arrival.raw, mail, auth.signed_body_length, relaxed=auth.relaxed_body
                 )
-            attachments = tuple(
-                NewAttachment(
-                    a.filename, a.content_type, ref.size, ref.sha256, a.content_id, a.inline
-                )
-                for a in mail.attachments
-                for ref in (self.blobs.keep(a.content),)
-            )
+            attachments = keep_attachments(mail.attachments, self.blobs, self.attachment_limits)
         except StoreUnavailable:
             raise
         except Exception as exc:  # a bug must not lose the mail: suspend it instead
