@@ -303,7 +303,7 @@ def our_hosts_id_below_its_own_header_was_forged(w: World) -> None:
 
 @case
 def two_from_headers_match_nobody(w: World) -> None:
-    raw = signed(mail(ANA, "Schimbare parolă", "Parola nouă, vă rog.\n"), "magazin.example")
+    raw = signed(mail(ANA, "Password change", "A new password, please.\n"), "magazin.example")
     w.send(b"From: Eve <eve@evil.example>\r\n" + raw)
     t = w.newest()
     assert (t["shop"], t["verified"], t["confidential"]) == (None, False, True)
