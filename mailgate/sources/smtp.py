@@ -141,6 +141,7 @@ class SmtpHandler:
 
     def __init__(
         self,
+        *,
         pipeline: Pipeline,
         committer: GroupCommitter,
         ours: OurAddresses,
