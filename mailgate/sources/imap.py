@@ -246,6 +246,13 @@ class ImapPoller:
         except StoreUnavailable:
             self._not_crashed.add(uid)
             raise
+        log.info(
+            "mailbox %s: mail %s: %s%s",
+            self.name,
+            uid,
+            outcome.kind,
+            f" #{outcome.ticket_id}" if outcome.ticket_id is not None else "",
+        )
         self.hooks.after_commit(uid)
         with self.db.write() as session:
             mark_committed(session, self.name, position.uidvalidity, uid)
