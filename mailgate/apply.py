@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from mailgate.actions import AgentActions, TicketChanges
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
+from mailgate.delivery_failures import find_returned_mail, record_delivery_failure
 from mailgate.notifications import Notifier
 from mailgate.threader import TICKET_TAG
 from mailgate.values import (
@@ -27,6 +28,7 @@ from mailgate.values import (
     Sender,
     SenderKind,
     ThreadDecision,
+    Verdict,
 )
 from store.enums import Direction, ParticipantRole, RawOutcome, Status
 from store.lifecycle import REOPENED_BY_MERCHANT, change_status
@@ -126,9 +128,14 @@ class Applier:
         ticket_id: int | None,
         now: datetime,
     ) -> Outcome:
+        returned = None
+        if reason == Verdict.BOUNCE.value and ticket_id is None:
+            # One of our own mails came back: the bounce belongs to that mail's ticket.
+            returned = find_returned_mail(session, facts.mail, self.notifier.composer)
+            ticket_id = returned.ticket_id if returned is not None else None
         raw = record_raw(session, _raw_of(facts), RawOutcome.SUSPENDED, ticket_id=ticket_id)
         assert raw.id is not None
-        suspend(
+        held = suspend(
             session,
             raw_id=raw.id,
             reason=reason,
@@ -138,6 +145,9 @@ class Applier:
             now=now,
             ticket_id=ticket_id,
         )
+        if returned is not None:
+            assert held.id is not None
+            record_delivery_failure(session, returned, reason=detail, suspended_id=held.id, now=now)
         return Outcome("suspended", raw.id, ticket_id, reason=reason)
 
     def _new_ticket(

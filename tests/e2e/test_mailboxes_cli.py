@@ -202,12 +202,7 @@ def test_mailboxes_test_over_tls_and_starttls_with_the_servers_ca(
     ids=["dns", "refused", "untrusted-cert", "tls-on-plain-port", "login", "folder", "cleartext"],
 )
 def test_mailboxes_test_explains_each_failure_in_one_line(
-    overrides: dict[str, object],
-    expected: str,
-    tmp_path: Path,
-    sqlite_url: str,
-    imap_account: ImapAccount,
-    dovecot: Dovecot,
+    overrides: dict[str, object], expected: str, tmp_path: Path, dovecot: Dovecot
 ) -> None:
     ports = {"FREE": free_port(), "TLS": dovecot.tls_port, "PLAIN": dovecot.plain_port}
     values = {
@@ -216,7 +211,8 @@ def test_mailboxes_test_explains_each_failure_in_one_line(
     }
     if values.get("cafile") == "CA":
         values["cafile"] = str(dovecot.certfile)
-    config = _config_with(tmp_path, sqlite_url, imap_account, **values)
+    account = dovecot.add_account()
+    config = _config_with(tmp_path, f"sqlite:///{tmp_path}/mailgate.db", account, **values)
     err = one_line_error("--config", config, "mailboxes", "test", "main")
     assert err.startswith("mailgate: mailbox main: ") and expected in err
 
