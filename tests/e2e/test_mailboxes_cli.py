@@ -269,3 +269,14 @@ def test_password_files_must_be_private_and_not_empty(tmp_path: Path) -> None:
             read_password_file(foreign, what="mailbox main")
     with pytest.raises(ConfigError, match="MAILGATE_NOT_SET_ANYWHERE"):
         read_password(env="MAILGATE_NOT_SET_ANYWHERE", file=None, what="mailbox main")
+
+
+def test_the_readme_example_config_is_valid(tmp_path: Path) -> None:
+    """The complete example in the README's admin section loads as it stands."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("### A complete example", 1)[1].split("```toml\n", 1)[1]
+    config = tmp_path / "example.toml"
+    config.write_text(example.split("```", 1)[0])
+    settings = load_settings(config)
+    assert [m.name for m in settings.imap] == ["sales", "billing"]
+    assert settings.outbound.transport.startswith("smtp://")
