@@ -191,7 +191,7 @@ class Pipeline:
         if original is not None:
             return _record_duplicate(session, prepared, original)
         mail = prepared.mail
-        flags = ()
+        flags: tuple[str, ...] = ()
         if mail.message_id and reader.message_id_seen(mail.message_id):
             flags = ("message_id_reused",)
         sender = identify(mail, prepared.auth, reader)

@@ -171,13 +171,13 @@ def list_tickets(session: Session, query: TicketFilter) -> list[TicketOut]:
         stmt = stmt.where(
             or_(func.lower(Ticket.subject).like(pattern), col(Ticket.id).in_(in_messages))
         )
-    order = {
+    orders: dict[str, list[Any]] = {
         "created": [col(Ticket.created_at).desc()],
         "updated": [col(Ticket.updated_at).desc()],
         "priority": [col(Ticket.priority_rank), col(Ticket.created_at)],
         "due": [col(Ticket.due_at).is_(None), col(Ticket.due_at), col(Ticket.priority_rank)],
-    }[query.sort]
-    stmt = stmt.order_by(*order, col(Ticket.id)).limit(query.limit)
+    }
+    stmt = stmt.order_by(*orders[query.sort], col(Ticket.id)).limit(query.limit)
     return [ticket_out(t, shop) for t, shop in session.exec(stmt)]
 
 

@@ -73,7 +73,7 @@ def test_windows_1252_labelled_utf8_is_read_as_windows_1252() -> None:
         b"From: a@example.com\nSubject: x\nContent-Type: text/plain; charset=utf-8"
         b"\n\nCaf\xe9 \x93ok\x94 \x96 d\xe9j\xe0 vu\n"
     )
-    assert result.body_text == "Café “ok” – déjà vu"
+    assert result.body_text == "Café “ok” \u2013 déjà vu"
 
 
 def test_an_unknown_charset_label_still_reads_the_text() -> None:
@@ -213,7 +213,8 @@ def test_format_flowed_text_is_unwrapped() -> None:
 def test_an_empty_text_part_gives_way_to_the_html_one() -> None:
     raw = (
         b"From: a@example.com\nSubject: s\nContent-Type: multipart/alternative; boundary=b\n\n"
-        b"--b\nContent-Type: text/plain\n\n\n--b\nContent-Type: text/html\n\n<p>Real text</p>\n--b--\n"
+        b"--b\nContent-Type: text/plain\n\n\n"
+        b"--b\nContent-Type: text/html\n\n<p>Real text</p>\n--b--\n"
     )
     assert parse_mail(raw).body_text == "Real text"
 
@@ -350,9 +351,9 @@ def test_deeply_nested_multiparts_neither_raise_nor_take_long() -> None:
         f'From: a@example.com\nSubject: deep\nContent-Type: multipart/mixed; boundary="b0"\n\n'
         f"{opening}--b{depth}\nContent-Type: text/plain\n\ndeep text\n"
     ).encode()
-    started = time.perf_counter()
+    started = time.process_time()
     result = parse_mail(raw)
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
     assert "nesting-too-deep" in result.defects
     assert not any(d.startswith("parser-error") for d in result.defects)
 
@@ -366,7 +367,8 @@ def test_deeply_nested_multiparts_neither_raise_nor_take_long() -> None:
         ("reply-ro-gmail.eml", "Bună ziua,\n\nAm revenit la tema veche și plățile merg din nou."),
         (
             "reply-nl-outlook.eml",
-            "Hallo,\n\nHet bestand is nu opgeslagen met punten als decimaalteken en de import werkt.",
+            "Hallo,\n\nHet bestand is nu opgeslagen met punten als decimaalteken "
+            "en de import werkt.",
         ),
         (
             "reply-pt-apple.eml",
@@ -375,7 +377,8 @@ def test_deeply_nested_multiparts_neither_raise_nor_take_long() -> None:
         ("reply-pt-outlook-plain.eml", "Bom dia,\n\nA nota chegou certinha, obrigada."),
         (
             "reply-pl-thunderbird.eml",
-            "Dzień dobry,\n\neksport działa, dziękuję za szybką pomoc. Kolumna NIP jest już wypełniona.",
+            "Dzień dobry,\n\neksport działa, dziękuję za szybką pomoc. "
+            "Kolumna NIP jest już wypełniona.",
         ),
         ("reply-pl-gmail-wrapped.eml", "Tak, chodzi o zamówienie 2024/11/0042."),
         ("reply-ro-outlook-html.eml", "Am schimbat imaginea, acum se vede bine.\n\nMulțumesc!"),
@@ -476,9 +479,37 @@ def test_parse_never_raises_on_mutated_real_mails(
     assert_well_formed(result)
 
 
+# Names as hostile senders write them: separators, dots, controls, bidi overrides, and
+# the lone surrogates that stand for raw 8-bit bytes after the stdlib parser.
+HOSTILE_NAMES = st.text(
+    alphabet=st.sampled_from(
+        [
+            "a",
+            "ă",
+            ".",
+            "/",
+            "\\",
+            " ",
+            "\x00",
+            "\x1f",
+            "\u202e",
+            "\udcc3",
+            "\ud800",
+            "=",
+            "?",
+            "%",
+            "'",
+        ]
+    ),
+    max_size=300,
+)
+
+
 @settings(max_examples=500, deadline=None)
 @given(
-    st.one_of(st.none(), st.text(max_size=600)), st.text(max_size=40), st.sets(st.text(max_size=20))
+    st.one_of(st.none(), st.text(max_size=600), HOSTILE_NAMES),
+    st.one_of(st.text(max_size=40), HOSTILE_NAMES),
+    st.sets(st.text(max_size=20)),
 )
 def test_safe_filename_output_is_always_safe(
     name: str | None, fallback: str, taken: set[str]
