@@ -172,19 +172,21 @@ class ImapPoller:
         ]
         outcomes: list[Outcome] = []
         taken: list[int] = []
+        handled = 0
         for uid in new[: self.settings.batch_size]:
             if stop is not None and stop.is_set():
                 break
             outcome = self._take(line, uid)
+            handled += 1
             if outcome is not None:
                 outcomes.append(outcome)
-            taken.append(uid)
+                taken.append(uid)
         if taken:
             self.hooks.before_move(taken[-1])
         moved = self._dispose(line, taken)
         with self.db.write() as session:
             record_poll(session, self.name, self.clock())
-        return RoundReport(tuple(outcomes), moved, more_waiting=len(new) > len(taken))
+        return RoundReport(tuple(outcomes), moved, more_waiting=len(new) > handled)
 
     def _open(self) -> _Line:
         client = self.connect(self.settings)
@@ -211,54 +213,48 @@ class ImapPoller:
         return sorted(int(u) for u in client.search(["UID", uids, flags]))
 
     def _take(self, line: _Line, uid: int) -> Outcome | None:
-        """Commit mail ``uid`` through the pipeline (or suspend it after repeated crashes)."""
-        position = line.position
+        """Commit mail ``uid`` through the pipeline (or suspend it after repeated crashes);
+        None when it vanished from the folder before it could be fetched."""
+        uidvalidity = line.position.uidvalidity
         with self.db.write() as session:
             attempts = count_attempt(
                 session,
                 self.name,
-                position.uidvalidity,
+                uidvalidity,
                 uid,
                 self.clock(),
                 again=uid not in self._not_crashed,
             )
         self._not_crashed.discard(uid)
-        fetched = line.client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {})
-        raw = fetched.get(b"BODY[]")
-        if not isinstance(raw, bytes):
-            log.info("mailbox %s: mail %s vanished before it was fetched", self.name, uid)
-            return None
-        self.hooks.after_fetch(uid)
-        arrival = Arrival(raw, Envelope(), Source("imap", mailbox=self.name), self.clock())
+        raw = line.client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {}).get(b"BODY[]")
+        outcome = None
         try:
-            if attempts > self.max_attempts:
-                log.error(
-                    "mailbox %s: mail %s crashed %d tries; suspending it",
-                    self.name,
-                    uid,
-                    attempts - 1,
-                )
-                outcome = self.pipeline.suspend_unprocessed(
-                    arrival, f"IMAP mail {uid} in {self.name} crashed {attempts - 1} tries"
-                )
-            else:
-                outcome = self.pipeline.process(arrival)
+            if isinstance(raw, bytes):
+                self.hooks.after_fetch(uid)
+                outcome = self._commit(uid, raw, attempts)
+                self.hooks.after_commit(uid)
+            else:  # expunged by someone else meanwhile: nothing to take
+                log.info("mailbox %s: mail %s vanished before it was fetched", self.name, uid)
+            with self.db.write() as session:
+                mark_committed(session, self.name, uidvalidity, uid)
         except StoreUnavailable:
-            self._not_crashed.add(uid)
+            self._not_crashed.add(uid)  # an outage is not the mail's fault
             raise
-        log.info(
-            "mailbox %s: mail %s: %s%s",
-            self.name,
-            uid,
-            outcome.kind,
-            f" #{outcome.ticket_id}" if outcome.ticket_id is not None else "",
-        )
-        self.hooks.after_commit(uid)
-        with self.db.write() as session:
-            mark_committed(session, self.name, position.uidvalidity, uid)
         line.position = MailboxPosition(
-            position.folder, position.uidvalidity, max(uid, position.last_uid)
+            line.position.folder, uidvalidity, max(uid, line.position.last_uid)
         )
+        return outcome
+
+    def _commit(self, uid: int, raw: bytes, attempts: int) -> Outcome:
+        arrival = Arrival(raw, Envelope(), Source("imap", mailbox=self.name), self.clock())
+        if attempts > self.max_attempts:
+            why = f"IMAP mail {uid} in {self.name} crashed {attempts - 1} tries"
+            log.error("mailbox %s: %s; suspending it", self.name, why)
+            outcome = self.pipeline.suspend_unprocessed(arrival, why)
+        else:
+            outcome = self.pipeline.process(arrival)
+        ticket = f" #{outcome.ticket_id}" if outcome.ticket_id is not None else ""
+        log.info("mailbox %s: mail %s: %s%s", self.name, uid, outcome.kind, ticket)
         return outcome
 
     def _dispose(self, line: _Line, uids: list[int]) -> int:
