@@ -111,7 +111,7 @@ def _cleaned(name: str) -> str:
     )
     name = _WINDOWS_RESERVED.sub("_", _WHITESPACE.sub(" ", name))
     # No hidden files, and no names Windows silently changes (trailing dots and spaces).
-    name = name.strip(" ").lstrip(".").rstrip(". ").strip()
+    name = name.strip().lstrip(". ").rstrip(". ")
     stem = name.split(".")[0].strip().lower()
     if stem in _WINDOWS_DEVICES:
         name = "_" + name

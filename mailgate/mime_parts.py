@@ -21,7 +21,7 @@ from email.utils import collapse_rfc2231_value
 from mailgate.charsets import decode_text, normalize_charset
 from mailgate.filenames import fallback_name, safe_filename
 from mailgate.header_values import decode_header_value, unicode_value
-from mailgate.mime_reader import MAX_DEPTH
+from mailgate.mime_reader import MAX_DEPTH, SetAside
 from mailgate.values import ParsedAttachment
 
 MAX_PARTS = 2000
@@ -49,11 +49,13 @@ class MailParts:
     defects: list[str] = field(default_factory=list)
     taken_names: set[str] = field(default_factory=set)
     parts_read: int = 0
+    set_aside: SetAside = field(default_factory=SetAside)  # bodies the reader kept out
 
 
-def read_parts(message: Message) -> MailParts:
-    """The text bodies and attachments of ``message``."""
-    parts = MailParts()
+def read_parts(message: Message, set_aside: SetAside | None = None) -> MailParts:
+    """The text bodies and attachments of ``message``; ``set_aside`` holds the base64
+    bodies ``mime_reader`` replaced by markers before parsing."""
+    parts = MailParts(set_aside=set_aside or SetAside())
     _read(message, parts, depth=0)
     return parts
 
@@ -159,13 +161,13 @@ def _read_broken_multipart(part: Message, parts: MailParts, depth: int) -> None:
             _note(parts, "boundary-recovered")
             _read(rebuilt, parts, depth + 1)
             return
-    text = decode_text(_payload_bytes(part), _param(part, "charset") or None).text
+    text = decode_text(_payload_bytes(part, parts.set_aside), _param(part, "charset") or None).text
     if text.strip():
         parts.plain.append(_clean_text(text))
 
 
 def _read_body_text(part: Message, headers: _MimeHeaders, parts: MailParts) -> None:
-    payload = _payload_bytes(part)
+    payload = _payload_bytes(part, parts.set_aside)
     declared = headers.params.get("charset") or None
     if declared is None and headers.content_type == "text/html":
         # As browsers do: an HTML part without a MIME charset may name one in <meta>.
@@ -193,9 +195,9 @@ def _read_attachment(
     content_type, disposition = headers.content_type, headers.disposition
     content_id = _content_id(part.get("Content-ID"))
     if content_type == "message/rfc822":
-        content, name = _forwarded_mail(part, headers.filename)
+        content, name = _forwarded_mail(part, headers.filename, parts.set_aside)
     else:
-        content, name = _payload_bytes(part), headers.filename
+        content, name = _payload_bytes(part, parts.set_aside), headers.filename
     filename = safe_filename(name, fallback_name(content_type), parts.taken_names)
     parts.attachments.append(
         ParsedAttachment(
@@ -210,48 +212,51 @@ def _read_attachment(
     )
 
 
-def _forwarded_mail(part: Message, filename: str | None) -> tuple[bytes, str | None]:
+def _forwarded_mail(
+    part: Message, filename: str | None, set_aside: SetAside
+) -> tuple[bytes, str | None]:
     """The bytes of an attached mail, and the name it is offered under (ends in .eml)."""
     payload = _undecoded_body(part)
     inner = payload[0] if isinstance(payload, list) and payload else None
     if isinstance(inner, Message):
-        content = _flattened(inner)
+        content = _flattened(inner, set_aside)
         raw_subject = next((v for k, v in inner.raw_items() if k.lower() == "subject"), "")
         subject = decode_header_value(str(raw_subject))
     else:
-        content, subject = _payload_bytes(part), ""
+        content, subject = _payload_bytes(part, set_aside), ""
     name = filename or (subject[:120] or None)
     if name and not name.lower().endswith(".eml"):
         name += ".eml"
     return content, name
 
 
-def _payload_bytes(part: Message) -> bytes:
-    """The decoded body of a leaf part (transfer encoding undone)."""
-    fast = _base64_payload(part)
+def _payload_bytes(part: Message, set_aside: SetAside) -> bytes:
+    """The decoded body of a leaf part (transfer encoding undone, set-aside bodies back)."""
+    fast = _base64_payload(part, set_aside)
     if fast is not None:
         return fast
     payload = part.get_payload(decode=True)
     if isinstance(payload, bytes):
-        return payload
+        return set_aside.restored(payload)
     raw = _undecoded_body(part)
     if isinstance(raw, str):
-        return raw.encode("utf-8", "surrogateescape")
+        return set_aside.restored(raw.encode("utf-8", "surrogateescape"))
     if isinstance(raw, list):  # message/* parsed into parts: give back their text
-        return b"".join(_flattened(child) for child in raw if isinstance(child, Message))
+        return b"".join(_flattened(child, set_aside) for child in raw)
     return b""
 
 
-def _base64_payload(part: Message) -> bytes | None:
-    """A base64 body decoded in one C call; None to let the stdlib do it. The stdlib
-    checks, encodes, splits and joins a screenshot's body four times over first."""
+def _base64_payload(part: Message, set_aside: SetAside) -> bytes | None:
+    """A base64 body decoded in one C call, from the raw bytes when it was set aside;
+    None to let the stdlib do it (it checks, encodes, splits and joins the body first)."""
     if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
         return None
     body = _undecoded_body(part)
     if not isinstance(body, str) or not body.isascii():
         return None
     try:
-        return binascii.a2b_base64(body)
+        found = set_aside.decoded(body) if set_aside else None
+        return found if found is not None else binascii.a2b_base64(body)
     except binascii.Error:
         return None  # bad padding and the like: the stdlib's decoder repairs those
 
@@ -269,11 +274,12 @@ def _undecoded_body(part: Message) -> str | list[Message] | None:
     return body if isinstance(body, str) else None
 
 
-def _flattened(message: Message) -> bytes:
+def _flattened(message: Message, set_aside: SetAside) -> bytes:
+    """``message`` as bytes again (a forwarded mail's ``.eml``), set-aside bodies back."""
     # Regenerating a broken message can fail in many ways (a charset that refuses its
     # bytes, a header that looks like two): then its headers and body are given as read.
     try:
-        return message.as_bytes()
+        return set_aside.restored(message.as_bytes())
     except (LookupError, UnicodeError, ValueError, TypeError, MessageError):
         pass
     head = "".join(f"{name}: {value}\n" for name, value in message.raw_items())
@@ -282,9 +288,9 @@ def _flattened(message: Message) -> bytes:
         return (
             head.encode("utf-8", "surrogateescape")
             + b"\n"
-            + b"".join(_flattened(child) for child in body)
+            + b"".join(_flattened(child, set_aside) for child in body)
         )
-    return (head + "\n" + (body or "")).encode("utf-8", "surrogateescape")
+    return set_aside.restored((head + "\n" + (body or "")).encode("utf-8", "surrogateescape"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from mailgate.header_values import (
 )
 from mailgate.html_text import html_to_text
 from mailgate.mime_parts import MailParts, read_parts
-from mailgate.mime_reader import read_message
+from mailgate.mime_reader import ReadMessage, read_message
 from mailgate.quoting import extract_reply
 from mailgate.values import ParsedMail
 
@@ -65,7 +65,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         raise ParseFailure("the message is empty")
     try:
         read = read_message(raw)
-        parts = _read_parts(read.message, read.flat, read.defects)
+        parts = _read_parts(read, read.defects)
         return _parsed(raw, read.message, parts, read.defects)
     except Exception as error:
         # A bug or an input the stdlib chokes on must not lose the mail: keep it as
@@ -73,9 +73,9 @@ def parse_mail(raw: bytes) -> ParsedMail:
         return _unreadable(raw, f"parser-error:{type(error).__name__}")
 
 
-def _read_parts(message: Message, flat: bool, defects: list[str]) -> MailParts:
-    if flat:
-        body = message.get_payload()
+def _read_parts(read: ReadMessage, defects: list[str]) -> MailParts:
+    if read.flat:
+        body = read.message.get_payload()
         text = (
             decode_text(body.encode("utf-8", "surrogateescape")).text
             if isinstance(body, str)
@@ -83,7 +83,7 @@ def _read_parts(message: Message, flat: bool, defects: list[str]) -> MailParts:
         )
         return MailParts(plain=[text.replace("\x00", "")])
     try:
-        parts = read_parts(message)
+        parts = read_parts(read.message, read.set_aside)
     except RecursionError:
         defects.append("nesting-too-deep")
         parts = MailParts()
