@@ -24,6 +24,7 @@ from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.outbound.transports import Transport, transport_from_settings
 from mailgate.pipeline import Pipeline
 from mailgate.screen import OwnMail
+from mailgate.sources.imap import ImapPoller
 from mailgate.triage import TriageRules
 from store.db import Database
 from store.meta import server_secret
@@ -52,6 +53,10 @@ class Gateway:
         committer.start()
         self._committers.append(committer)
         return committer
+
+    def imap_pollers(self) -> list[ImapPoller]:
+        """One poller per configured ``[[imap]]`` mailbox (not started)."""
+        return [ImapPoller(m, self.pipeline, self.db, self.clock) for m in self.settings.imap]
 
     def close(self) -> None:
         for committer in self._committers:
