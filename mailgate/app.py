@@ -29,6 +29,7 @@ from mailgate.pipeline import Pipeline
 from mailgate.ratelimit import RecipientGate
 from mailgate.resolver import DnsResolver
 from mailgate.screen import OwnMail
+from mailgate.sources.imap import ImapPoller
 from mailgate.triage import TriageRules
 from mailgate.trust import TrustKeeper
 from store.db import Database
@@ -60,6 +61,10 @@ class Gateway:
         self._committers.append(committer)
         return committer
 
+    def imap_pollers(self) -> list[ImapPoller]:
+        """One poller per configured ``[[imap]]`` mailbox (not started)."""
+        return [ImapPoller(m, self.pipeline, self.db, self.clock) for m in self.settings.imap]
+
     def close(self) -> None:
         for committer in self._committers:
             committer.stop()
@@ -90,7 +95,6 @@ def build_gateway(
         ours=ours,
         from_address=from_address,
         notifier=notifier,
-        composer=composer,
     )
     applier = Applier(notifier, actions, settings.workflow.sectors[0], settings.attachments, trust)
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
@@ -140,7 +144,6 @@ def _trust_keeper(
     ours: OurAddresses,
     from_address: str,
     notifier: Notifier,
-    composer: Composer,
 ) -> TrustKeeper:
     # Confirmation tokens ride on a plus-address of ours: the From address when it is ours.
     base = from_address if ours.is_ours(from_address) else ours.addresses[0]
@@ -148,7 +151,7 @@ def _trust_keeper(
         secret, ours, base, timedelta(hours=settings.auth.confirmation_hours)
     )
     quiet = timedelta(days=settings.limits.bounce_quiet_days)
-    return TrustKeeper(notifier, confirmations, quiet, composer)
+    return TrustKeeper(notifier, confirmations, quiet)
 
 
 def _override_dir(settings: Settings) -> Path | None:

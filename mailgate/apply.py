@@ -17,6 +17,7 @@ from mailgate.actions import AgentActions, TicketChanges
 from mailgate.attachments import has_too_large, too_large_context
 from mailgate.config import AttachmentSettings
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
+from mailgate.delivery_failures import find_returned_mail, record_delivery_failure
 from mailgate.errors import IdentityNotConfirmed
 from mailgate.holds import CONFIRM_IDENTITY_COMMAND
 from mailgate.language import choose_language
@@ -33,6 +34,7 @@ from mailgate.values import (
     Sender,
     SenderKind,
     ThreadDecision,
+    Verdict,
 )
 from store.enums import Direction, ParticipantRole, RawOutcome, Status
 from store.lifecycle import REOPENED_BY_MERCHANT, change_status
@@ -128,9 +130,14 @@ class Applier:
     # --- the four outcomes ----------------------------------------------------------
     def _suspend(self, session: Session, facts: MailFacts, held: Suspend, now: datetime) -> Outcome:
         reason, detail, ticket_id = held.reason, held.detail, held.ticket_id
+        returned = None
+        if reason == Verdict.BOUNCE.value and ticket_id is None:
+            # One of our own mails came back: the bounce belongs to that mail's ticket.
+            returned = find_returned_mail(session, facts.mail, self.notifier.composer)
+            ticket_id = returned.ticket_id if returned is not None else None
         raw = record_raw(session, _raw_of(facts), RawOutcome.SUSPENDED, ticket_id=ticket_id)
         assert raw.id is not None
-        suspend(
+        row = suspend(
             session,
             raw_id=raw.id,
             reason=reason,
@@ -140,8 +147,11 @@ class Applier:
             now=now,
             ticket_id=ticket_id,
         )
-        if self.trust is not None:
-            self.trust.after_suspend(session, facts, reason, raw.id, now)
+        if returned is not None:
+            assert row.id is not None
+            record_delivery_failure(session, returned, reason=detail, suspended_id=row.id, now=now)
+        if returned is not None and self.trust is not None:
+            self.trust.after_bounce(session, returned, detail, raw.id, now)
         return Outcome("suspended", raw.id, ticket_id, reason=reason)
 
     def _new_ticket(

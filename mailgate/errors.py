@@ -5,6 +5,8 @@
     ├── ParseFailure(MailgateError, ValueError)     bytes no parser could read (suspended)
     ├── RejectedMail(MailgateError, ValueError)     policy rejection: 554 / exit 65
     ├── TransportError(MailgateError, ConnectionError)   an outbound send failed (retried)
+    ├── MailboxError(MailgateError, ConnectionError)     an IMAP mailbox cannot be used now
+    │                                                    (.mailbox, .kind: dns, tls, ...)
     ├── DnsUnavailable(MailgateError, ConnectionError)   a DNS look-up failed for now (temperror)
     └── IdentityNotConfirmed(MailgateError, PermissionError)   a reply to a held confidential ticket
 
@@ -57,3 +59,16 @@ class IdentityNotConfirmed(MailgateError, PermissionError):
             "then reply with --confirm-identity"
         )
         self.ticket_id = ticket_id
+
+
+class MailboxError(MailgateError, ConnectionError):
+    """An IMAP mailbox cannot be reached or used; the message is one line fit for an admin.
+
+    ``kind`` says what went wrong: ``dns``, ``connect``, ``tls``, ``login``, ``password``,
+    ``folder`` or ``protocol``. The poller retries with backoff whatever the kind.
+    """
+
+    def __init__(self, mailbox: str, kind: str, message: str) -> None:
+        super().__init__(f"mailbox {mailbox}: {message}")
+        self.mailbox = mailbox
+        self.kind = kind

@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
 
-from mailgate.bounces import bounced_message_ids, bounced_recipients
 from mailgate.confirmation import Confirmations
+from mailgate.delivery_failures import DELAY_PREFIX, ReturnedMail
 from mailgate.notifications import Notifier
-from mailgate.threader import SignedIds
 from mailgate.values import AuthResult, Sender, SenderKind
 from store.errors import TicketNotFound
 from store.models import Message, ShopUser, Ticket
@@ -46,7 +45,6 @@ class TrustKeeper:
     notifier: Notifier
     confirmations: Confirmations
     bounce_quiet: timedelta
-    signed_ids: SignedIds  # tells our Message-IDs from forged ones
 
     # --- hooks called by apply -------------------------------------------------------------
     def after_new_ticket(
@@ -86,20 +84,23 @@ class TrustKeeper:
             _set_verified(session, ticket, None, now, f"unverified request by {sender.address}")
         self._hold(session, ticket, sender, facts.auth, now)
 
-    def after_suspend(
-        self, session: Session, facts: MailFacts, reason: str, raw_id: int | None, now: datetime
+    def after_bounce(
+        self,
+        session: Session,
+        returned: ReturnedMail,
+        reason: str,
+        raw_id: int | None,
+        now: datetime,
     ) -> None:
-        """Note a hard bounce of one of our mails. Anyone can write a bounce: it counts only
-        when it returns a Message-ID we signed, for an address we did mail — else one forged
-        report would silence a merchant's notifications for weeks."""
-        if reason != "bounce" or facts.screened.reason.startswith("delay"):
+        """Note a hard bounce of one of our mails (``returned``: matched by a Message-ID we
+        sent or signed) for the addresses we did mail. Anyone can write a bounce: one that
+        returns nothing of ours never gets here, so a forged report cannot silence a
+        merchant's notifications for weeks."""
+        if reason.startswith(DELAY_PREFIX):
             return
-        returned = bounced_message_ids(facts.mail)
-        if not any(self.signed_ids.is_our_message_id(m) is not None for m in returned):
-            return
-        for address in bounced_recipients(facts.mail):
+        for address in returned.recipients:
             if was_mailed(session, address, now - self.bounce_quiet):
-                record_bounce(session, address, at=now, detail=facts.screened.reason, raw_id=raw_id)
+                record_bounce(session, address, at=now, detail=reason, raw_id=raw_id)
 
     # --- agents --------------------------------------------------------------------------------
     def mark_confidential(
