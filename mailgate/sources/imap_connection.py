@@ -9,7 +9,6 @@ so what the test command reports is exactly what the poller will meet.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import re
 import socket
 import ssl
@@ -19,6 +18,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailgate.config import ImapSettings
 from mailgate.errors import ConfigError, MailboxError
+from mailgate.net import is_loopback
 from mailgate.passwords import read_password
 
 DEFAULT_TIMEOUT = 30.0  # seconds for connecting and for each answer outside IDLE
@@ -120,15 +120,6 @@ def close_quietly(client: IMAPClient | None) -> None:
     except Exception:
         with contextlib.suppress(Exception):
             client.shutdown()
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _tls_context(settings: ImapSettings) -> ssl.SSLContext:
