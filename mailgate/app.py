@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -16,16 +17,21 @@ from mailgate.addresses import OurAddresses
 from mailgate.apply import Applier
 from mailgate.clock import Clock, utc_now
 from mailgate.committer import GroupCommitter
+from mailgate.confidential import ConfidentialRules
 from mailgate.config import Settings
+from mailgate.confirmation import Confirmations
 from mailgate.errors import ConfigError
 from mailgate.notifications import Notifier
 from mailgate.outbound.compose import Composer
 from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.outbound.transports import Transport, transport_from_settings
 from mailgate.pipeline import Pipeline
+from mailgate.ratelimit import RecipientGate
+from mailgate.resolver import DnsResolver
 from mailgate.screen import OwnMail
 from mailgate.sources.imap import ImapPoller
 from mailgate.triage import TriageRules
+from mailgate.trust import TrustKeeper
 from store.db import Database
 from store.meta import server_secret
 from store.raw import BlobStore
@@ -45,6 +51,7 @@ class Gateway:
     dispatcher: Dispatcher
     clock: Clock
     ours: OurAddresses
+    trust: TrustKeeper
     _committers: list[GroupCommitter] = field(default_factory=list)
 
     def committer(self) -> GroupCommitter:
@@ -80,9 +87,16 @@ def build_gateway(
     ours = OurAddresses.of(settings.smtp.addresses)
     from_address = parseaddr(settings.outbound.from_)[1].lower()
     composer = Composer(settings.outbound, secret, clock, override_dir=override_dir)
-    notifier = Notifier(composer, ours, from_address)
+    notifier = Notifier(composer, ours, from_address, RecipientGate(settings.limits))
     actions = AgentActions(notifier, settings.workflow.sectors)
-    applier = Applier(notifier, actions, settings.workflow.sectors[0], settings.attachments)
+    trust = _trust_keeper(
+        settings,
+        secret=secret,
+        ours=ours,
+        from_address=from_address,
+        notifier=notifier,
+    )
+    applier = Applier(notifier, actions, settings.workflow.sectors[0], settings.attachments, trust)
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
     own = OwnMail(
         addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
@@ -100,6 +114,9 @@ def build_gateway(
         applier=applier,
         clock=clock,
         attachment_limits=settings.attachments,
+        resolver=DnsResolver(settings.auth.dns_resolver, timeout=settings.auth.dns_timeout),
+        signed_ids=composer,
+        confidential_rules=ConfidentialRules.load(settings.auth.confidential_rules),
     )
     transport = transport or transport_from_settings(settings.outbound)
     dispatcher = Dispatcher(db, transport, clock, settings.outbound)
@@ -116,7 +133,25 @@ def build_gateway(
         dispatcher,
         clock,
         ours,
+        trust,
     )
+
+
+def _trust_keeper(
+    settings: Settings,
+    *,
+    secret: bytes,
+    ours: OurAddresses,
+    from_address: str,
+    notifier: Notifier,
+) -> TrustKeeper:
+    # Confirmation tokens ride on a plus-address of ours: the From address when it is ours.
+    base = from_address if ours.is_ours(from_address) else ours.addresses[0]
+    confirmations = Confirmations(
+        secret, ours, base, timedelta(hours=settings.auth.confirmation_hours)
+    )
+    quiet = timedelta(days=settings.limits.bounce_quiet_days)
+    return TrustKeeper(notifier, confirmations, quiet)
 
 
 def _override_dir(settings: Settings) -> Path | None:

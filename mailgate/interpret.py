@@ -1,16 +1,24 @@
 """Stage 7, interpret: what the mail asks for — agent commands, triage, confidentiality.
 
 Commands are honoured only from a verified agent; anyone else's ``#`` lines stay text.
+Confidential requests (``mailgate.confidential``) are looked for in merchants' mail only:
+an agent writing about a password is answering, not asking.
 """
 
 from __future__ import annotations
 
 from mailgate.commands import AGENT_COMMANDS, check_commands, extract_commands
+from mailgate.confidential import ConfidentialRules, detect_confidential
 from mailgate.triage import TriageRules, triage
 from mailgate.values import Instructions, ParsedMail, Sender, SenderKind
 
 
-def interpret(mail: ParsedMail, sender: Sender, rules: TriageRules) -> Instructions:
+def interpret(
+    mail: ParsedMail,
+    sender: Sender,
+    rules: TriageRules,
+    confidential_rules: ConfidentialRules | None = None,
+) -> Instructions:
     suggestion = triage(mail.subject, mail.reply_text or mail.body_text, rules)
     if sender.kind is SenderKind.AGENT and sender.verified:
         block = extract_commands(mail.reply_text)
@@ -22,4 +30,16 @@ def interpret(mail: ParsedMail, sender: Sender, rules: TriageRules) -> Instructi
                 triage=suggestion,
                 errors=check_commands(block.commands, AGENT_COMMANDS),
             )
-    return Instructions(body_text=mail.body_text, reply_text=mail.reply_text, triage=suggestion)
+    secret = None
+    if sender.kind is not SenderKind.AGENT:
+        text = mail.reply_text or mail.body_text
+        secret = detect_confidential(
+            mail.subject, text, confidential_rules or ConfidentialRules.load()
+        )
+    return Instructions(
+        body_text=mail.body_text,
+        reply_text=mail.reply_text,
+        triage=suggestion,
+        confidential=secret is not None,
+        confidential_reason=secret or "",
+    )

@@ -2,7 +2,8 @@
 
 The one place that turns a ticket row into template context. Mail is only ever addressed
 to the ticket's merchants (requester and copied addresses) or to agents, and never to one
-of our own addresses (that would loop).
+of our own addresses (that would loop). Every recipient passes the ``RecipientGate``
+(``mailgate.ratelimit``): participants only, send limits, no automatic mail after a bounce.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlmodel import Session
 
 from mailgate.addresses import OurAddresses
 from mailgate.outbound.compose import Composer, Notification, RenderedMail, status_text
+from mailgate.ratelimit import RecipientGate
 from store.models import Shop, Ticket
 from store.outbox import enqueue
 from store.tickets import merchant_addresses, thread_ids
@@ -45,6 +47,7 @@ class Notifier:
     composer: Composer
     ours: OurAddresses
     from_address: str
+    gate: RecipientGate | None = None
 
     def enqueue(
         self,
@@ -65,6 +68,9 @@ class Notifier:
         assert ticket.id is not None
         to = tuple(a for a in dict.fromkeys(to) if a and not self.ours.is_ours(a))
         cc = tuple(a for a in dict.fromkeys(cc) if a and a not in to and not self.ours.is_ours(a))
+        if self.gate is not None:
+            to = self.gate.admit(session, ticket, kind, to, automatic=auto_submitted, now=now)
+            cc = self.gate.admit(session, ticket, kind, cc, automatic=auto_submitted, now=now)
         if not to:
             return None
         context = {"ticket": ticket_context(session, ticket), **(extra or {})}
@@ -93,6 +99,10 @@ class Notifier:
             raw=rendered.raw,
             now=now,
         )
+        if self.gate is not None:
+            self.gate.record(
+                session, ticket, kind, rendered.recipients, automatic=auto_submitted, now=now
+            )
         return rendered
 
     def to_merchants(
