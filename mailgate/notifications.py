@@ -16,11 +16,42 @@ from typing import Any
 from sqlmodel import Session
 
 from mailgate.addresses import OurAddresses
-from mailgate.outbound.compose import Composer, Notification, RenderedMail, status_text
+from mailgate.outbound.compose import (
+    Composer,
+    Notification,
+    RenderedMail,
+    parse_address,
+    status_text,
+)
 from mailgate.ratelimit import RecipientGate
 from store.models import Shop, Ticket
 from store.outbox import enqueue
-from store.tickets import merchant_addresses, thread_ids
+from store.tickets import audit, merchant_addresses, thread_ids
+
+
+def _deliverable(
+    session: Session, ticket: Ticket, kind: str, addresses: tuple[str, ...], now: datetime
+) -> tuple[str, ...]:
+    """The addresses a relay can deliver to; the others are noted on the ticket, not fatal.
+
+    A merchant's odd From (a trailing dot, an encoded word) must not cost the mail itself.
+    """
+    usable: list[str] = []
+    for address in addresses:
+        try:
+            parse_address(address)
+        except ValueError as exc:
+            audit(
+                session,
+                ticket.id,
+                actor="gateway",
+                action="notification_skipped",
+                now=now,
+                detail=f"{kind}: {exc}",
+            )
+            continue
+        usable.append(address)
+    return tuple(usable)
 
 
 def ticket_context(session: Session, ticket: Ticket) -> dict[str, Any]:
@@ -68,6 +99,8 @@ class Notifier:
         assert ticket.id is not None
         to = tuple(a for a in dict.fromkeys(to) if a and not self.ours.is_ours(a))
         cc = tuple(a for a in dict.fromkeys(cc) if a and a not in to and not self.ours.is_ours(a))
+        to = _deliverable(session, ticket, kind, to, now)
+        cc = _deliverable(session, ticket, kind, cc, now)
         if self.gate is not None:
             to = self.gate.admit(session, ticket, kind, to, automatic=auto_submitted, now=now)
             cc = self.gate.admit(session, ticket, kind, cc, automatic=auto_submitted, now=now)
