@@ -111,3 +111,11 @@ def add_agent(
 
 def list_agents(session: Session) -> list[Agent]:
     return list(session.exec(select(Agent).order_by(col(Agent.email))))
+
+
+def sector_agents(session: Session, sector: str) -> tuple[str, ...]:
+    """Addresses of the active agents subscribed to ``sector``, in order of address."""
+    agents = session.exec(
+        select(Agent).where(Agent.active == True).order_by(col(Agent.email))  # noqa: E712
+    ).all()
+    return tuple(a.email for a in agents if sector in a.sector_list)
