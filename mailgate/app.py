@@ -12,20 +12,26 @@ from email.utils import parseaddr
 
 from mailgate.actions import AgentActions
 from mailgate.addresses import OurAddresses
+from mailgate.agent_notices import AgentNotices
 from mailgate.apply import Applier
 from mailgate.clock import Clock, utc_now
 from mailgate.committer import GroupCommitter
 from mailgate.config import Settings
+from mailgate.development import DevelopmentActions
 from mailgate.notifications import Notifier
 from mailgate.outbound.compose import Composer
 from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.outbound.transports import Transport, transport_from_settings
 from mailgate.pipeline import Pipeline
+from mailgate.policy import sla_policy
+from mailgate.schedule import Scheduler
 from mailgate.screen import OwnMail
 from mailgate.triage import TriageRules
+from mailgate.workflow import Workflow
 from store.db import Database
 from store.meta import server_secret
 from store.raw import BlobStore
+from store.sla import SlaPolicy
 
 
 @dataclass
@@ -42,6 +48,9 @@ class Gateway:
     dispatcher: Dispatcher
     clock: Clock
     ours: OurAddresses
+    sla: SlaPolicy
+    workflow: Workflow
+    scheduler: Scheduler
     _committers: list[GroupCommitter] = field(default_factory=list)
 
     def committer(self) -> GroupCommitter:
@@ -73,8 +82,14 @@ def build_gateway(
     from_address = parseaddr(settings.outbound.from_)[1].lower()
     composer = Composer(settings.outbound, secret, clock)
     notifier = Notifier(composer, ours, from_address)
-    actions = AgentActions(notifier, settings.workflow.sectors)
-    applier = Applier(notifier, actions, settings.workflow.sectors[0])
+    sla = sla_policy(settings.workflow, settings.sla)
+    actions = AgentActions(notifier, settings.workflow.sectors, sla)
+    workflow = Workflow(
+        sla,
+        AgentNotices(notifier, settings.workflow.timezone),
+        DevelopmentActions(notifier, sla),
+    )
+    applier = Applier(notifier, actions, settings.workflow.sectors[0], workflow)
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
     own = OwnMail(
         addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
@@ -94,6 +109,7 @@ def build_gateway(
     )
     transport = transport or transport_from_settings(settings.outbound)
     dispatcher = Dispatcher(db, transport, clock, settings.outbound)
+    scheduler = Scheduler(db, workflow, notifier, dispatcher, settings.workflow, clock)
     return Gateway(
         settings,
         db,
@@ -107,6 +123,9 @@ def build_gateway(
         dispatcher,
         clock,
         ours,
+        sla=sla,
+        workflow=workflow,
+        scheduler=scheduler,
     )
 
 

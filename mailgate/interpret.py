@@ -1,16 +1,21 @@
 """Stage 7, interpret: what the mail asks for — agent commands, triage, confidentiality.
 
-Commands are honoured only from a verified agent; anyone else's ``#`` lines stay text.
+Commands are honoured only from a verified agent; anyone else's ``#`` lines stay text,
+except a merchant's own few (``#solved``, ``#approve``, ``#reject`` and their one-word
+replies, read by ``mailgate/merchant_intent.py``).
 """
 
 from __future__ import annotations
 
 from mailgate.commands import AGENT_COMMANDS, check_commands, extract_commands
+from mailgate.merchant_intent import MerchantPhrases, default_phrases, merchant_commands
 from mailgate.triage import TriageRules, triage
 from mailgate.values import Instructions, ParsedMail, Sender, SenderKind
 
 
-def interpret(mail: ParsedMail, sender: Sender, rules: TriageRules) -> Instructions:
+def interpret(
+    mail: ParsedMail, sender: Sender, rules: TriageRules, phrases: MerchantPhrases | None = None
+) -> Instructions:
     suggestion = triage(mail.subject, mail.reply_text or mail.body_text, rules)
     if sender.kind is SenderKind.AGENT and sender.verified:
         block = extract_commands(mail.reply_text)
@@ -22,4 +27,12 @@ def interpret(mail: ParsedMail, sender: Sender, rules: TriageRules) -> Instructi
                 triage=suggestion,
                 errors=check_commands(block.commands, AGENT_COMMANDS),
             )
-    return Instructions(body_text=mail.body_text, reply_text=mail.reply_text, triage=suggestion)
+    merchant = ()
+    if sender.kind is not SenderKind.AGENT:  # an unauthenticated agent commands nothing
+        merchant = merchant_commands(mail.reply_text, phrases or default_phrases())
+    return Instructions(
+        commands=merchant,
+        body_text=mail.body_text,
+        reply_text=mail.reply_text,
+        triage=suggestion,
+    )

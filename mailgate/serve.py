@@ -24,6 +24,7 @@ async def run_gateway(
     *,
     ready: Ready | None = None,
     dispatch_interval: float = 2.0,
+    schedule_interval: float | None = None,
 ) -> None:
     settings = gateway.settings
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
@@ -37,6 +38,14 @@ async def run_gateway(
         ready(host, port)
     loops = [
         asyncio.create_task(_every(dispatch_interval, "outbox", gateway.dispatcher.run_once)),
+        # The periodic jobs of ``schedule run``; the outbox has its own, faster loop above.
+        asyncio.create_task(
+            _every(
+                schedule_interval or settings.workflow.schedule_interval,
+                "schedule",
+                lambda: gateway.scheduler.run_once(outbox=False),
+            )
+        ),
     ]
     try:
         await stop.wait()
