@@ -1,0 +1,104 @@
+"""``mailgate schedule run`` as cron runs it, in a real process whose clock is moved with
+``faketime`` (libfaketime): 31 days after a ticket was solved it closes, and the stand-by
+ticket's merchant gets their reminder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from mailgate_testing import make_settings, raw_mail
+from sqlmodel import select
+
+from mailgate.actions import TicketChanges
+from mailgate.app import build_gateway
+from mailgate.values import Arrival, Envelope, Source
+from store.models import OutboxMail, Ticket
+
+REPO = Path(__file__).resolve().parents[2]
+FAKETIME = shutil.which("faketime")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        FAKETIME is None, reason="faketime is not installed (scripts/setup --test installs it)"
+    ),
+]
+
+
+def test_schedule_run_under_faketime_closes_and_reminds(tmp_path: Path, sqlite_url: str) -> None:
+    settings = make_settings(tmp_path, sqlite_url)
+    gateway = build_gateway(settings)  # the real clock: today
+    try:
+        ids = []
+        for body in ("Plata nu merge", "Vrem un export nou"):
+            outcome = gateway.pipeline.process(
+                Arrival(
+                    raw_mail(body=body),
+                    Envelope("ana@magazin.ro", ("support@localhost",)),
+                    Source("pipe"),
+                    gateway.clock(),
+                )
+            )
+            assert outcome.ticket_id is not None
+            ids.append(outcome.ticket_id)
+        solved, waiting = ids
+        with gateway.db.write() as s:
+            for tid, changes in (
+                (solved, TicketChanges(status="solved")),
+                (waiting, TicketChanges(status="on_hold", reason="awaiting_other_sector")),
+            ):
+                gateway.actions.update(s, tid, changes, actor="maria", now=gateway.clock())
+    finally:
+        gateway.close()
+
+    env = {
+        **os.environ,
+        "TZ": "UTC",
+        "PYTHONPATH": str(REPO),
+        "MAILGATE_STORE_URL": sqlite_url,
+        "MAILGATE_STORE_RAW": str(tmp_path / "raw"),
+        "MAILGATE_STORE_ATTACHMENTS": str(tmp_path / "attachments"),
+        "MAILGATE_OUTBOUND_TRANSPORT": f"maildir:{tmp_path}/outbound",
+    }
+    command = [sys.executable, "-m", "cli.main", "schedule", "run"]
+
+    today = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert today.returncode == 0, today.stderr
+    assert "auto-closed 0, stand-by reminders 0" in today.stdout
+
+    later = subprocess.run(
+        [str(FAKETIME), "-f", "+31d", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert later.returncode == 0, later.stderr
+    assert "auto-closed 1, stand-by reminders 1" in later.stdout
+
+    gateway = build_gateway(settings)
+    try:
+        with gateway.db.read() as s:
+            closed = s.get(Ticket, solved)
+            assert closed is not None and closed.status == "closed"
+            assert closed.closed_at is not None
+            ahead = closed.closed_at - datetime.now(UTC)
+            assert timedelta(days=30) < ahead < timedelta(days=32)  # the faked clock
+            reminders = s.exec(
+                select(OutboxMail).where(OutboxMail.kind == "standby_reminder")
+            ).all()
+            assert len(reminders) == 1
+    finally:
+        gateway.close()
+    delivered = list((tmp_path / "outbound" / "new").iterdir())
+    assert any(b"Still on hold" in path.read_bytes() for path in delivered)
