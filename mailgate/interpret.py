@@ -10,7 +10,7 @@ from __future__ import annotations
 from mailgate.commands import AGENT_COMMANDS, check_commands, extract_commands
 from mailgate.merchant_intent import MerchantPhrases, default_phrases, merchant_commands
 from mailgate.triage import TriageRules, triage
-from mailgate.values import Instructions, ParsedMail, Sender, SenderKind
+from mailgate.values import Command, Instructions, ParsedMail, Sender, SenderKind
 
 
 def interpret(
@@ -27,7 +27,7 @@ def interpret(
                 triage=suggestion,
                 errors=check_commands(block.commands, AGENT_COMMANDS),
             )
-    merchant = ()
+    merchant: tuple[Command, ...] = ()
     if sender.kind is not SenderKind.AGENT:  # an unauthenticated agent commands nothing
         merchant = merchant_commands(mail.reply_text, phrases or default_phrases())
     return Instructions(

@@ -24,13 +24,13 @@ Condition = ColumnElement[bool]
 
 def solved_before(cutoff: datetime) -> Condition:
     """Solved tickets whose solution is older than ``cutoff``: to close automatically."""
-    return and_(Ticket.status == Status.SOLVED.value, col(Ticket.solved_at) <= cutoff)
+    return and_(col(Ticket.status) == Status.SOLVED.value, col(Ticket.solved_at) <= cutoff)
 
 
 def standby_reminder_due(now: datetime, interval: timedelta) -> Condition:
     """On-hold tickets whose merchant heard nothing for ``interval``."""
     last_heard = func.coalesce(Ticket.standby_reminded_at, Ticket.status_since, Ticket.updated_at)
-    return and_(Ticket.status == Status.ON_HOLD.value, last_heard <= now - interval)
+    return and_(col(Ticket.status) == Status.ON_HOLD.value, last_heard <= now - interval)
 
 
 def breach_unwarned(now: datetime) -> Condition:
@@ -41,7 +41,7 @@ def breach_unwarned(now: datetime) -> Condition:
         or_(
             col(Ticket.sla_warned).is_(None),
             and_(
-                Ticket.sla_warned == Phase.FIRST_RESPONSE.value,
+                col(Ticket.sla_warned) == Phase.FIRST_RESPONSE.value,
                 col(Ticket.first_response_at).is_not(None),
             ),
         ),
@@ -50,9 +50,8 @@ def breach_unwarned(now: datetime) -> Condition:
 
 def candidates(session: Session, condition: Condition, limit: int = 500) -> list[int]:
     """Ids of tickets meeting ``condition``, oldest first."""
-    return list(
-        session.exec(select(Ticket.id).where(condition).order_by(col(Ticket.id)).limit(limit)).all()
-    )  # type: ignore[arg-type]
+    found = session.exec(select(Ticket.id).where(condition).order_by(col(Ticket.id)).limit(limit))
+    return [ticket_id for ticket_id in found if ticket_id is not None]
 
 
 def claim(session: Session, ticket_id: int, condition: Condition) -> Ticket | None:

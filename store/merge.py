@@ -84,9 +84,7 @@ def _move_rows(session: Session, source_id: int, target_id: int) -> str:
     counts = []
     for model, name in ((Message, "messages"), (RawMail, "raw mails"), (TimeEntry, "time")):
         result = session.execute(
-            update(model)
-            .where(col(model.ticket_id) == source_id)  # type: ignore[attr-defined]
-            .values(ticket_id=target_id)
+            update(model).where(col(model.ticket_id) == source_id).values(ticket_id=target_id)
         )
         counts.append(f"{result.rowcount} {name}")  # type: ignore[attr-defined]
     return "moved " + ", ".join(counts)
