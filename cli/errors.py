@@ -7,7 +7,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-import click
+import typer
+from typer._click.core import Context as ClickContext  # typer vendors its own click
+from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from mailgate.errors import ConfigError, MailgateError
@@ -42,15 +44,15 @@ def exit_code_for(exc: BaseException) -> int:
 class GuardedGroup(TyperGroup):
     """The root command group: any error leaves as one readable line, never a traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         return guarded(lambda: super(GuardedGroup, self).invoke(ctx))
 
 
 def guarded(entry: Callable[[], Any]) -> Any:
     try:
         return entry()
-    except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
-        raise
+    except (typer.Exit, typer.Abort, ClickException, SystemExit):
+        raise  # usage errors and exits are click's to print
     except (MailgateError, StoreError) as exc:
         fail(str(exc), exit_code_for(exc))
     except KeyboardInterrupt:

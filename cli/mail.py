@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from cli.context import cli_context
 from cli.errors import fail
-from cli.render import console, print_json, print_table
+from cli.render import attachment_remarks, console, print_json, print_table
 from mailgate.sources.exits import EX_TEMPFAIL
 
 
@@ -149,13 +149,16 @@ def _print_report(file: Path, report: dict[str, Any]) -> None:
         "screen",
         "auth",
         "triage",
+        "language",
     ):
         value = report.get(key)
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
         console.print(f"  {key}: {shown}", markup=False)
     for a in report["attachments"]:
         console.print(
-            f"  attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)", markup=False
+            f"  attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)"
+            + attachment_remarks(a.get("status"), a.get("detected_type")),
+            markup=False,
         )
     console.print("  --- new part of the reply ---", markup=False)
     console.print(report["reply_text"], markup=False)

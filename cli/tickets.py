@@ -13,7 +13,7 @@ import typer
 
 from cli.context import cli_context
 from cli.errors import fail
-from cli.render import console, print_json, print_table, short_time
+from cli.render import attachment_remarks, console, print_json, print_table, short_time
 from mailgate.actions import TicketChanges
 from store.merge import merge_tickets
 from store.timelog import log_time, time_spent
@@ -139,7 +139,10 @@ def show(
             console.print(f"[yellow]flags: {', '.join(m.flags)}[/yellow]")
         console.print(m.reply_text or m.body_text, markup=False)
         for a in m.attachments:
-            console.print(f"  📎 {a.filename} ({a.content_type}, {a.size} bytes)", markup=False)
+            remarks = attachment_remarks(a.status, a.detected_type)
+            console.print(
+                f"  📎 {a.filename} ({a.content_type}, {a.size} bytes){remarks}", markup=False
+            )
     if detail.events:
         console.print("\n[bold]history[/bold]")
         for e in detail.events:

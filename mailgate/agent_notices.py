@@ -25,6 +25,14 @@ from store.sla import Phase
 from store.tickets import thread_ids
 
 AGENT_LANGUAGE = "en"
+# The templates of these mails exist in templates/en/ only (with the _agent_*.inc.j2 pieces
+# they include): agents share the platform's language, merchants' languages do not apply.
+AGENT_KINDS = (
+    "agent_new_ticket",
+    "agent_merchant_reply",
+    "agent_sla_breach",
+    "agent_command_error",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from email.utils import parseaddr
+from pathlib import Path
 
 from mailgate.actions import AgentActions
 from mailgate.addresses import OurAddresses
@@ -18,6 +19,7 @@ from mailgate.clock import Clock, utc_now
 from mailgate.committer import GroupCommitter
 from mailgate.config import Settings
 from mailgate.development import DevelopmentActions
+from mailgate.errors import ConfigError
 from mailgate.notifications import Notifier
 from mailgate.outbound.compose import Composer
 from mailgate.outbound.dispatcher import Dispatcher
@@ -74,13 +76,14 @@ def build_gateway(
     transport: Transport | None = None,
     upgrade: bool = True,
 ) -> Gateway:
+    override_dir = _override_dir(settings)  # before anything is opened that needs closing
     db = Database(settings.store.url, busy_timeout_ms=settings.store.busy_timeout_ms)
     if upgrade:
         db.upgrade()
     secret = _secret(settings, db)
     ours = OurAddresses.of(settings.smtp.addresses)
     from_address = parseaddr(settings.outbound.from_)[1].lower()
-    composer = Composer(settings.outbound, secret, clock)
+    composer = Composer(settings.outbound, secret, clock, override_dir=override_dir)
     notifier = Notifier(composer, ours, from_address)
     sla = sla_policy(settings.workflow, settings.sla)
     actions = AgentActions(notifier, settings.workflow.sectors, sla)
@@ -89,7 +92,13 @@ def build_gateway(
         AgentNotices(notifier, settings.workflow.timezone),
         DevelopmentActions(notifier, sla),
     )
-    applier = Applier(notifier, actions, settings.workflow.sectors[0], workflow)
+    applier = Applier(
+        notifier,
+        actions,
+        settings.workflow.sectors[0],
+        workflow,
+        attachment_limits=settings.attachments,
+    )
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
     own = OwnMail(
         addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
@@ -106,6 +115,7 @@ def build_gateway(
         rules=TriageRules.load(),
         applier=applier,
         clock=clock,
+        attachment_limits=settings.attachments,
     )
     transport = transport or transport_from_settings(settings.outbound)
     dispatcher = Dispatcher(db, transport, clock, settings.outbound)
@@ -127,6 +137,18 @@ def build_gateway(
         workflow=workflow,
         scheduler=scheduler,
     )
+
+
+def _override_dir(settings: Settings) -> Path | None:
+    """The admins' template folder; a configured one that is missing is a config error."""
+    configured = settings.templates.override_dir
+    if not configured:
+        return None
+    folder = Path(configured)
+    if not folder.is_dir():
+        # Said at start-up: otherwise every mail would quietly use the built-in templates.
+        raise ConfigError(f"templates.override_dir is not a folder: {folder}")
+    return folder
 
 
 def _secret(settings: Settings, db: Database) -> bytes:

@@ -14,7 +14,10 @@ from datetime import datetime
 from sqlmodel import Session
 
 from mailgate.actions import AgentActions, TicketChanges
+from mailgate.attachments import has_too_large, too_large_context
+from mailgate.config import AttachmentSettings
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
+from mailgate.language import choose_language
 from mailgate.notifications import Notifier
 from mailgate.threader import TICKET_TAG
 from mailgate.values import (
@@ -43,6 +46,7 @@ from store.tickets import (
     open_ticket,
     record_raw,
     suspend,
+    thread_ids,
 )
 from store.tickets import NewTicket as NewTicketValues  # the disposition has the short name
 from store.timelog import log_time
@@ -99,6 +103,7 @@ class Applier:
     actions: AgentActions
     default_sector: str
     workflow: Workflow
+    attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
 
     def apply(
         self,
@@ -153,6 +158,12 @@ class Applier:
     ) -> Outcome:
         mail, sender, triage = facts.mail, facts.sender, facts.instructions.triage
         assert sender.address is not None
+        language = choose_language(
+            shop_locale=shop_locale,
+            content_language=mail.content_language,
+            subject=mail.subject,
+            text=mail.reply_text or mail.body_text,
+        )
         ticket = open_ticket(
             session,
             NewTicketValues(
@@ -168,13 +179,21 @@ class Applier:
                 sector=self.default_sector,
                 suggested_sector=triage.sector,
                 priority=triage.priority or "normal",
-                language=shop_locale or "en",
+                language=language.language,
                 follow_up_of=thread.follow_up_of,
             ),
             actor=sender.address,
             now=now,
         )
         assert ticket.id is not None
+        audit(
+            session,
+            ticket.id,
+            actor="gateway",
+            action="language",
+            now=now,
+            detail=language.describe(),
+        )
         if triage.reasons:
             audit(
                 session,
@@ -194,7 +213,11 @@ class Applier:
             ticket,
             "ack",
             now=now,
-            extra={"follow_up_of": thread.follow_up_of, "peak": self.workflow.is_peak(session)},
+            extra={
+                "follow_up_of": thread.follow_up_of,
+                "peak": self.workflow.is_peak(session),
+                **too_large_context(facts.attachments, self.attachment_limits),
+            },
         )
         self.workflow.ticket_opened(session, ticket, mail.reply_text or mail.body_text, now=now)
         assert raw.id is not None
@@ -217,6 +240,8 @@ class Applier:
         )
         if sender.kind is not SenderKind.AGENT:
             self._add_copied(session, ticket, facts.mail)
+            if has_too_large(facts.attachments):
+                self._tell_attachments_too_large(session, ticket, facts, now)
             self.workflow.merchant_wrote(
                 session,
                 ticket,
@@ -300,6 +325,24 @@ class Applier:
         assert ticket is not None
         self.workflow.notices.command_error(session, ticket, agent, errors, now=now)
         return Outcome("message_added", raw.id, ticket_id, message.id, reason="bad_command")
+
+    def _tell_attachments_too_large(
+        self, session: Session, ticket: Ticket, facts: MailFacts, now: datetime
+    ) -> None:
+        # Told at once, and only the sender: they can send a link today instead of
+        # waiting for an agent to ask for a file that never arrived.
+        assert ticket.id is not None and facts.sender.address is not None
+        in_reply_to, references = thread_ids(session, ticket.id)
+        self.notifier.enqueue(
+            session,
+            ticket,
+            "attachments_too_large",
+            to=(facts.sender.address,),
+            now=now,
+            extra=too_large_context(facts.attachments, self.attachment_limits),
+            in_reply_to=in_reply_to,
+            references=references,
+        )
 
     def _add_copied(self, session: Session, ticket: Ticket, mail: ParsedMail) -> None:
         assert ticket.id is not None

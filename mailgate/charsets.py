@@ -50,9 +50,8 @@ _NOT_ASCII_COMPATIBLE = frozenset(
     {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-7", "hz"}
 )
 
-# The single-byte Latin charsets our merchants' mail really comes in. When the declared
-# one reads badly, these are tried in this order (ties go to the earlier one):
-# windows-1250 before the ISO sets because Windows clients write most of that mail.
+# Labels a guess may overrule when their reading looks wrong: the single-byte Latin
+# charsets (misapplied to each other all the time) and UTF-8 whose bytes are broken.
 _LATIN_FAMILY = frozenset(
     {
         "cp1252",
@@ -71,6 +70,8 @@ _LATIN_FAMILY = frozenset(
         "utf-8",
     }
 )
+# The charsets our merchants' mail really comes in, tried in this order (a tie goes to
+# the earlier one): windows-1250 before the ISO sets, as Windows clients write most of it.
 _GUESSES = ("cp1252", "cp1250", "iso8859-2", "iso8859-16")
 
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -115,34 +116,51 @@ def _lookup(declared: str) -> str | None:
 def decode_text(data: bytes, declared: str | None = None) -> DecodedText:
     """Read ``data`` as text; ``declared`` is the sender's charset label, if any."""
     if not data:
-        return DecodedText("", normalize_charset(declared) or "utf-8")
+        return DecodedText("", "utf-8")
     codec = normalize_charset(declared)
     if codec == "ascii":
-        codec = None  # the default label: says nothing about 8-bit bytes
-    if data.startswith(_UTF8_BOM):
-        return _decode_utf8(data[len(_UTF8_BOM) :])
-    if codec in _NOT_ASCII_COMPATIBLE:
-        try:
-            return DecodedText(data.decode(codec), codec)
-        except UnicodeError:
-            pass  # mislabelled: read it like any other bytes below
-    if data.isascii():
-        if codec is not None and codec.startswith("iso2022"):  # 7-bit, but not ASCII text
-            text = data.decode(codec, "replace")
-            return DecodedText(text, codec, replaced="\ufffd" in text)
-        return DecodedText(data.decode("ascii"), "ascii")
-    try:
-        return DecodedText(data.decode("utf-8"), "utf-8")
-    except UnicodeDecodeError:
-        pass
-    mostly_utf8 = _decode_mostly_utf8(data)
-    if mostly_utf8 is not None:
-        return mostly_utf8
+        codec = None  # the default label: it says nothing about 8-bit bytes
+    for read in (_read_with_bom, _read_wide, _read_seven_bit, _read_utf8):
+        found = read(data, codec)
+        if found is not None:
+            return found
     if codec is not None and codec not in _LATIN_FAMILY:
         # Cyrillic, CJK, Greek…: the Latin guesses cannot do better than the label.
         text = data.decode(codec, "replace")
         return DecodedText(text, codec, replaced="\ufffd" in text)
     return _guess_latin(data, codec)
+
+
+def _read_with_bom(data: bytes, codec: str | None) -> DecodedText | None:
+    return _decode_utf8(data[len(_UTF8_BOM) :]) if data.startswith(_UTF8_BOM) else None
+
+
+def _read_wide(data: bytes, codec: str | None) -> DecodedText | None:
+    """UTF-16 and the like: their bytes must not be read any other way."""
+    if codec not in _NOT_ASCII_COMPATIBLE:
+        return None
+    try:
+        return DecodedText(data.decode(codec), codec)
+    except UnicodeError:
+        return None  # mislabelled: read it like any other bytes
+
+
+def _read_seven_bit(data: bytes, codec: str | None) -> DecodedText | None:
+    if not data.isascii():
+        return None
+    if codec is not None and codec.startswith("iso2022"):  # 7-bit, but not ASCII text
+        text = data.decode(codec, "replace")
+        return DecodedText(text, codec, replaced="\ufffd" in text)
+    return DecodedText(data.decode("ascii"), "ascii")
+
+
+def _read_utf8(data: bytes, codec: str | None) -> DecodedText | None:
+    """UTF-8 when the bytes are UTF-8, whatever the label says: Latin text is almost
+    never valid UTF-8 by chance, while UTF-8 labelled Latin-1 is common."""
+    try:
+        return DecodedText(data.decode("utf-8"), "utf-8")
+    except UnicodeDecodeError:
+        return _decode_mostly_utf8(data)
 
 
 def _decode_utf8(data: bytes) -> DecodedText:
@@ -199,39 +217,31 @@ _OUR_LETTERS = frozenset(
 # presence means the bytes were read with the wrong table (Romanian ş/ţ as º/þ …).
 _UNLIKELY_LETTERS = frozenset("þðÞÐæÆŸıĸ")
 # Symbols that show up inside words only when a letter was misread.
-_MISREAD_SYMBOLS = frozenset(
-    [
-        "º",
-        "ª",
-        "³",
-        "²",
-        "¹",
-        "±",
-        "¶",
-        "¼",
-        "½",
-        "¾",
-        "¤",
-        "¦",
-        "¨",
-        "¯",
-        "´",
-        "¸",
-        "×",
-        "÷",
-        "¬",
-        "µ",
-        "¢",
-        "¥",
-    ]
-)
+_MISREAD_SYMBOLS = frozenset("ºª³²¹±¶¼½¾¤¦¨¯´¸×÷¬µ¢¥")  # noqa: RUF001 - look-alikes on purpose
 # Spacing accents never stand alone in text: they are Polish and Czech letters misread.
-_SPACING_ACCENTS = frozenset("ˇ˘˛˝˙")
+_SPACING_ACCENTS = frozenset("ˇ˘˛˝˙")  # noqa: RUF001 - these look-alikes are the point
 _ORDINALS = frozenset("ºª")  # "Nº 12", "1ª vez": after a digit or an N they are right
-_TYPOGRAPHY = frozenset("“”„‘’‚«»–—…•€°§©®™·\u00a0¡¿£")
+# (º, ª, µ and the spacing accents count as letters to Python: they are scored as symbols.)
+_SCORED_AS_SYMBOLS = _MISREAD_SYMBOLS | _SPACING_ACCENTS | _ORDINALS
+_TYPOGRAPHY = frozenset("“”„‘’‚«»–—…•€°§©®™·\u00a0¡¿£")  # noqa: RUF001
 
 
 def _char_score(char: str, before: str, after: str) -> float:
+    """How plausible ``char`` is, between ``before`` and ``after``, in our merchants' mail."""
+    if char in _SCORED_AS_SYMBOLS or not char.isalpha():
+        return _symbol_score(char, before, after)
+    if char in _UNLIKELY_LETTERS:
+        return -2.0
+    near_letter = before.isalpha() or after.isalpha()
+    if not near_letter and (before.isdigit() or after.isdigit()):
+        return -1.0  # "Ł50" is "£50" read with the wrong table
+    weight = 2.0 if char in _OUR_LETTERS else 1.0
+    if char.isupper():
+        weight /= 2  # capitals are rarer, and most misreadings of symbols land on them
+    return weight + (0.5 if near_letter else 0.0)
+
+
+def _symbol_score(char: str, before: str, after: str) -> float:
     if char == "\ufffd" or "\x80" <= char <= "\x9f":
         return -5.0
     if char in _SPACING_ACCENTS:
@@ -240,19 +250,7 @@ def _char_score(char: str, before: str, after: str) -> float:
         return 0.5
     if char in _MISREAD_SYMBOLS:
         return -3.0 if before.isalpha() and after.isalpha() else -0.5
-    if char in _TYPOGRAPHY:
-        return 0.5
-    if char in _UNLIKELY_LETTERS:
-        return -2.0
-    if char.isalpha():
-        near_letter = before.isalpha() or after.isalpha()
-        if not near_letter and (before.isdigit() or after.isdigit()):
-            return -1.0  # "Ł50" is "£50" read with the wrong table
-        weight = 2.0 if char in _OUR_LETTERS else 1.0
-        if char.isupper():
-            weight /= 2  # capitals are rarer, and most misreadings of symbols land on them
-        return weight + (0.5 if near_letter else 0.0)
-    return 0.0
+    return 0.5 if char in _TYPOGRAPHY else 0.0
 
 
 def _scored_chars(text: str) -> list[float]:

@@ -261,6 +261,29 @@ class SlaSettings(Section):
     )
 
 
+class AttachmentSettings(Section):
+    max_size: int = Field(
+        10_485_760,
+        gt=0,
+        description="bytes per attachment; a larger one stays in the raw mail only, is listed "
+        "as too large, and the sender is told",
+    )
+    max_total_size: int = Field(
+        20_971_520,
+        gt=0,
+        description="bytes of attachments kept per mail, in the order they come; the rest "
+        "are listed as too large",
+    )
+
+
+class TemplateSettings(Section):
+    override_dir: str | None = Field(
+        None,
+        description="folder of edited templates (<lang>/<kind>.txt.j2 and .html.j2): a file "
+        "there replaces the built-in one of the same name",
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration tree."""
 
@@ -279,6 +302,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     workflow: WorkflowSettings = WorkflowSettings()
     sla: SlaSettings = SlaSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
+    templates: TemplateSettings = TemplateSettings()
 
     @classmethod
     def settings_customise_sources(

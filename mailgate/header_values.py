@@ -17,9 +17,10 @@ from mailparser.utils import get_addresses
 
 from mailgate.charsets import decode_text, normalize_charset
 
-# RFC 2047 encoded words, read leniently: real mail carries spaces inside Q text,
-# lower-case encodings and RFC 2231 language suffixes (=?utf-8*ro?Q?…?=).
-_ENCODED_WORD = re.compile(r"=\?([^?\s*]{1,60})(?:\*[^?\s]{0,20})?\?([bBqQ])\?([^?]*)\?=")
+# RFC 2047 encoded words, read leniently: real mail carries spaces and even "?" inside Q
+# text, lower-case encodings, odd charset names and RFC 2231 language suffixes
+# (=?utf-8*ro?Q?…?=). The text is lazy and bounded, so a lone "=?" costs little.
+_ENCODED_WORD = re.compile(r"=\?([^?\s*]{0,60})(?:\*[^?\s]{0,20})?\?([bBqQ])\?(.{0,2000}?)\?=")
 _BETWEEN_WORDS = re.compile(r"[ \t\r\n]*")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
@@ -38,7 +39,8 @@ _SIMPLE_ADDRESS = re.compile(
     )\s*(?:,|$)""",
     re.VERBOSE,
 )
-_ADDR_SPEC = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[A-Za-z0-9.\-\[\]:_]+$")
+# What an address must look like to be used (internationalised domains included).
+_ADDR_SPEC = re.compile(r"^(?:\"[^\"\\\r\n]{1,64}\"|[^@\s<>()\[\]\\,;:\"]+)@[\w.\-\[\]:]+$")
 
 
 def unicode_value(raw: str) -> str:
@@ -46,15 +48,17 @@ def unicode_value(raw: str) -> str:
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
-        data = raw.encode("ascii", "surrogateescape")
-        return decode_text(data).text
+        return decode_text(raw.encode("utf-8", "surrogateescape")).text
     return raw
 
 
 def decode_header_value(raw: str) -> str:
     """A header value as a reader sees it: unfolded, encoded words decoded, one line."""
-    if raw.isascii() and "=?" not in raw and "\n" not in raw and "\r" not in raw:
-        return _CONTROL.sub(" ", raw).strip()
+    if raw.isascii() and "=?" not in raw:
+        if raw.isprintable():  # the common case: nothing to unfold, decode or clean
+            return raw.strip()
+        if "\n" not in raw and "\r" not in raw:
+            return _CONTROL.sub(" ", raw).strip()
     text = _FOLD.sub("", unicode_value(raw))
     text = _LINE_BREAKS.sub(" ", text)
     if "=?" in text:
@@ -170,11 +174,12 @@ def parse_date(raw: str | None) -> datetime | None:
     # mail-parser's RFC 5322 reader is strict and documents what it rejects; the
     # stdlib's lenient one reads the sloppy dates mail clients really write.
     result = parse_mail_date(value)
-    if result.value is not None:
+    instant: datetime | None = result.value  # in UTC
+    if instant is not None:
         minutes = round(float(result.timezone) * 60) if result.timezone else 0
         if abs(minutes) >= _DAY_MINUTES:
-            return result.value  # an offset no clock has: keep the instant, in UTC
-        return result.value.astimezone(timezone(timedelta(minutes=minutes)))
+            return instant  # an offset no clock has: keep the instant, in UTC
+        return instant.astimezone(timezone(timedelta(minutes=minutes)))
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -1,21 +1,19 @@
 """Stage 3, parse: raw bytes → ``ParsedMail`` (addresses, subject, text, reply, attachments).
 
 The MIME tree is read by the stdlib's compat32 parser, exactly as mail-parser's
-``MailParser.from_bytes`` reads it; mail-parser's hardened address and date readers
-handle the values our fast paths do not. mail-parser's full ``parse()`` is not run: it
-parses every Received header, decodes every header twice and builds JSON views we never
-use (0.9 ms for a 5 KB mail against our 0.3 ms), and it drops bytes its charset cannot
-read, where we guess the charset a human would. Nothing here writes, and nothing raises
-but ``ParseFailure`` for bytes that hold no mail at all.
+``MailParser.from_bytes`` reads it (``mime_reader``); mail-parser's hardened address and
+date readers handle the values our fast paths do not, and its recovery of parts lost
+in an epilogue is reproduced. mail-parser's full ``parse()`` is not run: it parses every
+Received header, decodes every header twice and builds JSON views we never use, which
+costs more than all of ``parse_mail`` (see bench/parse_speed.py), and it drops bytes its
+charset cannot read, where we guess the charset a human would. Nothing here writes, and
+nothing raises but ``ParseFailure`` for bytes that hold no mail at all.
 """
 
 from __future__ import annotations
 
-import email
 import hashlib
-import re
 from email.message import Message
-from email.parser import BytesParser
 
 from mailgate.charsets import decode_text
 from mailgate.errors import ParseFailure
@@ -29,6 +27,7 @@ from mailgate.header_values import (
 )
 from mailgate.html_text import html_to_text
 from mailgate.mime_parts import MailParts, read_parts
+from mailgate.mime_reader import ReadMessage, read_message
 from mailgate.quoting import extract_reply
 from mailgate.values import ParsedMail
 
@@ -53,7 +52,6 @@ _TRACE_HEADERS = frozenset(
     }
 )
 _TRACE_PREFIXES = (b"arc-", b"x-spam-", b"x-virus-")
-_HEADER_START = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}:")
 _BLANK = b" \t\r\n\x00"
 
 
@@ -65,36 +63,27 @@ def parse_mail(raw: bytes) -> ParsedMail:
     raw = bytes(raw)
     if not raw.strip(_BLANK):
         raise ParseFailure("the message is empty")
-    defects: list[str] = []
     try:
-        message = _message_of(raw, defects)
-        parts = _read_parts(message, defects)
-        return _parsed(raw, message, parts, defects)
+        read = read_message(raw)
+        parts = _read_parts(read, read.defects)
+        return _parsed(raw, read.message, parts, read.defects)
     except Exception as error:
         # A bug or an input the stdlib chokes on must not lose the mail: keep it as
         # text, and say so (the property tests assert this path is never taken).
         return _unreadable(raw, f"parser-error:{type(error).__name__}")
 
 
-def _message_of(raw: bytes, defects: list[str]) -> Message:
+def _read_parts(read: ReadMessage, defects: list[str]) -> MailParts:
+    if read.flat:
+        body = read.message.get_payload()
+        text = (
+            decode_text(body.encode("utf-8", "surrogateescape")).text
+            if isinstance(body, str)
+            else ""
+        )
+        return MailParts(plain=[text.replace("\x00", "")])
     try:
-        message = email.message_from_bytes(raw)
-        if not message.keys() and _HEADER_START.match(raw.lstrip(_BLANK)):
-            defects.append("blank-lines-before-headers")
-            message = email.message_from_bytes(raw.lstrip(_BLANK))
-    except RecursionError:
-        # Nesting deep enough to exhaust the parser's stack: keep the headers, read
-        # the rest as text (the raw mail itself is kept by the store).
-        defects.append("nesting-too-deep")
-        message = BytesParser().parsebytes(raw, headersonly=True)
-    if not message.keys():
-        defects.append("no-headers")
-    return message
-
-
-def _read_parts(message: Message, defects: list[str]) -> MailParts:
-    try:
-        parts = read_parts(message)
+        parts = read_parts(read.message, read.set_aside)
     except RecursionError:
         defects.append("nesting-too-deep")
         parts = MailParts()
@@ -207,7 +196,7 @@ def content_digest(raw: bytes) -> str:
     The same mail delivered through two MX hosts (each adding Received,
     Authentication-Results, X-Spam-… headers) gives the same digest.
     """
-    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in raw else raw
     if data.startswith(b"From "):  # an mbox envelope line, not part of the mail
         data = data.partition(b"\n")[2]
     head, _, body = data.partition(b"\n\n")

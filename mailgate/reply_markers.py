@@ -11,12 +11,13 @@ Scandinavian, Czech, CJK), so a quote from a foreign correspondent is still reco
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from mailparser_reply.constants import MAIL_LANGUAGES
 
 # Attribution lines that end with the verb (the name comes before it).
 _CLOSERS = (
-    r"wrote|a\s+scris|escreveu|pisze|napisał(?:\(a\)|a)?|napisała|написал(?:\(а\)|а)?|"
+    r"wrote|a\s+scris|escreveu|pisze|napisał(?:\(a\)|a)?|napisała|написал(?:\(а\)|а)?|"  # noqa: RUF001
     r"a\s+écrit|escribió|ha\s+scritto|skrev|kirjoitti|schrieb|schreef|"
     r"het\s+volgende\s+geschreven|geschreven"
 )
@@ -26,6 +27,7 @@ _CLOSER_FIRST = re.compile(rf"^(?:{_CLOSERS})\b", re.I)
 _ATTRIBUTION_VERB = re.compile(
     r"\b(?:schreef|schrieb|escreveu\s+no\s+dia|wrote\s+on)\b.{0,200}:\s*$", re.I
 )
+_VERBS_BEFORE_NAME = ("schreef", "schrieb", "escreveu", "wrote")
 _ATTRIBUTION_START = re.compile(
     r"^(?:-+\s*)?(?:On|Op|Em|În|In|Pe|La|W\s+dniu|Dnia|Am|Le|El|Il)\s", re.I
 )
@@ -47,7 +49,11 @@ _LONGEST_ATTRIBUTION = 400
 # An attribution no pattern knows, recognised by shape when a quote follows it:
 # "26.06.2014, 14:41, "Alexander L" <abc@example.com>:".
 _DATE_OR_TIME = re.compile(r"\d{1,2}:\d{2}|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\b(?:19|20)\d{2}\b")
-_EMAIL = re.compile(r"[^\s<>()\"]+@[^\s<>()\"]+\.[A-Za-z]{2,}")
+# Addresses are looked for token by token: one regex searching a long line for "x@y.z"
+# backtracks over every start position (quadratic on a 300-character line).
+_TOKEN_SEPARATORS = re.compile(r"[\s<>()\"',;:\[\]]+")
+_ADDRESS = re.compile(r"[^@]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})*\.[A-Za-z]{2,}\.?")
+_CLOSING_WORDS = 48  # the verb and the colon sit in a line's last characters
 
 # Header fields of a quoted message, per language: (from-like, other).
 _FROM_FIELDS = r"From|De|De\s+la|Van|Od|Von|Da|Från|Fra|От|Från|发件人"
@@ -60,6 +66,16 @@ _OTHER_FIELDS = (
 _FIELD_LINE = re.compile(
     rf"^\s*\*{{0,2}}(?:(?P<from>{_FROM_FIELDS})|(?P<other>{_OTHER_FIELDS}))\s*\*{{0,2}}\s*:",
     re.I,
+)
+# Anchors of history, found in a whole text at once (each matches the newline before
+# its line): a From-like field line (header blocks are grown around it), or a line
+# that may be a separator. Case-sensitive on purpose: a case-blind alternation this
+# long costs more than the rest of the reply extraction together.
+FROM_FIELD_LINE = re.compile(
+    rf"\n[ \t]*\*{{0,2}}(?:{_FROM_FIELDS}|FROM|DE|VAN|OD)[ \t]*\*{{0,2}}[ \t]*:"
+)
+SEPARATOR_LINE = re.compile(
+    r"\n(?=[ \t]*[-_=*~]{2}|[ \t]*(?:Begin|In[íi]cio|Pocz[ąa]tek|Începutul))"
 )
 
 # "-----Original Message-----", forward separators, Apple's "Begin forwarded message:".
@@ -86,7 +102,7 @@ _HISTORY_SEPARATOR = re.compile(
 _STRONG_DELIMITER = re.compile(r"^\s*(?:-{2,}|_{2,})\s*$")
 _WEAK_DELIMITER = re.compile(r"^\s*(?:--|__|-\w)")
 _LONG_SEPARATOR = re.compile(r"^ ?[_-]{7,}\s*$")
-_SEPARATOR = re.compile(r"^[\s_\-=*~—–]{3,}$")
+_SEPARATOR = re.compile(r"^[\s_\-=*~\u2014\u2013]{3,}$")  # dashes, em and en dashes
 
 # "Sent from my iPhone" and its translations; mail-parser-reply adds the languages we lack.
 _SENT_FROM_PHRASES = (
@@ -98,9 +114,10 @@ _SENT_FROM_PHRASES = (
     r"Pobierz\s+Outlook\s+dla|Gesendet\s+von(?:\s+meinem)?|Envoy[ée]\s+de\s+mon|Inviato\s+da"
 )
 _VALEDICTION = re.compile(
-    r"^(?:thanks?(?: you)?|many thanks|thank you very much|cheers|regards|best(?: regards| wishes)?|"
-    r"kind regards|sincerely|cu stim[ăa]|cu respect|mul[țţt]umesc(?: frumos)?|o zi bun[ăa]|"
-    r"toate cele bune|met vriendelijke groet(?:en)?|vriendelijke groet(?:en)?|groet(?:en|jes)?|"
+    r"^(?:thanks?(?: you)?|many thanks|thank you very much|cheers|regards|"
+    r"best(?: regards| wishes)?|kind regards|sincerely|cu stim[ăa]|cu respect|"
+    r"mul[țţt]umesc(?: frumos)?|o zi bun[ăa]|toate cele bune|met vriendelijke groet(?:en)?|"
+    r"vriendelijke groet(?:en)?|groet(?:en|jes)?|"
     r"hartelijke groet(?:en)?|bedankt|atenciosamente|obrigad[oa]|abra[çc]os?|cumprimentos|"
     r"pozdrawiam(?: serdecznie)?|z powa[żz]aniem|dzi[ęe]kuj[ęe]|serdecznie)[\s,.!]*$",
     re.I,
@@ -122,22 +139,39 @@ def is_quoted(line: str) -> bool:
     return line.startswith(">")
 
 
+@lru_cache(maxsize=4096)  # a line is tested while joining wrapped lines and again after
 def is_attribution(line: str) -> bool:
     """An attribution line in a language we know: "On 1 Mar 2011, Bob <b@x> wrote:"."""
     text = line.strip()
     if not text.endswith(":") or len(text) > _LONGEST_ATTRIBUTION:
         return False
-    if _ATTRIBUTION_END.search(text) or _ATTRIBUTION_VERB.search(text):
+    tail = max(0, len(text) - _CLOSING_WORDS)
+    lowered = text.lower()
+    has_verb = any(verb in lowered for verb in _VERBS_BEFORE_NAME) and bool(
+        _ATTRIBUTION_VERB.search(text)
+    )
+    if has_verb or _ATTRIBUTION_END.search(text, tail):
         return _EVIDENCE.search(text) is not None or _ATTRIBUTION_START.match(text) is not None
     return _FOREIGN_ATTRIBUTION.match(text) is not None
 
 
+@lru_cache(maxsize=4096)
 def looks_like_attribution(line: str) -> bool:
     """A line shaped like an attribution (date or address, ends with a colon), any language."""
     text = line.strip()
     if not text.endswith(":") or len(text) > _LONGEST_ATTRIBUTION:
         return False
-    return _EMAIL.search(text) is not None or _DATE_OR_TIME.search(text) is not None
+    return _has_address(text) or _DATE_OR_TIME.search(text) is not None
+
+
+def _has_address(text: str) -> bool:
+    if "@" not in text:
+        return False
+    return any(
+        _ADDRESS.fullmatch(token)
+        for token in _TOKEN_SEPARATORS.split(text)
+        if "@" in token and len(token) <= 320
+    )
 
 
 def starts_with_closer(text: str) -> bool:
@@ -156,7 +190,7 @@ def field_name(line: str) -> tuple[str, bool] | None:
 
 
 def is_history_separator(line: str) -> bool:
-    """ "-----Original Message-----", a forward separator, or "Begin forwarded message:"."""
+    """A history separator: "-----Original Message-----", a forward rule, "Begin forwarded…"."""
     return len(line) < 120 and _HISTORY_SEPARATOR.match(line) is not None
 
 
@@ -166,7 +200,7 @@ def is_strong_delimiter(line: str) -> bool:
 
 
 def is_weak_delimiter(line: str) -> bool:
-    """ "-Name", "--Name", "-- text": a signature start only when what it opens is short."""
+    """A weak signature start ("-Name", "-- text"): one only when what it opens is short."""
     return _WEAK_DELIMITER.match(line) is not None
 
 
@@ -181,7 +215,7 @@ def is_separator(line: str) -> bool:
 
 
 def is_device_signature(line: str) -> bool:
-    """ "Sent from my iPhone" and its translations: a phone's signature with a possessive."""
+    """A phone's signature with a possessive: "Sent from my iPhone" and its translations."""
     return len(line) < 100 and _DEVICE_SIGNATURE.match(line) is not None
 
 

@@ -43,7 +43,8 @@ class Shop(SQLModel, table=True):
     __tablename__ = "shops"
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, max_length=200)
-    locale: str = Field(default="en", max_length=8)
+    # The language of its tickets; None: chosen per ticket from the mail (mailgate/language.py)
+    locale: str | None = Field(default=None, max_length=8)
     hourly_rate: float = Field(default=0.0)
     created_at: datetime = _time()
 
@@ -198,6 +199,9 @@ class Attachment(SQLModel, table=True):
     sha256: str = Field(max_length=64, index=True)
     content_id: str | None = Field(default=None, max_length=998)
     inline: bool = Field(default=False)
+    # "stored" (bytes in the attachment folder) or "too_large" (bytes in the raw mail only)
+    status: str = Field(default="stored", max_length=16)
+    detected_type: str | None = Field(default=None, max_length=255)  # when the bytes disagree
 
 
 class AuditEvent(SQLModel, table=True):

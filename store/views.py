@@ -37,6 +37,8 @@ class AttachmentOut(_Out):
     size: int
     sha256: str
     inline: bool = False
+    status: str = "stored"  # "too_large": kept in the raw mail only
+    detected_type: str | None = None  # what the bytes are, when the declared type says otherwise
 
 
 class MessageOut(_Out):
@@ -191,13 +193,13 @@ def list_tickets(
         stmt = stmt.where(
             or_(func.lower(Ticket.subject).like(pattern), col(Ticket.id).in_(in_messages))
         )
-    order = {
+    orders: dict[str, list[Any]] = {
         "created": [col(Ticket.created_at).desc()],
         "updated": [col(Ticket.updated_at).desc()],
         "priority": [col(Ticket.priority_rank), col(Ticket.created_at)],
         "due": [col(Ticket.due_at).is_(None), col(Ticket.due_at), col(Ticket.priority_rank)],
-    }[query.sort]
-    stmt = stmt.order_by(*order, col(Ticket.id)).limit(query.limit)
+    }
+    stmt = stmt.order_by(*orders[query.sort], col(Ticket.id)).limit(query.limit)
     return [ticket_out(t, shop, now) for t, shop in session.exec(stmt)]
 
 
@@ -228,6 +230,8 @@ def ticket_detail(session: Session, ticket_id: int, now: datetime | None = None)
                     size=a.size,
                     sha256=a.sha256,
                     inline=a.inline,
+                    status=a.status,
+                    detected_type=a.detected_type,
                 )
             )
     participants = session.exec(

@@ -18,11 +18,6 @@ import sqlalchemy as sa
 PG_ADMIN_URL = os.environ.get(
     "MAILGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-if not CORPUS.is_dir():  # a clone elsewhere: the corpus may be given explicitly
-    CORPUS = Path(os.environ.get("MAILGATE_CORPUS", "../shared/corpus")).resolve()
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "eml"
-DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")

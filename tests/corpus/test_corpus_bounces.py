@@ -1,29 +1,24 @@
 """Screen stage on real bounces: every flufl.bounce sample is a BOUNCE, with its recipients.
 
 The samples are GNU Mailman's collection of real non-delivery reports (see
-shared/corpus/README.md). Each is read twice when the parser exists: with the stdlib
-stand-in (``tests/stdlib_mail.py``) and with ``mailgate.parse.parse_mail``, so the bounce rules
-are checked against the parser the pipeline really uses.
+shared/corpus/README.md). Each is read with ``mailgate.parse.parse_mail``, so the bounce
+rules are checked against the parser the pipeline really uses.
 """
 
 from __future__ import annotations
 
 import email
 import json
-import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from stdlib_mail import stdlib_parsed
+from paths import CORPUS
 
+from mailgate.parse import parse_mail
 from mailgate.screen import OwnMail, bounced_message_ids, bounced_recipients, screen
 from mailgate.values import Envelope, ParsedMail, Verdict
 
-CORPUS = Path(
-    os.environ.get("MAILGATE_CORPUS") or Path(__file__).resolve().parents[3] / "shared" / "corpus"
-)
 BOUNCES = CORPUS / "flufl.bounce"
 OWN = OwnMail(addresses=("support@example.com",), message_id_domain="mailgate.example.com")
 IMPORTED = Envelope()  # read from a file: the envelope sender is unknown
@@ -46,19 +41,7 @@ IMPOSSIBLE_RECIPIENTS = {
 MIN_RECIPIENT_SHARE = 0.95
 
 Reader = Callable[[bytes], ParsedMail]
-
-
-def _readers() -> list[object]:
-    readers: list[object] = [pytest.param(stdlib_parsed, id="stdlib")]
-    try:
-        from mailgate.parse import parse_mail
-    except ImportError:  # the parser is written alongside; its own tests cover it
-        return readers
-    readers.append(pytest.param(parse_mail, id="parse_mail"))
-    return readers
-
-
-READERS = _readers()
+READERS = [pytest.param(parse_mail, id="parse_mail")]
 
 
 def _expectations() -> dict[str, dict[str, list[object]]]:

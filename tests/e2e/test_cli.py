@@ -221,3 +221,26 @@ def test_ingest_exit_codes_as_a_real_process(tmp_path: Path) -> None:
     failed = _ingest_process(["ingest"], down, raw_mail())
     assert failed.returncode == EX_TEMPFAIL, failed.stderr
     assert b"Traceback" not in failed.stderr
+
+
+def test_usage_errors_are_clicks_own(env: dict[str, str]) -> None:
+    code, _, err = run("tickets", "show", "not-a-number")
+    assert code == 2 and "Invalid value" in err and "internal error" not in err
+
+
+def test_reply_without_text_opens_the_editor(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(raw_mail())
+    ok("ingest", str(mail))
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\nprintf "Written in the editor.\\n" > "$1"\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    ok("tickets", "reply", "1")
+    shown = json.loads(ok("tickets", "show", "1", "--json"))
+    assert shown["messages"][-1]["body_text"] == "Written in the editor."
+    editor.write_text("#!/bin/sh\nexit 0\n")  # the agent saves nothing: nothing is sent
+    code, _, err = run("tickets", "reply", "1")
+    assert code == 1 and "nothing sent" in err

@@ -17,8 +17,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
-from stdlib_mail import stdlib_parsed
 
+from mailgate.parse import parse_mail
 from mailgate.screen import OwnMail, bounced_message_ids, bounced_recipients, screen
 from mailgate.values import Envelope, ParsedMail, Verdict
 
@@ -31,19 +31,7 @@ REQUIRED_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version
 ROW_RE = re.compile(r"^\|\s*`(?P<file>[^`]+\.eml)`\s*\|(?P<cells>.*)\|\s*$", re.MULTILINE)
 
 Reader = Callable[[bytes], ParsedMail]
-
-
-def _readers() -> list[object]:
-    readers: list[object] = [pytest.param(stdlib_parsed, id="stdlib")]
-    try:
-        from mailgate.parse import parse_mail
-    except ImportError:  # the parser is written alongside; its own tests cover it
-        return readers
-    readers.append(pytest.param(parse_mail, id="parse_mail"))
-    return readers
-
-
-READERS = _readers()
+READERS = [pytest.param(parse_mail, id="parse_mail")]
 
 
 def _promised_verdicts() -> dict[str, Verdict]:

@@ -1,7 +1,6 @@
 """Stage 4, screen: loops, bounces, auto-replies and bulk mail are told from people's mail.
 
-Mails are written inline as raw RFC 5322 text and read with the stdlib stand-in
-(``tests/stdlib_mail.py``), so these tests depend on the screen rules only.
+Mails are written inline as raw RFC 5322 text and read with the pipeline's own parser.
 """
 
 from __future__ import annotations
@@ -9,8 +8,8 @@ from __future__ import annotations
 from email.header import Header
 
 import pytest
-from stdlib_mail import stdlib_parsed
 
+from mailgate.parse import parse_mail
 from mailgate.screen import (
     OwnMail,
     bounced_message_ids,
@@ -54,7 +53,7 @@ def make_mail(
         "Content-Transfer-Encoding: 8bit",
         *extra_headers,
     ]
-    return stdlib_parsed(("\n".join(headers) + "\n\n" + body).encode())
+    return parse_mail(("\n".join(headers) + "\n\n" + body).encode())
 
 
 DSN_BODY = """\

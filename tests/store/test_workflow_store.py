@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from mailgate.config import SlaSettings, WorkflowSettings
 from mailgate.policy import sla_policy

@@ -37,7 +37,7 @@ def upgrade() -> None:
     op.create_table('shops',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('locale', sa.String(length=8), nullable=False),
+    sa.Column('locale', sa.String(length=8), nullable=True),
     sa.Column('hourly_rate', sa.Float(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
@@ -262,6 +262,8 @@ def upgrade() -> None:
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('content_id', sa.String(length=998), nullable=True),
     sa.Column('inline', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('detected_type', sa.String(length=255), nullable=True),
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
