@@ -115,7 +115,7 @@ class Applier:
     ) -> Outcome:
         match disposition:
             case Suspend(reason, detail, ticket_id):
-                return self._suspend(session, facts, reason, detail, ticket_id, now)
+                return self._suspend(session, facts, Suspend(reason, detail, ticket_id), now)
             case NewTicket(thread):
                 return self._new_ticket(session, facts, thread, now, shop_locale)
             case Reply(ticket_id, thread):
@@ -125,15 +125,8 @@ class Applier:
         raise AssertionError(f"unknown disposition {disposition!r}")
 
     # --- the four outcomes ----------------------------------------------------------
-    def _suspend(
-        self,
-        session: Session,
-        facts: MailFacts,
-        reason: str,
-        detail: str,
-        ticket_id: int | None,
-        now: datetime,
-    ) -> Outcome:
+    def _suspend(self, session: Session, facts: MailFacts, held: Suspend, now: datetime) -> Outcome:
+        reason, detail, ticket_id = held.reason, held.detail, held.ticket_id
         raw = record_raw(session, _raw_of(facts), RawOutcome.SUSPENDED, ticket_id=ticket_id)
         assert raw.id is not None
         suspend(

@@ -30,7 +30,12 @@ async def run_gateway(
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
     committer = gateway.committer()
     handler = SmtpHandler(
-        gateway.pipeline, committer, gateway.ours, settings.smtp, executor, gateway.clock
+        pipeline=gateway.pipeline,
+        committer=committer,
+        ours=gateway.ours,
+        settings=settings.smtp,
+        executor=executor,
+        clock=gateway.clock,
     )
     listener = SmtpListener(handler, settings.smtp)
     host, port = await listener.start()
