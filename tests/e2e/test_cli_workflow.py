@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import date, timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
@@ -89,9 +90,12 @@ def test_a_development_request_worked_from_the_cli(env: Path) -> None:
 
     out = ok("schedule", "run")
     assert "auto-closed 0, stand-by reminders 0, SLA warnings 0" in out
-    sent = [p.read_bytes() for p in (env / "outbound" / "new").iterdir()]
-    assert any(b"Budget for your approval" in raw for raw in sent)
-    assert any(day.encode() in raw and b"Delivery date" in raw for raw in sent)
+    subjects = [
+        str(message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"])
+        for p in (env / "outbound" / "new").iterdir()
+    ]
+    assert "[#1] Buget spre aprobare: Funcționalitate nouă" in subjects  # the shop's language
+    assert f"[#1] Data livrării: {day}" in subjects
 
     figures = json.loads(ok("stats", "--json"))
     assert figures["time_by_shop"]["Magazin"] == {"minutes": 30, "calls": 1}

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
@@ -100,5 +101,12 @@ def test_schedule_run_under_faketime_closes_and_reminds(tmp_path: Path, sqlite_u
             assert len(reminders) == 1
     finally:
         gateway.close()
-    delivered = list((tmp_path / "outbound" / "new").iterdir())
-    assert any(b"Still on hold" in path.read_bytes() for path in delivered)
+    delivered = [
+        message_from_bytes(path.read_bytes(), policy=policy.default)
+        for path in (tmp_path / "outbound" / "new").iterdir()
+    ]
+    # The acknowledgements and the on-hold notice were written today; the reminder a month on.
+    later_mail = [
+        m for m in delivered if m["Date"].datetime - datetime.now(UTC) > timedelta(days=30)
+    ]
+    assert [m["X-Mailgate-Ticket"] for m in later_mail] == [str(waiting)]

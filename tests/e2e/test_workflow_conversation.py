@@ -169,9 +169,9 @@ def test_budget_answered_by_mail(
     with gateway.db.write() as s:
         gateway.workflow.development.propose_budget(s, tid, 10, agent=MARIA, now=clock())
     gateway.dispatcher.run_once()
-    proposal = mails_to(sent, "ana@magazin.ro")[-1]
-    assert "Budget for your approval" in proposal["Subject"]
-    assert "10 hours x 45.00 EUR per hour = 450.00 EUR" in text_of(proposal)
+    proposal = mails_to(sent, "ana@magazin.ro")[-1]  # in Romanian, the shop's language
+    assert "Buget spre aprobare" in proposal["Subject"]
+    assert "10 ore x 45.00 EUR pe oră = 450.00 EUR" in text_of(proposal)
     assert detail(gateway, tid).status == "pending"
 
     clock.advance(hours=2)
@@ -184,8 +184,8 @@ def test_budget_answered_by_mail(
     assert (answered.status, answered.budget_state) == (status, budget)
     gateway.dispatcher.run_once()
     confirmation = mails_to(sent, "ana@magazin.ro")[-1]
-    word = "approved" if budget == "approved" else "declined"
-    assert f"Budget {word}" in confirmation["Subject"]
+    word = "aprobat" if budget == "approved" else "refuzat"
+    assert f"Buget {word}" in confirmation["Subject"]
     assert f"Budget {budget}" in mails_to(sent, MARIA)[-1]["Subject"]
 
     if budget == "approved":
@@ -246,10 +246,11 @@ def test_the_acknowledgement_of_a_follow_up_names_the_closed_ticket(
     assert detail(gateway, follow).follow_up_of == old
     gateway.dispatcher.run_once()
     ack = mails_to(sent, "ana@magazin.ro")[-1]
-    assert f"[#{follow}]" in ack["Subject"] and f"follow-up of #{old}" in ack["Subject"]
-    assert f"follow-up of #{old}" in text_of(ack)
+    assert f"[#{follow}]" in ack["Subject"]
+    assert f"continuare a solicitării #{old}" in ack["Subject"]
+    assert f"în continuarea solicitării #{old}" in text_of(ack)
     html = ack.get_body(("html",))
-    assert html is not None and f"follow-up of #{old}" in str(html.get_content())
+    assert html is not None and f"în continuarea solicitării #{old}" in str(html.get_content())
 
 
 # --- agents from their mail client --------------------------------------------------------
@@ -366,7 +367,9 @@ def test_the_acknowledgement_in_peak_mode_says_answers_are_slower(
         set_peak_mode(s, True, actor="admin", now=clock(), policy=gateway.sla)
     tid = first_ticket(deliver, gateway, subject="Logo", body="Cum schimb logo-ul?")
     gateway.dispatcher.run_once()
-    assert "slower than usual" in text_of(mails_to(sent, "ana@magazin.ro")[-1])
+    ack = mails_to(sent, "ana@magazin.ro")[-1]
+    assert ack["Content-Language"] == "ro"
+    assert "mai greu decât de obicei" in text_of(ack)  # "slower than usual"
     assert detail(gateway, tid).due_at is None  # a normal ticket has no clock in peak mode
     with gateway.db.read() as s:
         events = s.exec(select(AuditEvent).where(AuditEvent.action == "peak")).all()
