@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(ctx: typer.Context) -> None:
-    """Run the gateway: SMTP listener, outbox dispatcher and timers, until SIGTERM/SIGINT."""
+    """Run the gateway: SMTP listener, IMAP pollers, outbox dispatcher and timers, until
+    SIGTERM/SIGINT."""
     from mailgate.serve import run_until_signalled
 
     context = cli_context(ctx)
@@ -32,9 +33,11 @@ def serve(ctx: typer.Context) -> None:
     settings = context.settings
 
     def ready(host: str, port: int) -> None:
+        mailboxes = ", ".join(m.name for m in settings.imap)
         console.print(
             f"Mailgate listening on {host}:{port} for {', '.join(settings.smtp.addresses)}; "
-            f"store {settings.store.url}; outbound {settings.outbound.transport}. "
+            + (f"polling IMAP {mailboxes}; " if mailboxes else "")
+            + f"store {settings.store.url}; outbound {settings.outbound.transport}. "
             "Ctrl-C stops."
         )
 

@@ -28,6 +28,7 @@ from mailgate.pipeline import Pipeline
 from mailgate.policy import sla_policy
 from mailgate.schedule import Scheduler
 from mailgate.screen import OwnMail
+from mailgate.sources.imap import ImapPoller
 from mailgate.triage import TriageRules
 from mailgate.workflow import Workflow
 from store.db import Database
@@ -61,6 +62,10 @@ class Gateway:
         committer.start()
         self._committers.append(committer)
         return committer
+
+    def imap_pollers(self) -> list[ImapPoller]:
+        """One poller per configured ``[[imap]]`` mailbox (not started)."""
+        return [ImapPoller(m, self.pipeline, self.db, self.clock) for m in self.settings.imap]
 
     def close(self) -> None:
         for committer in self._committers:

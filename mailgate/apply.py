@@ -17,6 +17,7 @@ from mailgate.actions import AgentActions, TicketChanges
 from mailgate.attachments import has_too_large, too_large_context
 from mailgate.config import AttachmentSettings
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
+from mailgate.delivery_failures import find_returned_mail, record_delivery_failure
 from mailgate.language import choose_language
 from mailgate.notifications import Notifier
 from mailgate.threader import TICKET_TAG
@@ -30,6 +31,7 @@ from mailgate.values import (
     Sender,
     SenderKind,
     ThreadDecision,
+    Verdict,
 )
 from mailgate.workflow import Workflow
 from store.enums import Direction, ParticipantRole, RawOutcome
@@ -127,9 +129,14 @@ class Applier:
     # --- the four outcomes ----------------------------------------------------------
     def _suspend(self, session: Session, facts: MailFacts, held: Suspend, now: datetime) -> Outcome:
         reason, detail, ticket_id = held.reason, held.detail, held.ticket_id
+        returned = None
+        if reason == Verdict.BOUNCE.value and ticket_id is None:
+            # One of our own mails came back: the bounce belongs to that mail's ticket.
+            returned = find_returned_mail(session, facts.mail, self.notifier.composer)
+            ticket_id = returned.ticket_id if returned is not None else None
         raw = record_raw(session, _raw_of(facts), RawOutcome.SUSPENDED, ticket_id=ticket_id)
         assert raw.id is not None
-        suspend(
+        row = suspend(
             session,
             raw_id=raw.id,
             reason=reason,
@@ -139,6 +146,9 @@ class Applier:
             now=now,
             ticket_id=ticket_id,
         )
+        if returned is not None:
+            assert row.id is not None
+            record_delivery_failure(session, returned, reason=detail, suspended_id=row.id, now=now)
         return Outcome("suspended", raw.id, ticket_id, reason=reason)
 
     def _new_ticket(

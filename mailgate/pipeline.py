@@ -121,6 +121,14 @@ class Pipeline:
             )
             return self._commit_one(session, StoreReader(session), prepared, now)
 
+    def suspend_unprocessed(self, arrival: Arrival, why: str) -> Outcome:
+        """Keep a mail as suspended ``processing_error`` without running a stage on it.
+
+        For a mail that crashed the process on each of its last tries (the IMAP poller's
+        attempt count). Raises ``StoreUnavailable``.
+        """
+        return self.commit([_failed(arrival, self.raws.keep(arrival.raw), why)])[0]
+
     # --- stages 2-5a: no database ---------------------------------------------------
     def prepare(self, arrival: Arrival) -> Prepared:
         raw = self.raws.keep(arrival.raw)  # StoreUnavailable: nothing kept, answer 451

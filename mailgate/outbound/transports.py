@@ -14,7 +14,6 @@ dispatcher round), ``RecordingTransport`` keeps mails in memory for tests.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import mailbox
 import os
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 
 from mailgate.config import OutboundSettings
 from mailgate.errors import ConfigError, TransportError
+from mailgate.net import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class SmtpTransport:
         return conn
 
     def _login(self, conn: smtplib.SMTP, *, encrypted: bool) -> None:
-        if not encrypted and not _is_loopback(self.host):
+        if not encrypted and not is_loopback(self.host):
             # A password in clear text over the network is a leak, whatever the relay says.
             raise TransportError(f"refusing to send the relay password to {self.host} unencrypted")
         if self._password is None:
@@ -361,15 +361,6 @@ def _quietly_close(conn: smtplib.SMTP | None) -> None:
         return
     with contextlib.suppress(OSError):
         conn.close()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _header_safe(value: str) -> str:
