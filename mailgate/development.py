@@ -15,6 +15,7 @@ from sqlmodel import Session
 from mailgate.notifications import Notifier
 from store import development
 from store.development import Budget
+from store.enums import BudgetState
 from store.models import Ticket
 from store.sla import SlaPolicy
 
@@ -43,7 +44,7 @@ class DevelopmentActions:
     ) -> bool:
         """Apply the merchant's approval or rejection; False when no budget awaits one."""
         budget = development.budget_of(ticket)
-        if budget is None or ticket.budget_state != "proposed":
+        if budget is None or ticket.budget_state != BudgetState.PROPOSED.value:
             return False
         development.decide_budget(session, ticket, approved, actor=actor, now=now, sla=self.sla)
         self.notifier.to_merchants(

@@ -26,6 +26,7 @@ FAKETIME = shutil.which("faketime")
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(600),  # two cold CLI starts; slow on a loaded machine
     pytest.mark.skipif(
         FAKETIME is None, reason="faketime is not installed (scripts/setup --test installs it)"
     ),
@@ -58,8 +59,9 @@ def test_schedule_run_under_faketime_closes_and_reminds(tmp_path: Path, sqlite_u
     finally:
         gateway.close()
 
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
     env = {
-        **os.environ,
+        **inherited,
         "TZ": "UTC",
         "PYTHONPATH": str(REPO),
         "MAILGATE_STORE_URL": sqlite_url,
@@ -70,22 +72,22 @@ def test_schedule_run_under_faketime_closes_and_reminds(tmp_path: Path, sqlite_u
     command = [sys.executable, "-m", "cli.main", "schedule", "run"]
 
     today = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=120, check=False
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
     )
     assert today.returncode == 0, today.stderr
-    assert "auto-closed 0, stand-by reminders 0" in today.stdout
+    assert "auto-closed 0, stand-by reminders 0" in today.stdout, today.stdout
 
     later = subprocess.run(
         [str(FAKETIME), "-f", "+31d", *command],
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         cwd=tmp_path,
         check=False,
     )
     assert later.returncode == 0, later.stderr
-    assert "auto-closed 1, stand-by reminders 1" in later.stdout
+    assert "auto-closed 1, stand-by reminders 1" in later.stdout, later.stdout
 
     gateway = build_gateway(settings)
     try:
