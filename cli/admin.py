@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.context import cli_context
+from cli.errors import fail
 from cli.render import console, print_json, print_table, short_time
 from store import directory
 
@@ -91,6 +93,22 @@ def users_list(
         print_json([{"email": u.email, "name": u.name, "shop": s} for u, s in rows])
         return
     print_table("Users", ["email", "name", "shop"], ([u.email, u.name, s] for u, s in rows))
+
+
+@users.command("import")
+def users_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE.csv", help="columns: email,shop[,name]")],
+) -> None:
+    """Register shop users from a CSV file: all rows, or none if one is bad."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}", 66)
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        summary = directory.import_users_csv(session, text, now=gateway.clock())
+    console.print(f"{summary.added} user(s) registered, {summary.unchanged} already registered")
 
 
 @users.command("remove")

@@ -18,6 +18,7 @@ from store.errors import InvalidInput, NotFound, StoreError, StoreUnavailable
 
 EX_USAGE = 2
 EX_NOTFOUND = 3
+EX_NOPERM = 77  # sysexits: a held confidential ticket, answered without --confirm-identity
 EX_SOFTWARE = 70
 EX_CONFIG = 78
 
@@ -36,6 +37,8 @@ def exit_code_for(exc: BaseException) -> int:
         return EX_CONFIG
     if isinstance(exc, NotFound):
         return EX_NOTFOUND
+    if isinstance(exc, PermissionError):
+        return EX_NOPERM
     if isinstance(exc, InvalidInput | ValueError):
         return EX_USAGE
     return 1

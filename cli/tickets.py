@@ -108,11 +108,18 @@ def show(
         f"status {detail.status}"
         f"{' (' + detail.standby_reason + ')' if detail.standby_reason else ''}"
         f" · {detail.priority} · {detail.type} · sector {detail.sector}"
-        f" · requester {detail.requester}{' (verified)' if detail.verified else ' (unverified)'}"
+        f" · requester {detail.requester}"
+        f"{f' (verified: {detail.verified_by})' if detail.verified else ' (unverified)'}"
         f"{' · shop ' + detail.shop if detail.shop else ''}"
         f"{' · assignee ' + detail.assignee if detail.assignee else ''}"
         f"{' · CONFIDENTIAL' if detail.confidential else ''}"
     )
+    if detail.confidential and not detail.verified:
+        console.print(
+            "[bold red]HELD:[/bold red] a confidential request from an unverified sender. "
+            "Confirm the merchant's identity another way before acting; answering needs "
+            "--confirm-identity (recorded in the history)."
+        )
     if detail.follow_up_of:
         console.print(f"follow-up of #{detail.follow_up_of}")
     if detail.merged_into:
@@ -201,6 +208,14 @@ def reply(
     ] = None,
     status: Annotated[str | None, typer.Option(help="set this status with the reply")] = None,
     reason: Annotated[str | None, typer.Option(help="stand-by reason for on_hold")] = None,
+    confirm_identity: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-identity",
+            help="you confirmed the sender's identity another way (needed for a held "
+            "confidential request; recorded in the history)",
+        ),
+    ] = False,
 ) -> None:
     """Answer the merchant (mailed from the support address; opens $EDITOR without text)."""
     who = _agent(agent)
@@ -208,7 +223,14 @@ def reply(
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
         sent = gateway.actions.reply(
-            session, ticket_id, text, agent=who, now=gateway.clock(), status=status, reason=reason
+            session,
+            ticket_id,
+            text,
+            agent=who,
+            now=gateway.clock(),
+            status=status,
+            reason=reason,
+            confirm_identity=confirm_identity,
         )
     console.print(f"reply #{sent.id} queued for ticket #{ticket_id}")
 
@@ -243,6 +265,13 @@ def set_command(
     priority: Annotated[str | None, typer.Option()] = None,
     assignee: Annotated[str | None, typer.Option()] = None,
     agent: Annotated[str | None, typer.Option()] = None,
+    confidential: Annotated[
+        bool,
+        typer.Option(
+            "--confidential",
+            help="mark the ticket confidential; an unverified requester is asked for proof",
+        ),
+    ] = False,
 ) -> None:
     """Change status, type, sector, priority or assignee (recorded in the history)."""
     who = agent or os.environ.get(DEFAULT_AGENT_ENV) or "cli"
@@ -254,13 +283,17 @@ def set_command(
         priority=priority,
         assignee=assignee,
     )
-    if changes == TicketChanges():
+    if changes == TicketChanges() and not confidential:
         fail("nothing to change: give at least one option", 2)
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
         done = gateway.actions.update(
             session, ticket_id, changes, actor=who.lower(), now=gateway.clock()
         )
+        if confidential and gateway.trust.mark_confidential(
+            session, ticket_id, actor=who.lower(), now=gateway.clock()
+        ):
+            done.append("confidential: no -> yes")
     console.print(f"#{ticket_id}: " + ("; ".join(done) if done else "nothing changed"))
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from mailgate.holds import require_identity
 from mailgate.notifications import Notifier
 from store.enums import Direction, ParticipantRole, Priority, Status, TicketType
 from store.errors import InvalidInput, TicketNotFound
@@ -54,9 +55,15 @@ class AgentActions:
         raw_id: int | None = None,
         threaded_by: str = "agent",
         evidence: str = "",
+        confirm_identity: bool = False,
     ) -> Message:
-        """Answer the merchant: an outgoing message and its mail, and an optional status."""
+        """Answer the merchant: an outgoing message and its mail, and an optional status.
+
+        Raises ``IdentityNotConfirmed`` for a held ticket (a confidential request from an
+        unverified sender) unless ``confirm_identity``, which is audited.
+        """
         ticket = _ticket(session, ticket_id)
+        require_identity(session, ticket, agent=agent, confirmed=confirm_identity, now=now)
         if not text.strip():
             raise InvalidInput("the reply is empty")
         if ticket.status == Status.CLOSED.value:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from mailgate.agent_notices import AgentNotices
 from mailgate.apply import Applier
 from mailgate.clock import Clock, utc_now
 from mailgate.committer import GroupCommitter
+from mailgate.confidential import ConfidentialRules
 from mailgate.config import Settings
+from mailgate.confirmation import Confirmations
 from mailgate.development import DevelopmentActions
 from mailgate.errors import ConfigError
 from mailgate.notifications import Notifier
@@ -26,10 +29,13 @@ from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.outbound.transports import Transport, transport_from_settings
 from mailgate.pipeline import Pipeline
 from mailgate.policy import sla_policy
+from mailgate.ratelimit import RecipientGate
+from mailgate.resolver import DnsResolver
 from mailgate.schedule import Scheduler
 from mailgate.screen import OwnMail
 from mailgate.sources.imap import ImapPoller
 from mailgate.triage import TriageRules
+from mailgate.trust import TrustKeeper
 from mailgate.workflow import Workflow
 from store.db import Database
 from store.meta import server_secret
@@ -51,6 +57,7 @@ class Gateway:
     dispatcher: Dispatcher
     clock: Clock
     ours: OurAddresses
+    trust: TrustKeeper
     sla: SlaPolicy
     workflow: Workflow
     scheduler: Scheduler
@@ -89,9 +96,16 @@ def build_gateway(
     ours = OurAddresses.of(settings.smtp.addresses)
     from_address = parseaddr(settings.outbound.from_)[1].lower()
     composer = Composer(settings.outbound, secret, clock, override_dir=override_dir)
-    notifier = Notifier(composer, ours, from_address)
+    notifier = Notifier(composer, ours, from_address, RecipientGate(settings.limits))
     sla = sla_policy(settings.workflow, settings.sla)
     actions = AgentActions(notifier, settings.workflow.sectors, sla)
+    trust = _trust_keeper(
+        settings,
+        secret=secret,
+        ours=ours,
+        from_address=from_address,
+        notifier=notifier,
+    )
     workflow = Workflow(
         sla,
         AgentNotices(notifier, settings.workflow.timezone),
@@ -103,6 +117,7 @@ def build_gateway(
         settings.workflow.sectors[0],
         workflow,
         attachment_limits=settings.attachments,
+        trust=trust,
     )
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
     own = OwnMail(
@@ -121,6 +136,9 @@ def build_gateway(
         applier=applier,
         clock=clock,
         attachment_limits=settings.attachments,
+        resolver=DnsResolver(settings.auth.dns_resolver, timeout=settings.auth.dns_timeout),
+        signed_ids=composer,
+        confidential_rules=ConfidentialRules.load(settings.auth.confidential_rules),
     )
     transport = transport or transport_from_settings(settings.outbound)
     dispatcher = Dispatcher(db, transport, clock, settings.outbound)
@@ -138,10 +156,28 @@ def build_gateway(
         dispatcher,
         clock,
         ours,
+        trust,
         sla=sla,
         workflow=workflow,
         scheduler=scheduler,
     )
+
+
+def _trust_keeper(
+    settings: Settings,
+    *,
+    secret: bytes,
+    ours: OurAddresses,
+    from_address: str,
+    notifier: Notifier,
+) -> TrustKeeper:
+    # Confirmation tokens ride on a plus-address of ours: the From address when it is ours.
+    base = from_address if ours.is_ours(from_address) else ours.addresses[0]
+    confirmations = Confirmations(
+        secret, ours, base, timedelta(hours=settings.auth.confirmation_hours)
+    )
+    quiet = timedelta(days=settings.limits.bounce_quiet_days)
+    return TrustKeeper(notifier, confirmations, quiet)
 
 
 def _override_dir(settings: Settings) -> Path | None:

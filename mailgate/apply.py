@@ -18,9 +18,12 @@ from mailgate.attachments import has_too_large, too_large_context
 from mailgate.config import AttachmentSettings
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
 from mailgate.delivery_failures import find_returned_mail, record_delivery_failure
+from mailgate.errors import IdentityNotConfirmed
+from mailgate.holds import CONFIRM_IDENTITY_COMMAND
 from mailgate.language import choose_language
 from mailgate.notifications import Notifier
 from mailgate.threader import TICKET_TAG
+from mailgate.trust import TrustKeeper
 from mailgate.values import (
     Arrival,
     AuthResult,
@@ -106,6 +109,7 @@ class Applier:
     default_sector: str
     workflow: Workflow
     attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
+    trust: TrustKeeper | None = None
 
     def apply(
         self,
@@ -149,6 +153,8 @@ class Applier:
         if returned is not None:
             assert row.id is not None
             record_delivery_failure(session, returned, reason=detail, suspended_id=row.id, now=now)
+        if returned is not None and self.trust is not None:
+            self.trust.after_bounce(session, returned, detail, raw.id, now)
         return Outcome("suspended", raw.id, ticket_id, reason=reason)
 
     def _new_ticket(
@@ -211,17 +217,21 @@ class Applier:
         message = add_message(
             session, ticket, inbound_message(facts, thread), raw_id=raw.id, now=now
         )
-        self.notifier.to_merchants(
-            session,
-            ticket,
-            "ack",
-            now=now,
-            extra={
-                "follow_up_of": thread.follow_up_of,
-                "peak": self.workflow.is_peak(session),
-                **too_large_context(facts.attachments, self.attachment_limits),
-            },
+        held = self.trust is not None and self.trust.after_new_ticket(
+            session, ticket, facts, raw.id, now
         )
+        if not held:  # a held request gets the identity notice instead (no echo of it)
+            self.notifier.to_merchants(
+                session,
+                ticket,
+                "ack",
+                now=now,
+                extra={
+                    "follow_up_of": thread.follow_up_of,
+                    "peak": self.workflow.is_peak(session),
+                    **too_large_context(facts.attachments, self.attachment_limits),
+                },
+            )
         self.workflow.ticket_opened(session, ticket, mail.reply_text or mail.body_text, now=now)
         assert raw.id is not None
         return Outcome("ticket_created", raw.id, ticket.id, message.id)
@@ -245,6 +255,8 @@ class Applier:
             self._add_copied(session, ticket, facts.mail)
             if has_too_large(facts.attachments):
                 self._tell_attachments_too_large(session, ticket, facts, now)
+            if self.trust is not None:
+                self.trust.after_reply(session, ticket, facts, raw.id, now)
             self.workflow.merchant_wrote(
                 session,
                 ticket,
@@ -299,16 +311,36 @@ class Applier:
                             evidence=evidence,
                         )
                     else:
-                        message = self.actions.reply(
-                            session,
-                            ticket_id,
-                            text,
-                            agent=agent,
-                            now=now,
-                            raw_id=raw.id,
-                            threaded_by=thread.by.value,
-                            evidence=evidence,
-                        )
+                        try:
+                            message = self.actions.reply(
+                                session,
+                                ticket_id,
+                                text,
+                                agent=agent,
+                                now=now,
+                                raw_id=raw.id,
+                                threaded_by=thread.by.value,
+                                evidence=evidence,
+                                confirm_identity=any(
+                                    c.name == CONFIRM_IDENTITY_COMMAND
+                                    for c in instructions.commands
+                                ),
+                            )
+                        except IdentityNotConfirmed as refused:
+                            # Kept for the agent, never relayed: the sender is not verified.
+                            message = self.actions.note(
+                                session,
+                                ticket_id,
+                                f"Not sent to the merchant: {refused}\n\n{text}",
+                                agent=agent,
+                                now=now,
+                                raw_id=raw.id,
+                                threaded_by=thread.by.value,
+                                evidence=evidence,
+                            )
+                            return Outcome(
+                                "message_added", raw.id, ticket_id, message.id, reason="held"
+                            )
                 return Outcome("message_added", raw.id, ticket_id, message.id)
             except (InvalidInput, IllegalTransition) as exc:
                 errors = (str(exc),)
@@ -429,6 +461,8 @@ def inbound_message(facts: MailFacts, thread: ThreadDecision) -> NewMessage:
                 "dmarc": auth.dmarc,
                 "source": auth.source,
                 "sender_verified": facts.sender.verified,
+                "reason": auth.reason,
+                "signatures": list(auth.signatures),
             }
         ),
         flags=facts.flags,

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from mailgate.values import Command
 
-AGENT_COMMANDS = frozenset({"status", "priority", "type", "sector", "assign", "note", "time"})
+AGENT_COMMANDS = frozenset(
+    {"status", "priority", "type", "sector", "assign", "note", "time", "confirm-identity"}
+)
 MERCHANT_COMMANDS = frozenset({"solved", "approve", "reject"})
 _COMMAND_LINE = re.compile(r"^\s*#(?P<name>[a-zA-Z][\w-]*)\b(?P<args>[^\n]*)$")
 _TAG_LINE = re.compile(r"^\s*#\d+\s*$")  # "#39430" alone is a ticket number, not a command

@@ -53,6 +53,16 @@ class SmtpSettings(Section):
     )
     timeout: float = Field(60.0, description="idle seconds before a slow client is dropped")
     workers: int = Field(8, description="threads that parse and keep mails in parallel")
+    max_connections: int = Field(100, description="clients served at once (421 above it)")
+    max_session_seconds: float = Field(
+        600.0, description="a connection is closed after this long, however busy (slow clients)"
+    )
+    max_messages_per_connection: int = Field(
+        100, description="MAIL commands per connection (421 and close above it)"
+    )
+    command_line_limit: int = Field(
+        512, description="longest SMTP command line (RFC 5321: 512); 500 above it"
+    )
 
     @field_validator("addresses", mode="before")
     @classmethod
@@ -139,6 +149,25 @@ class AuthSettings(Section):
     )
     dns_resolver: str | None = Field(None, description="host:port of the DNS server for DKIM")
     dns_timeout: float = Field(5.0, description="seconds per DNS look-up")
+    confidential_rules: str | None = Field(
+        None, description="TOML file of confidential-request keywords (default: built-in)"
+    )
+    confirmation_hours: int = Field(
+        72, description="how long a confirmation mailed to a registered address stays good"
+    )
+
+
+class LimitSettings(Section):
+    per_ticket_recipient: int = Field(
+        10, description="mails to one recipient per ticket within per_ticket_minutes"
+    )
+    per_ticket_minutes: int = Field(10, description="the window of per_ticket_recipient")
+    automatic_per_address_per_day: int = Field(
+        40, description="automatic answers (acknowledgements, notices) to one address per day"
+    )
+    bounce_quiet_days: int = Field(
+        60, description="no automatic mail to an address this long after it bounced for good"
+    )
 
 
 class WorkflowSettings(Section):
@@ -322,6 +351,7 @@ class Settings(BaseSettings):
     outbound: OutboundSettings = OutboundSettings()
     imap: tuple[ImapSettings, ...] = ()
     auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
     workflow: WorkflowSettings = WorkflowSettings()
     sla: SlaSettings = SlaSettings()
     attachments: AttachmentSettings = AttachmentSettings()

@@ -5,8 +5,10 @@
     ├── ParseFailure(MailgateError, ValueError)     bytes no parser could read (suspended)
     ├── RejectedMail(MailgateError, ValueError)     policy rejection: 554 / exit 65
     ├── TransportError(MailgateError, ConnectionError)   an outbound send failed (retried)
-    └── MailboxError(MailgateError, ConnectionError)     an IMAP mailbox cannot be used now
-                                                         (.mailbox, .kind: dns, tls, ...)
+    ├── MailboxError(MailgateError, ConnectionError)     an IMAP mailbox cannot be used now
+    │                                                    (.mailbox, .kind: dns, tls, ...)
+    ├── DnsUnavailable(MailgateError, ConnectionError)   a DNS look-up failed for now (temperror)
+    └── IdentityNotConfirmed(MailgateError, PermissionError)   a reply to a held confidential ticket
 
 Store failures come from ``store.errors`` (``StoreUnavailable`` means: answer 451 / exit 75).
 Expected outcomes (a suspended mail, a duplicate) are values, never exceptions.
@@ -37,6 +39,26 @@ class TransportError(MailgateError, ConnectionError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class DnsUnavailable(MailgateError, ConnectionError):
+    """A DNS look-up timed out or the server failed: "unknown for now", never an answer."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"DNS look-up of {name} failed: {why}")
+        self.name = name
+
+
+class IdentityNotConfirmed(MailgateError, PermissionError):
+    """An agent tried to answer a confidential request whose sender is not verified."""
+
+    def __init__(self, ticket_id: int) -> None:
+        super().__init__(
+            f"ticket #{ticket_id} is a confidential request from an unverified sender; "
+            "confirm the merchant's identity another way (phone, the registered address), "
+            "then reply with --confirm-identity"
+        )
+        self.ticket_id = ticket_id
 
 
 class MailboxError(MailgateError, ConnectionError):

@@ -10,9 +10,12 @@ from typing import Any
 
 from mailgate.attachments import assess_attachments
 from mailgate.auth import authenticate
+from mailgate.confidential import ConfidentialRules, detect_confidential
 from mailgate.config import Settings
+from mailgate.dkim import restrict_to_signed
 from mailgate.language import choose_language
 from mailgate.parse import parse_mail
+from mailgate.resolver import DnsResolver
 from mailgate.screen import OwnMail, screen
 from mailgate.triage import TriageRules, triage
 from mailgate.values import Envelope
@@ -28,14 +31,22 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
         message_id_domain=settings.outbound.message_id_domain or from_address.rpartition("@")[2],
     )
     screened = screen(mail, Envelope(), own)
-    auth = authenticate(raw, mail, settings.auth)
+    resolver = DnsResolver(settings.auth.dns_resolver, timeout=settings.auth.dns_timeout)
+    auth = authenticate(raw, mail, settings.auth, resolver)
+    if auth.signed_body_length is not None:
+        # As the pipeline does: the text past the signed length is not the sender's.
+        mail = restrict_to_signed(raw, mail, auth.signed_body_length, relaxed=auth.relaxed_body)
+    text = mail.reply_text or mail.body_text
     language = choose_language(
         shop_locale=None,  # the sender's shop is not looked up: parse reads no store
         content_language=mail.content_language,
         subject=mail.subject,
-        text=mail.reply_text or mail.body_text,
+        text=text,
     )
-    suggestion = triage(mail.subject, mail.reply_text or mail.body_text, TriageRules.load())
+    suggestion = triage(mail.subject, text, TriageRules.load())
+    confidential = detect_confidential(
+        mail.subject, text, ConfidentialRules.load(settings.auth.confidential_rules)
+    )
     return {
         "from_address": mail.from_address,
         "from_name": mail.from_name,
@@ -67,7 +78,11 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
             "dmarc": auth.dmarc,
             "source": auth.source,
             "reason": auth.reason,
+            "signatures": list(auth.signatures),
+            # l= of the accepted signature when the body went on past it (that text is dropped)
+            "signed_body_length": auth.signed_body_length,
         },
+        "confidential": confidential,
         "language": {"code": language.language, "source": language.source},
         "triage": {
             "type": suggestion.type,

@@ -2,7 +2,8 @@
 
 The one place that turns a ticket row into template context. Mail is only ever addressed
 to the ticket's merchants (requester and copied addresses) or to agents, and never to one
-of our own addresses (that would loop).
+of our own addresses (that would loop). Every recipient passes the ``RecipientGate``
+(``mailgate.ratelimit``): participants only, send limits, no automatic mail after a bounce.
 """
 
 from __future__ import annotations
@@ -15,10 +16,42 @@ from typing import Any
 from sqlmodel import Session
 
 from mailgate.addresses import OurAddresses
-from mailgate.outbound.compose import Composer, Notification, RenderedMail, status_text
+from mailgate.outbound.compose import (
+    Composer,
+    Notification,
+    RenderedMail,
+    parse_address,
+    status_text,
+)
+from mailgate.ratelimit import RecipientGate
 from store.models import Shop, Ticket
 from store.outbox import enqueue
-from store.tickets import merchant_addresses, thread_ids
+from store.tickets import audit, merchant_addresses, thread_ids
+
+
+def _deliverable(
+    session: Session, ticket: Ticket, kind: str, addresses: tuple[str, ...], now: datetime
+) -> tuple[str, ...]:
+    """The addresses a relay can deliver to; the others are noted on the ticket, not fatal.
+
+    A merchant's odd From (a trailing dot, an encoded word) must not cost the mail itself.
+    """
+    usable: list[str] = []
+    for address in addresses:
+        try:
+            parse_address(address)
+        except ValueError as exc:
+            audit(
+                session,
+                ticket.id,
+                actor="gateway",
+                action="notification_skipped",
+                now=now,
+                detail=f"{kind}: {exc}",
+            )
+            continue
+        usable.append(address)
+    return tuple(usable)
 
 
 def ticket_context(session: Session, ticket: Ticket) -> dict[str, Any]:
@@ -45,6 +78,7 @@ class Notifier:
     composer: Composer
     ours: OurAddresses
     from_address: str
+    gate: RecipientGate | None = None
 
     def enqueue(
         self,
@@ -69,6 +103,11 @@ class Notifier:
         assert ticket.id is not None
         to = tuple(a for a in dict.fromkeys(to) if a and not self.ours.is_ours(a))
         cc = tuple(a for a in dict.fromkeys(cc) if a and a not in to and not self.ours.is_ours(a))
+        to = _deliverable(session, ticket, kind, to, now)
+        cc = _deliverable(session, ticket, kind, cc, now)
+        if self.gate is not None:
+            to = self.gate.admit(session, ticket, kind, to, automatic=auto_submitted, now=now)
+            cc = self.gate.admit(session, ticket, kind, cc, automatic=auto_submitted, now=now)
         if not to:
             return None
         context = {"ticket": ticket_context(session, ticket), **(extra or {})}
@@ -97,6 +136,10 @@ class Notifier:
             raw=rendered.raw,
             now=now,
         )
+        if self.gate is not None:
+            self.gate.record(
+                session, ticket, kind, rendered.recipients, automatic=auto_submitted, now=now
+            )
         return rendered
 
     def to_merchants(

@@ -53,6 +53,7 @@ _TRACE_HEADERS = frozenset(
 )
 _TRACE_PREFIXES = (b"arc-", b"x-spam-", b"x-virus-")
 _BLANK = b" \t\r\n\x00"
+FROM_REPAIRED = "from-repaired"
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
@@ -100,7 +101,12 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
     for name, value in raw_headers:
         by_name.setdefault(name.strip().lower(), []).append(value)
 
-    from_pairs = parse_addresses(by_name.get("from", [])[:1], defects)
+    from_defects: list[str] = []
+    from_pairs = parse_addresses(by_name.get("from", [])[:1], from_defects)
+    if from_defects:
+        # Which part of a broken From the parser kept is a guess: identify never matches
+        # such an address to a registered user (see mailgate/from_check.py).
+        defects.extend([*from_defects, FROM_REPAIRED])
     from_name, from_address = _sender(from_pairs, defects)
     if len(by_name.get("from", [])) > 1:
         defects.append("several-from-headers")

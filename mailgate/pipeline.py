@@ -28,13 +28,17 @@ from mailgate.addresses import OurAddresses
 from mailgate.apply import Applier, MailFacts, Outcome, new_raw
 from mailgate.attachments import keep_attachments
 from mailgate.auth import authenticate
+from mailgate.automated import screen_service_mail
+from mailgate.confidential import ConfidentialRules
 from mailgate.config import AttachmentSettings, AuthSettings
 from mailgate.decide import decide
+from mailgate.dkim import UNSIGNED_TAIL_DEFECT, restrict_to_signed
 from mailgate.identify import identify
 from mailgate.interpret import interpret
 from mailgate.parse import parse_mail
+from mailgate.resolver import Resolver
 from mailgate.screen import OwnMail, screen
-from mailgate.threader import thread_for
+from mailgate.threader import SignedIds, thread_for
 from mailgate.triage import TriageRules
 from mailgate.values import (
     Arrival,
@@ -85,6 +89,9 @@ class Pipeline:
     applier: Applier
     clock: Callable[[], datetime]
     attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
+    resolver: Resolver | None = None  # None: no DNS, so no DKIM of our own (stage tests)
+    signed_ids: SignedIds | None = None  # checks our mg.… Message-IDs before they thread
+    confidential_rules: ConfidentialRules | None = None
 
     def process(self, arrival: Arrival) -> Outcome:
         """Run every stage for one mail and commit it; raises ``StoreUnavailable``."""
@@ -135,7 +142,12 @@ class Pipeline:
         try:
             mail = parse_mail(arrival.raw)
             screened = screen(mail, arrival.envelope, self.own)
-            auth = authenticate(arrival.raw, mail, self.auth_policy)
+            auth = authenticate(arrival.raw, mail, self.auth_policy, self.resolver)
+            if auth.signed_body_length is not None:
+                # Only the signed part is the sender's: text past l= is not shown as theirs.
+                mail = restrict_to_signed(
+                    arrival.raw, mail, auth.signed_body_length, relaxed=auth.relaxed_body
+                )
             attachments = keep_attachments(mail.attachments, self.blobs, self.attachment_limits)
         except StoreUnavailable:
             raise
@@ -190,14 +202,21 @@ class Pipeline:
         flags: tuple[str, ...] = ()
         if mail.message_id and reader.message_id_seen(mail.message_id):
             flags = ("message_id_reused",)
+        if UNSIGNED_TAIL_DEFECT in mail.defects:
+            flags = (*flags, "unsigned_text_dropped")
         sender = identify(mail, prepared.auth, reader)
+        if prepared.arrival.source.kind != "release":
+            prepared = replace(
+                prepared, screened=screen_service_mail(prepared.screened, mail, sender)
+            )
         if prepared.screened.is_ok:
-            thread = thread_for(mail, sender, prepared.arrival.envelope.rcpt_tos, self.ours, reader)
+            rcpts = prepared.arrival.envelope.rcpt_tos
+            thread = thread_for(mail, sender, rcpts, self.ours, reader, signed_ids=self.signed_ids)
         else:
             thread = ThreadDecision(
                 None, ThreadedBy.NEW, "not threaded: " + prepared.screened.verdict.value
             )
-        instructions = interpret(mail, sender, self.rules)
+        instructions = interpret(mail, sender, self.rules, self.confidential_rules)
         disposition = decide(prepared.screened, sender, thread, instructions)
         locale = None
         if sender.kind is SenderKind.SHOP_USER and sender.address:
@@ -217,7 +236,7 @@ class Pipeline:
             flags,
         )
         outcome = self.applier.apply(session, disposition, facts, now, locale)
-        if flags and outcome.ticket_id is not None:
+        if "message_id_reused" in flags and outcome.ticket_id is not None:
             audit(
                 session,
                 outcome.ticket_id,

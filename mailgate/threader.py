@@ -1,11 +1,15 @@
 """Stage 6, thread: which ticket a mail belongs to, and why.
 
-Evidence is tried in order — plus-address (``support+39430@``), subject tag
-(``[#39430]``), then ``In-Reply-To``/``References`` against every stored Message-ID,
-ours included. A candidate ticket is taken only when the sender is a participant of it:
-a guessed number or copied References never put a stranger's mail into someone else's
-ticket (they get a ticket of their own). A closed ticket is never reopened: the mail
-becomes a follow-up ticket. Merged tickets forward to their target.
+Evidence is tried in order — plus-address in To/Cc (``support+39430@``), subject tag
+(``[#39430]``), ``In-Reply-To``/``References``, then a plus-address that is only in the
+envelope (it is not part of the mail, so a replayed signed mail cannot be steered by it
+ahead of its own headers). References are looked up among stored Message-IDs, except
+ours (``mg.…``): those count only when their HMAC checks, so a forged one is ignored.
+A candidate ticket is taken only when the sender is a participant of it: a guessed
+number or copied References never put a stranger's mail into someone else's ticket
+(they get a ticket of their own), and an agent's address counts only when the mail is
+authenticated. A closed ticket is never reopened: the mail becomes a follow-up ticket.
+Merged tickets forward to their target.
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ from store.lookups import TicketRef
 
 TICKET_TAG = re.compile(r"\[#(\d{1,12})\]")
 _MAX_MERGE_HOPS = 10
+
+
+class SignedIds(Protocol):
+    def is_our_message_id(self, message_id: str) -> int | None: ...
+
+
+# What the composer writes first in our Message-IDs (mailgate/outbound/compose.py).
+_OUR_ID_PREFIX = "mg."
 
 
 class TicketLookup(Protocol):
@@ -48,10 +60,12 @@ def thread_for(
     recipients: tuple[str, ...],
     ours: OurAddresses,
     tickets: TicketLookup,
+    *,
+    signed_ids: SignedIds | None = None,
 ) -> ThreadDecision:
     """Decide the ticket of ``mail``; ``ThreadDecision.ticket_id`` None means a new ticket."""
     refused: list[str] = []
-    for candidate in _candidates(mail, recipients, ours, tickets):
+    for candidate in _candidates(mail, recipients, ours, tickets, signed_ids):
         ticket = _follow_merges(tickets.ticket(candidate.ticket_id), tickets)
         if ticket is None:
             refused.append(f"{candidate.evidence}: no such ticket")
@@ -75,19 +89,39 @@ def thread_for(
 
 
 def _candidates(
-    mail: ParsedMail, recipients: tuple[str, ...], ours: OurAddresses, tickets: TicketLookup
+    mail: ParsedMail,
+    recipients: tuple[str, ...],
+    ours: OurAddresses,
+    tickets: TicketLookup,
+    signed_ids: SignedIds | None,
 ) -> Iterator[_Candidate]:
-    for address in (*recipients, *mail.to, *mail.cc):
+    yield from _by_plus_address((*mail.to, *mail.cc), ours)
+    for match in TICKET_TAG.finditer(mail.subject):
+        yield _Candidate(int(match[1]), ThreadedBy.TAG, f"tag {match[0]} in subject")
+    yield from _by_references(mail, tickets, signed_ids)
+    yield from _by_plus_address(recipients, ours)
+
+
+def _by_plus_address(addresses: tuple[str, ...], ours: OurAddresses) -> Iterator[_Candidate]:
+    for address in addresses:
         tag = ours.plus_tag(address)
         if tag is not None and tag.isdigit():
             yield _Candidate(int(tag), ThreadedBy.PLUS, f"plus-address {address}")
-            break
-    for match in TICKET_TAG.finditer(mail.subject):
-        yield _Candidate(int(match[1]), ThreadedBy.TAG, f"tag {match[0]} in subject")
-    refs = (*mail.in_reply_to, *reversed(mail.references))
-    known = tickets.tickets_for_message_ids(refs)
-    for ref in dict.fromkeys(refs):
-        if ref in known:
+            return
+
+
+def _by_references(
+    mail: ParsedMail, tickets: TicketLookup, signed_ids: SignedIds | None
+) -> Iterator[_Candidate]:
+    refs = tuple(dict.fromkeys((*mail.in_reply_to, *reversed(mail.references))))
+    stored = tuple(r for r in refs if not r.lower().startswith(_OUR_ID_PREFIX))
+    known = tickets.tickets_for_message_ids(stored)
+    for ref in refs:
+        if ref.lower().startswith(_OUR_ID_PREFIX):
+            ticket_id = signed_ids.is_our_message_id(ref) if signed_ids else None
+            if ticket_id is not None:
+                yield _Candidate(ticket_id, ThreadedBy.REFERENCE, f"our signed reference <{ref}>")
+        elif ref in known:
             yield _Candidate(known[ref], ThreadedBy.REFERENCE, f"reference <{ref}>")
 
 
@@ -104,4 +138,7 @@ def _may_write(ticket: TicketRef, sender: Sender, tickets: TicketLookup) -> str 
         return None
     if sender.kind is SenderKind.AGENT and sender.verified:
         return "agent"
-    return tickets.participant_role(ticket, sender.address, sender.shop_id)
+    role = tickets.participant_role(ticket, sender.address, sender.shop_id)
+    # An agent who answered the ticket is on it as a participant; their address alone,
+    # unauthenticated, must not let a forger write into the ticket in their name.
+    return None if role == "agent" else role

@@ -112,13 +112,23 @@ class AuthResult:
 
     verified_domain: str | None = None
     dkim: str = "none"  # pass | fail | none | temperror | permerror
-    dmarc: str = "none"  # pass | fail | none | temperror
+    dmarc: str = "none"  # pass | fail | none (the domain publishes no policy) | temperror
     source: str = "none"  # dkim | trusted_mta | none
     reason: str = ""
+    signatures: tuple[str, ...] = ()  # every DKIM signature and what became of it
+    # l= of the accepted signature when the body goes on past it: only that much is signed.
+    signed_body_length: int | None = None
+    relaxed_body: bool = False  # the accepted signature's body canonicalisation
 
     @property
     def authenticated(self) -> bool:
         return self.verified_domain is not None
+
+    @property
+    def publishes_no_authentication(self) -> bool:
+        """The From domain has no DMARC policy and the mail no signature of its own: such a
+        sender can only be confirmed out of band (``mailgate.confirmation``)."""
+        return self.dkim == "none" and self.dmarc == "none"
 
 
 class SenderKind(StrEnum):
@@ -180,3 +190,4 @@ class Instructions:
     triage: Triage = field(default_factory=Triage)
     confidential: bool = False
     errors: tuple[str, ...] = ()  # commands that could not be read
+    confidential_reason: str = ""  # the rule that matched, e.g. "access: 'password'"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -115,9 +118,117 @@ def list_agents(session: Session) -> list[Agent]:
     return list(session.exec(select(Agent).order_by(col(Agent.email))))
 
 
+def is_active_agent(session: Session, email: str) -> bool:
+    agent = session.exec(
+        select(Agent.id).where(Agent.email == email.lower(), Agent.active == True)  # noqa: E712
+    ).first()
+    return agent is not None
+
+
 def sector_agents(session: Session, sector: str) -> tuple[str, ...]:
     """Addresses of the active agents subscribed to ``sector``, in order of address."""
     agents = session.exec(
         select(Agent).where(Agent.active == True).order_by(col(Agent.email))  # noqa: E712
     ).all()
     return tuple(a.email for a in agents if sector in a.sector_list)
+
+
+# --- CSV import ------------------------------------------------------------------------
+
+CSV_COLUMNS = ("email", "shop", "name")
+_MAX_REPORTED = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    added: int
+    unchanged: int  # already registered for the same shop
+
+
+def import_users_csv(session: Session, text: str, *, now: datetime) -> ImportSummary:
+    """Register the shop users of a CSV file (columns ``email,shop[,name]``, a header line).
+
+    All or nothing: every row is checked first, and one bad row (bad address, unknown
+    shop, an agent's address, a user of another shop, a repeated address) raises
+    ``InvalidInput`` naming the lines, before anything is written. A user already
+    registered for the same shop is left as is, so the import can be run twice.
+    """
+    rows = _read_rows(text)
+    shops = {s.name: s for s in list_shops(session)}
+    agents = {a.email for a in list_agents(session)}
+    existing = {u.email: shop for u, shop in list_users(session)}
+    errors: list[str] = []
+    seen: dict[str, int] = {}
+    wanted: list[tuple[str, Shop, str]] = []
+    unchanged = 0
+    for line, values in rows:
+        try:
+            address = normalize_address(values.get("email", ""))
+        except InvalidInput as exc:
+            errors.append(f"line {line}: {exc}")
+            continue
+        shop_name = values.get("shop", "").strip()
+        problem = _row_problem(
+            address, shop_name, shops=shops, agents=agents, existing=existing, seen=seen
+        )
+        if problem is not None:
+            errors.append(f"line {line}: {problem}")
+            continue
+        seen[address] = line
+        if existing.get(address) == shop_name:
+            unchanged += 1
+        else:
+            wanted.append((address, shops[shop_name], values.get("name", "").strip()))
+    if errors:
+        shown = "; ".join(errors[:_MAX_REPORTED])
+        more = f"; and {len(errors) - _MAX_REPORTED} more" if len(errors) > _MAX_REPORTED else ""
+        raise InvalidInput(f"{len(errors)} bad row(s), nothing imported: {shown}{more}")
+    for address, shop, name in wanted:
+        assert shop.id is not None
+        session.add(ShopUser(email=address, name=name[:200], shop_id=shop.id, created_at=now))
+    session.flush()
+    return ImportSummary(added=len(wanted), unchanged=unchanged)
+
+
+def _read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")), skipinitialspace=True)
+    header = [h.strip().lower() for h in reader.fieldnames or ()]
+    if "email" not in header or "shop" not in header:
+        raise InvalidInput(
+            f"the first line must name the columns ({','.join(CSV_COLUMNS)}); found: "
+            + (",".join(header) or "nothing")
+        )
+    reader.fieldnames = header
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        for values in reader:
+            if not any((v or "").strip() for v in values.values() if isinstance(v, str)):
+                continue  # a blank line
+            clean = {k: v.strip() for k, v in values.items() if isinstance(k, str) and v}
+            rows.append((reader.line_num, clean))
+    except csv.Error as exc:
+        raise InvalidInput(f"line {reader.line_num}: unreadable CSV: {exc}") from exc
+    return rows
+
+
+def _row_problem(
+    address: str,
+    shop_name: str,
+    *,
+    shops: dict[str, Shop],
+    agents: set[str],
+    existing: dict[str, str],
+    seen: dict[str, int],
+) -> str | None:
+    if not shop_name:
+        return f"{address}: no shop given"
+    if shop_name not in shops:
+        return f"{address}: no shop named {shop_name!r}"
+    if address in agents:
+        return f"{address} is an agent; an address is either an agent or a shop user"
+    if address in seen:
+        return f"{address} also on line {seen[address]}"
+    registered = existing.get(address)
+    if registered is not None and registered != shop_name:
+        return f"{address} is already registered for shop {registered!r}"
+    return None

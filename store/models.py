@@ -261,6 +261,44 @@ class MetaValue(SQLModel, table=True):
     value: str = Field(sa_type=sa.Text)
 
 
+class NotificationLog(SQLModel, table=True):
+    """One row per recipient of every mail put in the outbox: what the send limits count."""
+
+    __tablename__ = "notification_log"
+    __table_args__ = (sa.Index("ix_notification_log_email_at", "email", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
+    email: str = Field(max_length=320)
+    kind: str = Field(max_length=40)
+    automatic: bool = Field(default=True)  # sent with Auto-Submitted (not an agent's answer)
+    created_at: datetime = _time()
+
+
+class BouncedAddress(SQLModel, table=True):
+    """An address our mail bounced from for good: no automatic mail to it for a while."""
+
+    __tablename__ = "bounced_addresses"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, max_length=320)
+    bounced_at: datetime = _time()
+    detail: str = Field(default="", max_length=500)
+    raw_id: int | None = Field(default=None, foreign_key="raw_mails.id")
+
+
+class IdentityConfirmation(SQLModel, table=True):
+    """A one-time confirmation mailed to a registered address whose domain signs nothing."""
+
+    __tablename__ = "identity_confirmations"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    email: str = Field(max_length=320)
+    nonce: str = Field(max_length=32, unique=True)
+    created_at: datetime = _time()
+    expires_at: datetime = _time()
+    confirmed_at: datetime | None = _time(nullable=True)
+    confirmed_raw_id: int | None = Field(default=None, foreign_key="raw_mails.id")
+
+
 class ImapMailbox(SQLModel, table=True):
     """Where the poller of one ``[[imap]]`` mailbox stands, and how its last rounds went.
 

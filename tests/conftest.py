@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from dns_server import LoopbackDns
+
+DNS_ENV = "MAILGATE_AUTH_DNS_RESOLVER"
 
 PG_ADMIN_URL = os.environ.get(
     "MAILGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -74,3 +77,31 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite store URL in tmp_path, for tests that need one database only."""
     return f"sqlite:///{tmp_path}/mailgate.db"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_dns() -> Iterator[LoopbackDns]:
+    """The run's DNS server on 127.0.0.1, for every gateway the tests build.
+
+    Public DNS is the one thing the tests fake: every look-up Mailgate makes (DKIM keys,
+    DMARC policies) goes to this real UDP server through ``$MAILGATE_AUTH_DNS_RESOLVER``,
+    which subprocesses and CLI runs inherit, so no test ever asks the internet.
+    """
+    server = LoopbackDns()
+    previous = os.environ.get(DNS_ENV)
+    os.environ[DNS_ENV] = server.address
+    try:
+        yield server
+    finally:
+        if previous is None:
+            os.environ.pop(DNS_ENV, None)
+        else:
+            os.environ[DNS_ENV] = previous
+        server.stop()
+
+
+@pytest.fixture
+def dns(loopback_dns: LoopbackDns) -> Iterator[LoopbackDns]:
+    """The loopback DNS server, emptied after the test (records, failures, query log)."""
+    yield loopback_dns
+    loopback_dns.reset()

@@ -5,6 +5,7 @@ a free loopback port, and a small builder of raw mails."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +16,12 @@ from pathlib import Path
 
 from mailgate.app import Gateway, build_gateway
 from mailgate.clock import ManualClock
-from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
+from mailgate.config import AuthSettings, OutboundSettings, Settings, SmtpSettings, StoreSettings
 from mailgate.outbound.transports import RecordingTransport
 from mailgate.serve import run_gateway
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday, 09:00 UTC
+DNS_ENV = "MAILGATE_AUTH_DNS_RESOLVER"  # set by tests/conftest.py to the loopback server
 
 
 def make_settings(tmp_path: Path, store_url: str, **sections: object) -> Settings:
@@ -33,6 +35,13 @@ def make_settings(tmp_path: Path, store_url: str, **sections: object) -> Setting
         ),
     }
     values.update(sections)
+    # Every look-up goes to the run's loopback DNS server (tests/conftest.py), even when
+    # a test brings its own [auth] section: no test may ask public DNS.
+    given = values.get("auth")
+    auth = given if isinstance(given, AuthSettings) else AuthSettings()
+    loopback = os.environ.get(DNS_ENV)
+    if loopback and auth.dns_resolver is None:
+        values["auth"] = auth.model_copy(update={"dns_resolver": loopback})
     return Settings(**values)  # type: ignore[arg-type]
 
 

@@ -244,7 +244,9 @@ def parse_address(value: str) -> Address:
 
 def _split_addr_spec(spec: str) -> tuple[str, str]:
     local, at, domain = spec.rpartition("@")
-    if not at or not _LOCAL.fullmatch(local) or len(local) > 64:
+    if not at or not _LOCAL.fullmatch(local) or len(local) > 64 or "=?" in local:
+        # "=?…?=" is atext, but readers decode it as an encoded word: the To line would
+        # show one address while the relay delivers to another.
         raise ValueError(f"not a valid e-mail address: {spec!r}")
     try:
         # International domains travel as punycode: we never assume SMTPUTF8 at the relay.
@@ -440,8 +442,10 @@ def _variables(n: Notification, lang: str, support_address: str) -> dict[str, An
     for key in _TICKET_KEYS:  # "None" must never be printed to a merchant
         if ticket[key] is None:
             ticket[key] = ""
-    # A subject is one line wherever a template shows it (body included).
+    # A subject is one line wherever a template shows it (body included); so is a name,
+    # which a sender can fill with encoded line breaks ("Eve=0D=0ABcc: …").
     ticket["subject"] = clean_header_text(str(ticket["subject"]))
+    ticket["requester_name"] = clean_header_text(str(ticket["requester_name"]))
     if not ticket["status_text"] and ticket["status"]:
         ticket["status_text"] = status_text(str(ticket["status"]), lang)
     variables: dict[str, Any] = {

@@ -14,12 +14,16 @@ TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 LINE_TOO_LONG = "500 5.5.2 Line too long"
 STORE_UNAVAILABLE = "451 4.3.0 Temporary failure, please try again later"
 POLICY_REJECTED = "554 5.7.1 Message rejected by policy"
+COMMAND_TOO_LONG = "500 5.5.2 Command line too long"
+TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
+SESSION_TOO_LONG = "421 4.4.2 Connection open too long, closing"
 
 # aiosmtpd's texts (by prefix) → ours.
 REWRITES = {
     "552 Error: message size exceeds fixed maximum": TOO_BIG,
     "552 Error: Too much mail data": TOO_BIG,
     "500 Line too long": LINE_TOO_LONG,
+    "500 Command line too long": COMMAND_TOO_LONG,
 }
 
 

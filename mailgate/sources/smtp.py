@@ -4,11 +4,18 @@ aiosmtpd's defaults break that promise in ways fixed here: an exception in a han
 becomes ``500 Error: (Type) text`` (a permanent bounce that leaks internals) — ours is
 always ``451 4.3.0``; lines over 1,001 bytes are refused although real clients send them;
 any number of recipients is accepted. Replies come from ``replies.py`` only.
+
+Per-connection limits keep one client from holding the listener: recipients per mail,
+command line length (RFC 5321's 512), MAIL commands per connection (and a budget for the
+others), clients served at once, idle time between commands (aiosmtpd's ``timeout``,
+which also bounds the whole DATA phase), and the age of a connection — a slow client that
+keeps sending a byte before each timeout is closed when its session is too old.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -30,19 +37,103 @@ from store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+# NOOP, HELP, VRFY, EHLO…: what a client that is not sending mail may say per connection.
+_OTHER_COMMANDS_PER_CONNECTION = 20
+
+
+class ConnectionCount:
+    """Clients connected to one listener, against its ``max_connections``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def enter(self) -> bool:
+        """Count a new client in; False when the listener is full."""
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
+
 
 class MailgateSMTP(SMTP):
     """aiosmtpd's protocol with our limits and our reply texts."""
 
-    def __init__(self, handler: Any, *, line_length_limit: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        line_length_limit: int,
+        command_line_limit: int,
+        connections: ConnectionCount,
+        max_session_seconds: float,
+        **kwargs: Any,
+    ) -> None:
         # Read by SMTP.__init__ to size the stream reader, so it must be set first.
         self.line_length_limit = line_length_limit
         super().__init__(handler, **kwargs)
+        # aiosmtpd keeps the per-command limits (raised by EHLO for SIZE and SMTPUTF8) in a
+        # dict shared by every connection; each connection gets its own here.
+        self.command_size_limit = command_line_limit
+        self.command_size_limits = collections.defaultdict(lambda: command_line_limit)
+        self._connections = connections
+        self._counted = False
+        self._max_session = max_session_seconds
+        self._deadline: asyncio.TimerHandle | None = None
+        self._in_data = False
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
             status = replies.rewrite(status)
         await super().push(status)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None  # STARTTLS calls this again on the same session
+        if first:
+            self._counted = self._connections.enter()
+            self._deadline = self.loop.call_later(self._max_session, self._session_expired)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._counted:
+            self._connections.leave()
+            self._counted = False
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        # aiosmtpd 1.4.6's per-connection coroutine: the one place to refuse before 220.
+        if not self._counted:
+            await self.push(replies.TOO_MANY_CONNECTIONS)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+
+    def _session_expired(self) -> None:
+        if self.transport is None:
+            return
+        if self._in_data:
+            # A mail is being read or committed: never cut it off (its 250 is owed once
+            # committed); aiosmtpd's idle timeout still bounds a stalled DATA phase.
+            self._deadline = self.loop.call_later(5.0, self._session_expired)
+            return
+        log.info("closing a connection open longer than %ss", self._max_session)
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.write(f"{replies.SESSION_TOO_LONG}\r\n".encode())
+        self.transport.close()
 
 
 class SmtpHandler:
@@ -118,16 +209,30 @@ class SmtpListener:
         self.handler = handler
         self.settings = settings
         self.server: asyncio.base_events.Server | None = None
+        self.connections = ConnectionCount(settings.max_connections)
 
     def _protocol(self) -> MailgateSMTP:
+        settings = self.settings
+        mails = settings.max_messages_per_connection
         return MailgateSMTP(
             self.handler,
-            line_length_limit=self.settings.line_length_limit,
-            data_size_limit=self.settings.max_message_size,
-            hostname=self.settings.hostname,
+            line_length_limit=settings.line_length_limit,
+            command_line_limit=settings.command_line_limit,
+            connections=self.connections,
+            max_session_seconds=settings.max_session_seconds,
+            data_size_limit=settings.max_message_size,
+            hostname=settings.hostname,
             ident="Mailgate",
-            timeout=self.settings.timeout,
+            timeout=settings.timeout,
             enable_SMTPUTF8=True,
+            # Over budget: "421 4.7.0 <COMMAND> sent too many times" and the connection closes.
+            command_call_limit={
+                "MAIL": mails,
+                "DATA": mails,
+                "RCPT": mails * settings.max_recipients,
+                "RSET": mails,
+                "*": _OTHER_COMMANDS_PER_CONNECTION,
+            },
         )
 
     async def start(self) -> tuple[str, int]:

@@ -215,3 +215,15 @@ def test_agent_mail_with_commands_from_trusted_mta(tmp_path: Any, store_url: str
         assert "closing this" not in relayed[1].as_string()
     finally:
         gateway.close()
+
+
+def test_an_undeliverable_from_costs_the_acknowledgement_not_the_mail(
+    deliver: Any, gateway: Gateway
+) -> None:
+    deliver(raw_mail(sender="Ana <ana@magazin.ro.>"))
+    [ticket] = _tickets(gateway)
+    detail = _detail(gateway, ticket.id)
+    assert len(detail["messages"]) == 1
+    assert any(e["action"] == "notification_skipped" for e in detail["events"])
+    with gateway.db.read() as s:
+        assert list_outbox(s) == []

@@ -9,13 +9,15 @@ import email.policy
 import threading
 import time
 from email.message import EmailMessage
+from pathlib import Path
 
-from mailgate_testing import raw_mail, running_listener
+from mailgate_testing import make_gateway, make_settings, raw_mail, running_listener
 from sqlmodel import select
 
 from mailgate.actions import TicketChanges
 from mailgate.app import Gateway
 from mailgate.clock import ManualClock
+from mailgate.config import LimitSettings
 from mailgate.outbound.transports import RecordingTransport
 from mailgate.values import Arrival, Envelope, Source
 from store import directory
@@ -203,3 +205,21 @@ def test_serve_runs_the_jobs_on_its_own_timer(gateway: Gateway, clock: ManualClo
             time.sleep(0.1)
     closed = ticket(gateway, tid)
     assert (closed.status, closed.closed_at) == ("closed", clock())
+
+
+def test_agents_hear_of_every_ticket_past_the_daily_cap_on_automatic_mail(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The cap stops mail cannons aimed at merchants; it must not silence our own agents."""
+    settings = make_settings(
+        tmp_path, sqlite_url, limits=LimitSettings(automatic_per_address_per_day=2)
+    )
+    gateway, _, sent = make_gateway(settings)
+    try:
+        add_agents(gateway)
+        for n in range(4):
+            feed(gateway, sender=f"Client {n} <c{n}@shop{n}.example>", body=f"Cererea {n}")
+        gateway.dispatcher.run_once()
+        assert len(mails(sent, MARIA)) == 4
+    finally:
+        gateway.close()

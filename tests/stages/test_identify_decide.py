@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from factories import parsed_mail
 
 from mailgate.auth import authenticate, is_aligned, organizational_domain
 from mailgate.config import AuthSettings
 from mailgate.decide import AgentReply, NewTicket, Reply, Suspend, decide
+from mailgate.from_check import from_problem
 from mailgate.identify import identify
 from mailgate.values import (
     AuthResult,
@@ -59,9 +61,34 @@ def test_two_from_headers_never_match_a_user() -> None:
     assert sender.kind is SenderKind.STRANGER and not sender.verified
 
 
-def test_agent_is_recognised() -> None:
+def test_authenticated_agent_is_recognised() -> None:
+    auth = AuthResult(verified_domain="support.example", dkim="pass", source="dkim")
+    sender = identify(parsed_mail(from_address="maria@support.example"), auth, Directory())
+    assert (sender.kind, sender.agent_id, sender.verified) == (SenderKind.AGENT, 1, True)
+
+
+def test_unauthenticated_mail_from_an_agent_address_is_a_strangers() -> None:
     sender = identify(parsed_mail(from_address="maria@support.example"), AuthResult(), Directory())
-    assert sender.kind is SenderKind.AGENT and not sender.verified
+    assert sender.kind is SenderKind.STRANGER and not sender.verified
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"from_header_count": 2}, "2 From headers"),
+        ({"from_address": "=?utf-8?q?ana?=@shop.example"}, "encoded word"),
+        ({"defects": ("address-header-ambiguous", "from-repaired")}, "repaired"),
+    ],
+)
+def test_a_from_that_proves_less_than_nothing_is_never_matched(
+    changes: dict[str, object], why: str
+) -> None:
+    mail = parsed_mail(**changes)
+    problem = from_problem(mail)
+    assert problem is not None and why in problem
+    sender = identify(mail, PASS, Directory())
+    assert sender.kind is SenderKind.STRANGER and not sender.verified
+    assert authenticate(b"", mail, AuthSettings(), None).verified_domain is None
 
 
 NEW = ThreadDecision(None, ThreadedBy.NEW, "")
@@ -99,7 +126,9 @@ AR_HEADERS = (
 
 def test_trusted_authentication_results_verify() -> None:
     mail = parsed_mail(headers=AR_HEADERS)
-    result = authenticate(b"", mail, AuthSettings(trusted_authserv_ids=("mx.platform.example",)))
+    result = authenticate(
+        b"", mail, AuthSettings(trusted_authserv_ids=("mx.platform.example",)), None
+    )
     assert (result.verified_domain, result.source, result.dmarc) == (
         "shop.example",
         "trusted_mta",
@@ -109,5 +138,5 @@ def test_trusted_authentication_results_verify() -> None:
 
 def test_untrusted_authentication_results_are_ignored() -> None:
     mail = parsed_mail(headers=AR_HEADERS)
-    result = authenticate(b"", mail, AuthSettings(trusted_authserv_ids=("mx.other.example",)))
+    result = authenticate(b"", mail, AuthSettings(trusted_authserv_ids=("mx.other.example",)), None)
     assert result.verified_domain is None and result.source == "none"

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 from factories import parsed_mail
 
 from mailgate.addresses import OurAddresses
+from mailgate.config import OutboundSettings
+from mailgate.outbound.compose import Composer
 from mailgate.threader import has_ticket_tag, thread_for
 from mailgate.values import Sender, SenderKind, ThreadedBy
 from store.lookups import TicketRef
 
 OURS = OurAddresses.of(["support@localhost"])
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+COMPOSER = Composer(OutboundSettings(), b"this server's secret", lambda: START)
 ANA = Sender(SenderKind.SHOP_USER, "ana@shop.example", shop_id=1)
 STRANGER = Sender(SenderKind.STRANGER, "eve@evil.example")
 
@@ -24,6 +29,7 @@ class FakeTickets:
     tickets: dict[int, TicketRef] = field(default_factory=dict)
     message_ids: dict[str, int] = field(default_factory=dict)
     copied: set[tuple[int, str]] = field(default_factory=set)
+    roles: dict[tuple[int, str], str] = field(default_factory=dict)
 
     def add(
         self,
@@ -46,7 +52,9 @@ class FakeTickets:
             return "requester"
         if shop_id is not None and shop_id == ticket.shop_id:
             return "user of the same shop"
-        return "cc" if (ticket.id, email) in self.copied else None
+        if (ticket.id, email) in self.copied:
+            return self.roles.get((ticket.id, email), "cc")
+        return None
 
 
 @pytest.fixture
@@ -74,11 +82,46 @@ def test_plus_address_in_to_header_threads_without_envelope(tickets: FakeTickets
     assert thread_for(mail, ANA, (), OURS, tickets).by is ThreadedBy.PLUS
 
 
-def test_reference_to_our_outbound_message_threads(tickets: FakeTickets) -> None:
-    tickets.message_ids["mg.7.abc@localhost"] = 7
-    mail = parsed_mail(subject="Re: hello", in_reply_to=("mg.7.abc@localhost",))
-    decision = thread_for(mail, ANA, (), OURS, tickets)
+def test_reference_to_our_signed_message_id_threads(tickets: FakeTickets) -> None:
+    ours = COMPOSER.new_message_id(7)
+    mail = parsed_mail(subject="Re: hello", in_reply_to=(ours,))
+    decision = thread_for(mail, ANA, (), OURS, tickets, signed_ids=COMPOSER)
     assert (decision.ticket_id, decision.by) == (7, ThreadedBy.REFERENCE)
+    assert "our signed reference" in decision.evidence
+
+
+def test_forged_mg_message_id_is_ignored_even_when_stored(tickets: FakeTickets) -> None:
+    """An ``mg.`` id counts only by its HMAC: not by the store, not by its ticket number."""
+    forged = "mg.7.0123456789ab.0000000000000000@localhost"
+    tickets.message_ids[forged] = 7  # e.g. written into the store as some mail's Message-ID
+    mail = parsed_mail(subject="Re: hello", in_reply_to=(forged,))
+    decision = thread_for(mail, ANA, (), OURS, tickets, signed_ids=COMPOSER)
+    assert decision.ticket_id is None and decision.by is ThreadedBy.NEW
+
+
+def test_our_message_id_signed_with_another_secret_is_ignored(tickets: FakeTickets) -> None:
+    other = Composer(OutboundSettings(), b"another server's secret", lambda: START)
+    mail = parsed_mail(subject="Re: hello", references=(other.new_message_id(7),))
+    assert thread_for(mail, ANA, (), OURS, tickets, signed_ids=COMPOSER).ticket_id is None
+
+
+def test_plus_address_only_in_the_envelope_comes_after_the_mails_own_evidence(
+    tickets: FakeTickets,
+) -> None:
+    """A replayed signed mail keeps its own [#7]; a plus-address added in the envelope
+    cannot steer it into another ticket ahead of it."""
+    tickets.add(8)
+    mail = parsed_mail(subject="Re: [#7] Payment")
+    decision = thread_for(mail, ANA, ("support+8@localhost",), OURS, tickets)
+    assert (decision.ticket_id, decision.by) == (7, ThreadedBy.TAG)
+
+
+def test_agent_participant_role_needs_authentication(tickets: FakeTickets) -> None:
+    """An agent who answered is on the ticket; a forged mail in their name is not let in."""
+    tickets.copied.add((7, "maria@support.example"))
+    tickets.roles[(7, "maria@support.example")] = "agent"
+    forged = Sender(SenderKind.STRANGER, "maria@support.example")
+    assert thread_for(parsed_mail(subject="[#7]"), forged, (), OURS, tickets).ticket_id is None
 
 
 def test_stranger_with_guessed_tag_gets_a_new_ticket(tickets: FakeTickets) -> None:

@@ -149,6 +149,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_events_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_events_ticket_id'), ['ticket_id'], unique=False)
 
+    op.create_table('notification_log',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=True),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('kind', sa.String(length=40), nullable=False),
+    sa.Column('automatic', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('notification_log', schema=None) as batch_op:
+        batch_op.create_index('ix_notification_log_email_at', ['email', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_notification_log_ticket_id'), ['ticket_id'], unique=False)
+
     op.create_table('outbox_mails',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=True),
@@ -221,6 +235,33 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('time_entries', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_time_entries_ticket_id'), ['ticket_id'], unique=False)
+
+    op.create_table('bounced_addresses',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('bounced_at', sa.DateTime(), nullable=False),
+    sa.Column('detail', sa.String(length=500), nullable=False),
+    sa.Column('raw_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['raw_id'], ['raw_mails.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('email')
+    )
+    op.create_table('identity_confirmations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('nonce', sa.String(length=32), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('confirmed_at', sa.DateTime(), nullable=True),
+    sa.Column('confirmed_raw_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['confirmed_raw_id'], ['raw_mails.id'], ),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('nonce')
+    )
+    with op.batch_alter_table('identity_confirmations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_identity_confirmations_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('messages',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -315,6 +356,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_messages_message_id'))
 
     op.drop_table('messages')
+    with op.batch_alter_table('identity_confirmations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_identity_confirmations_ticket_id'))
+
+    op.drop_table('identity_confirmations')
+    op.drop_table('bounced_addresses')
     with op.batch_alter_table('time_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_time_entries_ticket_id'))
 
@@ -335,6 +381,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_due')
 
     op.drop_table('outbox_mails')
+    with op.batch_alter_table('notification_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_notification_log_ticket_id'))
+        batch_op.drop_index('ix_notification_log_email_at')
+
+    op.drop_table('notification_log')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_events_ticket_id'))
         batch_op.drop_index(batch_op.f('ix_audit_events_at'))

@@ -1,0 +1,108 @@
+"""Stage 8 helper: who may receive a notification now — the send limits and the bounce block.
+
+Every mail Mailgate writes passes ``RecipientGate.admit`` on its way into the outbox
+(``mailgate.notifications``), so the rules hold for every kind, present and future:
+
+- only participants of the ticket are ever written to (``store.participants``);
+- automatic mail (``Auto-Submitted``: acknowledgements, notices, status changes) is held
+  back from an address that bounced for good within ``bounce_quiet_days`` (Zammad: 60),
+  after ``automatic_per_address_per_day`` such mails in 24 hours (Znuny: 40), and after
+  ``per_ticket_recipient`` mails to that address for one ticket within
+  ``per_ticket_minutes`` (Zammad: 10 in 10). These are what stop two auto-responders, or a
+  forged sender, from turning the helpdesk into a mail cannon.
+
+An agent's own answer is never held back by a limit (a person chose to send it), but it
+counts towards them. Agents themselves are exempt from the daily cap (they are sent a
+notice of each new ticket and reply in their sectors), not from the per-ticket one.
+Whatever is held back is written to the ticket's audit log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session
+
+from mailgate.config import LimitSettings
+from store.directory import is_active_agent
+from store.models import Ticket
+from store.participants import is_participant
+from store.sendlog import bounced_at, count_sent, record_recipients
+from store.tickets import audit
+
+_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientGate:
+    limits: LimitSettings
+
+    def admit(
+        self,
+        session: Session,
+        ticket: Ticket,
+        kind: str,
+        addresses: tuple[str, ...],
+        *,
+        automatic: bool,
+        now: datetime,
+    ) -> tuple[str, ...]:
+        """The addresses that may receive ``kind`` now; the others are audited as withheld."""
+        admitted: list[str] = []
+        for address in addresses:
+            why = self.refusal(session, ticket, address, automatic=automatic, now=now)
+            if why is None:
+                admitted.append(address)
+            else:
+                audit(
+                    session,
+                    ticket.id,
+                    actor="gateway",
+                    action="withheld",
+                    now=now,
+                    detail=f"{kind} to {address}: {why}",
+                )
+        return tuple(admitted)
+
+    def refusal(
+        self, session: Session, ticket: Ticket, address: str, *, automatic: bool, now: datetime
+    ) -> str | None:
+        """Why ``address`` may not receive a mail about ``ticket`` now, or None."""
+        if not is_participant(session, ticket, address):
+            return "not a participant of the ticket"
+        if not automatic:
+            return None
+        limits = self.limits
+        bounced = bounced_at(session, address)
+        if bounced is not None and now - bounced < timedelta(days=limits.bounce_quiet_days):
+            return f"mail to it bounced on {bounced:%Y-%m-%d}"
+        daily = count_sent(session, address, now - _DAY, automatic_only=True)
+        # Our own agents hear of every new ticket and reply in their sectors: a busy day is
+        # far over the daily cap, which is there for merchants and forged senders.
+        if daily >= limits.automatic_per_address_per_day and not is_active_agent(session, address):
+            return f"{daily} automatic mails to it in 24 hours"
+        window = timedelta(minutes=limits.per_ticket_minutes)
+        recent = count_sent(session, address, now - window, ticket_id=ticket.id)
+        if recent >= limits.per_ticket_recipient:
+            return f"{recent} mails to it for this ticket in {limits.per_ticket_minutes} minutes"
+        return None
+
+    def record(
+        self,
+        session: Session,
+        ticket: Ticket,
+        kind: str,
+        recipients: tuple[str, ...],
+        *,
+        automatic: bool,
+        now: datetime,
+    ) -> None:
+        record_recipients(
+            session,
+            ticket_id=ticket.id,
+            kind=kind,
+            emails=recipients,
+            automatic=automatic,
+            now=now,
+        )
