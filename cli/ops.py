@@ -1,4 +1,4 @@
-"""Operations: ``db upgrade``, ``schedule run``, ``stats``."""
+"""Operations: ``db upgrade``, ``schedule run``, ``peak``, ``stats``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 
 from cli.context import cli_context
+from cli.errors import fail
 from cli.render import console, print_json, print_table
-from store.stats import queue_stats
+from store.sla import peak_mode, set_peak_mode
+from store.stats import workflow_stats
 
 db = typer.Typer(no_args_is_help=True, help="The ticket store's schema.")
 schedule = typer.Typer(no_args_is_help=True, help="Periodic jobs (auto-close, reminders, retries).")
@@ -18,6 +20,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db, name="db")
     app.add_typer(schedule, name="schedule")
     app.command()(stats)
+    app.command()(peak)
 
 
 @db.command("upgrade")
@@ -35,22 +38,119 @@ def db_upgrade(ctx: typer.Context) -> None:
 def schedule_run(ctx: typer.Context) -> None:
     """Run every periodic job that is due, once, then exit (for cron and tests)."""
     gateway = cli_context(ctx).gateway()
-    report = gateway.dispatcher.run_once()
-    console.print(f"outbox: {report.sent} sent, {report.retried} to retry, {report.failed} failed")
+    console.print(gateway.scheduler.run_once().summary())
 
 
 def stats(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Counts of open work by status, sector and priority."""
+    """Response times, SLA results, backlog, reopen rate, per agent and per shop."""
     gateway = cli_context(ctx).gateway()
     with gateway.db.read() as session:
-        figures = queue_stats(session)
+        figures = workflow_stats(session, gateway.sla, gateway.clock())
     if as_json:
         print_json(figures)
         return
-    for name in ("by_status", "by_sector", "by_priority"):
-        print_table(
-            name.replace("_", " ").capitalize(), ["", "tickets"], sorted(figures[name].items())
+    first = figures["first_response_minutes"]
+    console.print(
+        f"[bold]Mean first response: {_minutes(first['wall_clock']['mean'])}[/bold]"
+        f" (median {_minutes(first['wall_clock']['median'])};"
+        f" business time: mean {_minutes(first['business']['mean'])},"
+        f" median {_minutes(first['business']['median'])};"
+        f" {first['wall_clock']['count']} tickets answered)"
+    )
+    done = figures["resolution_minutes"]
+    console.print(
+        f"Mean resolution: {_minutes(done['wall_clock']['mean'])}"
+        f" (business time {_minutes(done['business']['mean'])};"
+        f" {done['wall_clock']['count']} tickets solved)"
+    )
+    reopen = figures["reopen"]
+    if reopen["rate"] is not None:
+        console.print(
+            f"Reopened: {reopen['reopened']} of {reopen['solved']} solved ({reopen['rate']:.0%})"
         )
+    for title, key in (("SLA by priority", "by_priority"), ("SLA by sector", "by_sector")):
+        print_table(
+            title,
+            ["", "first response met", "breached", "resolution met", "breached"],
+            (
+                [
+                    name,
+                    r["first_response"]["met"],
+                    r["first_response"]["breached"],
+                    r["resolution"]["met"],
+                    r["resolution"]["breached"],
+                ]
+                for name, r in figures["sla"][key].items()
+            ),
+        )
+    statuses = [s for s, n in figures["by_status"].items() if n and s != "closed"]
+    print_table(
+        "Backlog",
+        ["sector", *statuses],
+        (
+            [sector, *(counts.get(s, 0) for s in statuses)]
+            for sector, counts in figures["backlog"].items()
+        ),
+    )
+    print_table(
+        "Agents",
+        ["agent", "replies", "first responses", "mean first response", "open", "breached", "min"],
+        (
+            [
+                name,
+                a["replies"],
+                a["first_responses"]["count"],
+                _minutes(a["first_responses"]["mean"]),
+                a["assigned_open"],
+                a["assigned_breached"],
+                a["minutes_logged"],
+            ]
+            for name, a in figures["agents"].items()
+        ),
+    )
+    print_table(
+        "Time by shop",
+        ["shop", "minutes", "calls"],
+        (
+            [name or "(none)", t["minutes"], t["calls"]]
+            for name, t in figures["time_by_shop"].items()
+        ),
+    )
+
+
+def _minutes(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 120:
+        return f"{value:.0f} min"
+    return f"{value / 60:.1f} h"
+
+
+def peak(
+    ctx: typer.Context,
+    state: Annotated[
+        str | None, typer.Argument(metavar="[on|off]", help="switch; without it, show")
+    ] = None,
+    agent: Annotated[str | None, typer.Option(help="who switches (for the history)")] = None,
+) -> None:
+    """Peak mode for sales campaigns: only immediate tickets keep their SLA clock."""
+    gateway = cli_context(ctx).gateway()
+    if state is None:
+        with gateway.db.read() as session:
+            on = peak_mode(session)
+        console.print(f"peak mode is {'on' if on else 'off'}")
+        return
+    if state.lower() not in {"on", "off"}:
+        fail(f"peak takes 'on' or 'off', not {state!r}", 2)
+    on = state.lower() == "on"
+    with gateway.db.write() as session:
+        count = set_peak_mode(
+            session, on, actor=agent or "cli", now=gateway.clock(), policy=gateway.sla
+        )
+    console.print(
+        f"peak mode {'on: only immediate tickets keep their SLA clock' if on else 'off'}"
+        f" ({count} open tickets re-timed)"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,8 @@ from cli.context import cli_context
 from cli.errors import fail
 from cli.render import attachment_remarks, console, print_json, print_table, short_time
 from mailgate.actions import TicketChanges
+from store.merge import merge_tickets
+from store.timelog import log_time, time_spent
 from store.views import SortKey, TicketFilter, list_tickets, ticket_detail
 
 app = typer.Typer(no_args_is_help=True)
@@ -53,11 +56,10 @@ def list_command(
     )
     gateway = cli_context(ctx).gateway()
     with gateway.db.read() as session:
-        tickets = list_tickets(session, query)
+        tickets = list_tickets(session, query, now=gateway.clock())
     if as_json:
         print_json([t.model_dump(mode="json") for t in tickets])
         return
-    now = gateway.clock()
     print_table(
         "Tickets",
         ["#", "status", "prio", "sector", "type", "requester", "subject", "created", "due"],
@@ -71,9 +73,7 @@ def list_command(
                 t.requester + (" ✓" if t.verified else ""),
                 t.subject[:60],
                 short_time(t.created_at),
-                (short_time(t.due_at) + (" BREACHED" if t.due_at < now else ""))
-                if t.due_at
-                else "",
+                short_time(t.due_at) + (" BREACHED" if t.breached else ""),
             ]
             for t in tickets
         ),
@@ -99,7 +99,7 @@ def show(
     """Show one ticket with its messages, how each was threaded, and its history."""
     gateway = cli_context(ctx).gateway()
     with gateway.db.read() as session:
-        detail = ticket_detail(session, ticket_id)
+        detail = ticket_detail(session, ticket_id, now=gateway.clock())
     if as_json:
         print_json(detail.model_dump_contract())
         return
@@ -122,6 +122,18 @@ def show(
         )
     if detail.follow_up_of:
         console.print(f"follow-up of #{detail.follow_up_of}")
+    if detail.merged_into:
+        console.print(f"merged into #{detail.merged_into}")
+    if detail.due_at:
+        console.print(f"due {short_time(detail.due_at)}{' BREACHED' if detail.breached else ''}")
+    if detail.budget_state:
+        console.print(
+            f"budget {detail.budget_hours:g} h = {detail.budget_amount:.2f} EUR"
+            f" ({detail.budget_state})"
+            + (f" · deadline {detail.deadline.isoformat()}" if detail.deadline else "")
+        )
+    if detail.time_spent_minutes:
+        console.print(f"time spent {detail.time_spent_minutes} min ({detail.calls} call(s))")
     for m in detail.messages:
         arrow = {"in": "←", "out": "→", "note": "✎"}.get(m.direction, "?")
         who = m.author or m.from_ or ""
@@ -283,3 +295,79 @@ def set_command(
         ):
             done.append("confidential: no -> yes")
     console.print(f"#{ticket_id}: " + ("; ".join(done) if done else "nothing changed"))
+
+
+@app.command()
+def merge(
+    ctx: typer.Context,
+    ticket_id: Annotated[int, typer.Argument(metavar="ID", help="the duplicate")],
+    into_id: Annotated[int, typer.Argument(metavar="INTO_ID", help="the ticket that stays")],
+    agent: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Merge a duplicate into another ticket: its messages and people move, it closes."""
+    who = _agent(agent)
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        merge_tickets(session, ticket_id, into_id, actor=who, now=gateway.clock(), sla=gateway.sla)
+    console.print(f"#{ticket_id} merged into #{into_id}")
+
+
+@app.command()
+def budget(
+    ctx: typer.Context,
+    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    hours: Annotated[float, typer.Option("--hours", help="estimated hours of work")],
+    agent: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Mail the merchant a development budget (hours x the shop's rate) for approval."""
+    who = _agent(agent)
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        proposed = gateway.workflow.development.propose_budget(
+            session, ticket_id, hours, agent=who, now=gateway.clock()
+        )
+    console.print(
+        f"#{ticket_id}: budget {proposed.hours:g} h x {proposed.rate:g} = "
+        f"{proposed.amount:.2f} EUR mailed for approval; the ticket is pending"
+    )
+
+
+@app.command()
+def deadline(
+    ctx: typer.Context,
+    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    day_text: Annotated[str, typer.Option("--date", help="YYYY-MM-DD")],
+    agent: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Set the delivery date of an approved development request and tell the merchant."""
+    who = _agent(agent)
+    try:
+        day = date.fromisoformat(day_text)
+    except ValueError:
+        fail(f"bad date {day_text!r} (YYYY-MM-DD)", 2)
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        gateway.workflow.development.set_deadline(
+            session, ticket_id, day, agent=who, now=gateway.clock()
+        )
+    console.print(f"#{ticket_id}: deadline {day.isoformat()} mailed; the ticket is on hold")
+
+
+@app.command("log-time")
+def log_time_command(
+    ctx: typer.Context,
+    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    minutes: Annotated[int, typer.Argument(metavar="MINUTES")],
+    call: Annotated[bool, typer.Option("--call", help="it was a phone call")] = False,
+    note: Annotated[str, typer.Option(help="what the time was for")] = "",
+    agent: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Log minutes of work on a ticket (phone calls with --call)."""
+    who = _agent(agent)
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        log_time(session, ticket_id, minutes, agent=who, now=gateway.clock(), call=call, note=note)
+        total = time_spent(session, ticket_id)
+    console.print(
+        f"#{ticket_id}: {minutes} min logged{' (call)' if call else ''}; {total.minutes} min in all"
+    )

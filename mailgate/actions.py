@@ -19,6 +19,7 @@ from store.enums import Direction, ParticipantRole, Priority, Status, TicketType
 from store.errors import InvalidInput, TicketNotFound
 from store.lifecycle import change_status, parse_standby_reason, parse_status
 from store.models import Message, Ticket
+from store.sla import SlaPolicy, settle
 from store.tickets import NewMessage, add_message, add_participant, audit, set_field
 
 # Agent-made changes the merchant hears about; new → open is internal triage.
@@ -39,6 +40,7 @@ class TicketChanges:
 class AgentActions:
     notifier: Notifier
     sectors: tuple[str, ...]
+    sla: SlaPolicy
 
     def reply(
         self,
@@ -91,6 +93,7 @@ class AgentActions:
         )
         if ticket.first_response_at is None:
             ticket.first_response_at = now
+        settle(session, ticket, now, self.sla)  # first response and status move the clock
         message = add_message(
             session,
             ticket,
@@ -194,6 +197,8 @@ class AgentActions:
                             "standby_reason": ticket.standby_reason,
                         },
                     )
+        if done:
+            settle(session, ticket, now, self.sla)
         return done
 
 

@@ -14,27 +14,33 @@ from pathlib import Path
 
 from mailgate.actions import AgentActions
 from mailgate.addresses import OurAddresses
+from mailgate.agent_notices import AgentNotices
 from mailgate.apply import Applier
 from mailgate.clock import Clock, utc_now
 from mailgate.committer import GroupCommitter
 from mailgate.confidential import ConfidentialRules
 from mailgate.config import Settings
 from mailgate.confirmation import Confirmations
+from mailgate.development import DevelopmentActions
 from mailgate.errors import ConfigError
 from mailgate.notifications import Notifier
 from mailgate.outbound.compose import Composer
 from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.outbound.transports import Transport, transport_from_settings
 from mailgate.pipeline import Pipeline
+from mailgate.policy import sla_policy
 from mailgate.ratelimit import RecipientGate
 from mailgate.resolver import DnsResolver
+from mailgate.schedule import Scheduler
 from mailgate.screen import OwnMail
 from mailgate.sources.imap import ImapPoller
 from mailgate.triage import TriageRules
 from mailgate.trust import TrustKeeper
+from mailgate.workflow import Workflow
 from store.db import Database
 from store.meta import server_secret
 from store.raw import BlobStore
+from store.sla import SlaPolicy
 
 
 @dataclass
@@ -52,6 +58,9 @@ class Gateway:
     clock: Clock
     ours: OurAddresses
     trust: TrustKeeper
+    sla: SlaPolicy
+    workflow: Workflow
+    scheduler: Scheduler
     _committers: list[GroupCommitter] = field(default_factory=list)
 
     def committer(self) -> GroupCommitter:
@@ -88,7 +97,8 @@ def build_gateway(
     from_address = parseaddr(settings.outbound.from_)[1].lower()
     composer = Composer(settings.outbound, secret, clock, override_dir=override_dir)
     notifier = Notifier(composer, ours, from_address, RecipientGate(settings.limits))
-    actions = AgentActions(notifier, settings.workflow.sectors)
+    sla = sla_policy(settings.workflow, settings.sla)
+    actions = AgentActions(notifier, settings.workflow.sectors, sla)
     trust = _trust_keeper(
         settings,
         secret=secret,
@@ -96,7 +106,19 @@ def build_gateway(
         from_address=from_address,
         notifier=notifier,
     )
-    applier = Applier(notifier, actions, settings.workflow.sectors[0], settings.attachments, trust)
+    workflow = Workflow(
+        sla,
+        AgentNotices(notifier, settings.workflow.timezone),
+        DevelopmentActions(notifier, sla),
+    )
+    applier = Applier(
+        notifier,
+        actions,
+        settings.workflow.sectors[0],
+        workflow,
+        attachment_limits=settings.attachments,
+        trust=trust,
+    )
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
     own = OwnMail(
         addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
@@ -120,6 +142,7 @@ def build_gateway(
     )
     transport = transport or transport_from_settings(settings.outbound)
     dispatcher = Dispatcher(db, transport, clock, settings.outbound)
+    scheduler = Scheduler(db, workflow, notifier, dispatcher, settings.workflow, clock)
     return Gateway(
         settings,
         db,
@@ -134,6 +157,9 @@ def build_gateway(
         clock,
         ours,
         trust,
+        sla=sla,
+        workflow=workflow,
+        scheduler=scheduler,
     )
 
 

@@ -36,8 +36,9 @@ from mailgate.values import (
     ThreadDecision,
     Verdict,
 )
-from store.enums import Direction, ParticipantRole, RawOutcome, Status
-from store.lifecycle import REOPENED_BY_MERCHANT, change_status
+from mailgate.workflow import Workflow
+from store.enums import Direction, ParticipantRole, RawOutcome
+from store.errors import IllegalTransition, InvalidInput
 from store.models import Ticket
 from store.raw import BlobRef
 from store.tickets import (
@@ -53,6 +54,7 @@ from store.tickets import (
     thread_ids,
 )
 from store.tickets import NewTicket as NewTicketValues  # the disposition has the short name
+from store.timelog import log_time
 
 HEADERS_OF_RECORD = (
     "From",
@@ -105,6 +107,7 @@ class Applier:
     notifier: Notifier
     actions: AgentActions
     default_sector: str
+    workflow: Workflow
     attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
     trust: TrustKeeper | None = None
 
@@ -181,7 +184,9 @@ class Applier:
                 verified_by=sender.verified_by,
                 confidential=facts.instructions.confidential,
                 type=triage.type or "question",
-                sector=triage.sector or self.default_sector,
+                # Every new ticket waits in the triage queue; the rules only suggest a sector.
+                sector=self.default_sector,
+                suggested_sector=triage.sector,
                 priority=triage.priority or "normal",
                 language=language.language,
                 follow_up_of=thread.follow_up_of,
@@ -223,10 +228,11 @@ class Applier:
                 now=now,
                 extra={
                     "follow_up_of": thread.follow_up_of,
-                    "peak": False,
+                    "peak": self.workflow.is_peak(session),
                     **too_large_context(facts.attachments, self.attachment_limits),
                 },
             )
+        self.workflow.ticket_opened(session, ticket, mail.reply_text or mail.body_text, now=now)
         assert raw.id is not None
         return Outcome("ticket_created", raw.id, ticket.id, message.id)
 
@@ -249,12 +255,16 @@ class Applier:
             self._add_copied(session, ticket, facts.mail)
             if has_too_large(facts.attachments):
                 self._tell_attachments_too_large(session, ticket, facts, now)
-            if Status(ticket.status) in REOPENED_BY_MERCHANT:
-                change_status(
-                    session, ticket, Status.OPEN, actor=f"merchant:{sender.address}", now=now
-                )
             if self.trust is not None:
                 self.trust.after_reply(session, ticket, facts, raw.id, now)
+            self.workflow.merchant_wrote(
+                session,
+                ticket,
+                facts.instructions.commands,
+                facts.mail.reply_text or facts.mail.body_text,
+                sender=sender.address or "",
+                now=now,
+            )
         assert raw.id is not None
         return Outcome("message_added", raw.id, ticket.id, message.id)
 
@@ -273,70 +283,83 @@ class Applier:
         assert raw.id is not None
         changes, wants_note = _changes_from(instructions.commands)
         evidence = thread.evidence
-        if instructions.errors:
-            # Unknown commands are never relayed: keep the mail as a note, tell the agent.
-            text = "Commands not understood: " + "; ".join(instructions.errors)
-            message = self.actions.note(
-                session,
-                ticket_id,
-                f"{text}\n\n{instructions.body_text}",
-                agent=agent,
-                now=now,
-                raw_id=raw.id,
-                threaded_by=thread.by.value,
-                evidence=evidence,
-            )
-            return Outcome("message_added", raw.id, ticket_id, message.id, reason="bad_command")
-        done = self.actions.update(
+        errors = instructions.errors
+        if not errors:
+            try:
+                # A refused command undoes the others and the relay: all or nothing.
+                with session.begin_nested():
+                    done = self.actions.update(
+                        session,
+                        ticket_id,
+                        changes,
+                        actor=agent,
+                        now=now,
+                        notify=not instructions.reply_text.strip() or wants_note,
+                    )
+                    _log_minutes(session, ticket_id, instructions.commands, agent, now)
+                    text = instructions.reply_text.strip()
+                    if wants_note or not text:
+                        body = text or "Commands: " + "; ".join(done or ["(no change)"])
+                        message = self.actions.note(
+                            session,
+                            ticket_id,
+                            body,
+                            agent=agent,
+                            now=now,
+                            raw_id=raw.id,
+                            threaded_by=thread.by.value,
+                            evidence=evidence,
+                        )
+                    else:
+                        try:
+                            message = self.actions.reply(
+                                session,
+                                ticket_id,
+                                text,
+                                agent=agent,
+                                now=now,
+                                raw_id=raw.id,
+                                threaded_by=thread.by.value,
+                                evidence=evidence,
+                                confirm_identity=any(
+                                    c.name == CONFIRM_IDENTITY_COMMAND
+                                    for c in instructions.commands
+                                ),
+                            )
+                        except IdentityNotConfirmed as refused:
+                            # Kept for the agent, never relayed: the sender is not verified.
+                            message = self.actions.note(
+                                session,
+                                ticket_id,
+                                f"Not sent to the merchant: {refused}\n\n{text}",
+                                agent=agent,
+                                now=now,
+                                raw_id=raw.id,
+                                threaded_by=thread.by.value,
+                                evidence=evidence,
+                            )
+                            return Outcome(
+                                "message_added", raw.id, ticket_id, message.id, reason="held"
+                            )
+                return Outcome("message_added", raw.id, ticket_id, message.id)
+            except (InvalidInput, IllegalTransition) as exc:
+                errors = (str(exc),)
+        # Bad commands are never relayed: keep the mail as a note, and tell the agent why.
+        text = "Commands not understood: " + "; ".join(errors)
+        message = self.actions.note(
             session,
             ticket_id,
-            changes,
-            actor=agent,
+            f"{text}\n\n{instructions.body_text}",
+            agent=agent,
             now=now,
-            notify=not instructions.reply_text.strip() or wants_note,
+            raw_id=raw.id,
+            threaded_by=thread.by.value,
+            evidence=evidence,
         )
-        text = instructions.reply_text.strip()
-        if wants_note or not text:
-            body = text or "Commands: " + "; ".join(done or ["(no change)"])
-            message = self.actions.note(
-                session,
-                ticket_id,
-                body,
-                agent=agent,
-                now=now,
-                raw_id=raw.id,
-                threaded_by=thread.by.value,
-                evidence=evidence,
-            )
-        else:
-            try:
-                message = self.actions.reply(
-                    session,
-                    ticket_id,
-                    text,
-                    agent=agent,
-                    now=now,
-                    raw_id=raw.id,
-                    threaded_by=thread.by.value,
-                    evidence=evidence,
-                    confirm_identity=any(
-                        c.name == CONFIRM_IDENTITY_COMMAND for c in instructions.commands
-                    ),
-                )
-            except IdentityNotConfirmed as refused:
-                # Kept for the agent, never relayed: the request's sender is not verified.
-                message = self.actions.note(
-                    session,
-                    ticket_id,
-                    f"Not sent to the merchant: {refused}\n\n{text}",
-                    agent=agent,
-                    now=now,
-                    raw_id=raw.id,
-                    threaded_by=thread.by.value,
-                    evidence=evidence,
-                )
-                return Outcome("message_added", raw.id, ticket_id, message.id, reason="held")
-        return Outcome("message_added", raw.id, ticket_id, message.id)
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        self.workflow.notices.command_error(session, ticket, agent, errors, now=now)
+        return Outcome("message_added", raw.id, ticket_id, message.id, reason="bad_command")
 
     def _tell_attachments_too_large(
         self, session: Session, ticket: Ticket, facts: MailFacts, now: datetime
@@ -362,6 +385,14 @@ class Applier:
         for address in mail.cc:
             if address and not ours.is_ours(address) and address != ticket.requester:
                 add_participant(session, ticket.id, address, ParticipantRole.CC)
+
+
+def _log_minutes(
+    session: Session, ticket_id: int, commands: tuple[Command, ...], agent: str, now: datetime
+) -> None:
+    for command in commands:
+        if command.name == "time":
+            log_time(session, ticket_id, int(command.args[0]), agent=agent, now=now)
 
 
 def _changes_from(commands: tuple[Command, ...]) -> tuple[TicketChanges, bool]:

@@ -60,4 +60,6 @@ def check_commands(commands: tuple[Command, ...], allowed: frozenset[str]) -> tu
             and not command.args
         ):
             errors.append(f"{command.line!r} needs a value")
+        elif command.name == "time" and not command.args[0].isdigit():
+            errors.append(f"{command.line!r}: the time is whole minutes, like '#time 15'")
     return tuple(errors)

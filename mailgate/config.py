@@ -8,8 +8,11 @@ description, so this module doubles as the reference of the configuration file.
 from __future__ import annotations
 
 import os
+import re
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -170,24 +173,143 @@ class LimitSettings(Section):
 class WorkflowSettings(Section):
     timezone: str = Field("UTC", description="time zone of the business calendar")
     country: str | None = Field(None, description="public holidays of this country pause SLAs")
-    auto_close_days: int = Field(30, description="solved tickets close after this many days")
-    standby_reminder_hours: int = Field(48, description="stand-by update interval")
+    auto_close_days: int = Field(30, ge=1, description="solved tickets close after this many days")
+    standby_reminder_hours: int = Field(48, ge=1, description="stand-by update interval")
     sectors: tuple[str, ...] = Field(
         ("support", "shipping", "payments", "marketing", "finance"),
         description="queues; the first is where triage starts",
     )
+    working_days: tuple[str, ...] = Field(
+        ("mon", "tue", "wed", "thu", "fri"), description="days the business calendar works"
+    )
+    working_hours: str = Field(
+        "09:00-17:00", description='local working hours, "HH:MM-HH:MM" ("24:00" is midnight)'
+    )
+    holidays: tuple[date, ...] = Field(
+        (), description="extra closed days (YYYY-MM-DD) on top of the country's holidays"
+    )
+    schedule_interval: float = Field(
+        60.0, description="seconds between runs of the periodic jobs inside serve"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import holidays
+
+        code = value.strip().upper()
+        if code not in holidays.list_supported_countries():
+            raise ValueError(f"no public-holiday calendar for country {value!r}")
+        return code
+
+    @field_validator("working_days", mode="before")
+    @classmethod
+    def _days(cls, value: Any) -> Any:
+        days = value.split(",") if isinstance(value, str) else value
+        result = tuple(str(d).strip().lower()[:3] for d in days if str(d).strip())
+        for day in result:
+            if day not in WEEKDAYS:
+                raise ValueError(f"unknown day {day!r} (use {', '.join(WEEKDAYS)})")
+        if not result:
+            raise ValueError("at least one working day is needed")
+        return result
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        parse_working_hours(value)
+        return value
+
+    @field_validator("holidays", mode="before")
+    @classmethod
+    def _split_dates(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(d.strip() for d in value.split(",") if d.strip())
+        return value
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+_CLOCK_TIME = re.compile(r"([01]?\d|2[0-4]):([0-5]\d)")
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in ``"1h"``, ``"30m"``, ``"2h30m"``, ``"90s"``; raises ``ValueError``."""
+    text = value.strip().lower().replace(" ", "")
+    match = _DURATION.fullmatch(text)
+    if not text or match is None or not any(match.groups()):
+        raise ValueError(f'bad duration {value!r} (like "8h", "30m" or "2h30m")')
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def parse_working_hours(value: str) -> tuple[time, time | None]:
+    """``"09:00-17:00"`` as (opens, closes); closes None for ``"24:00"``. ``ValueError``."""
+    parts = value.replace(" ", "").split("-")
+    found = [_CLOCK_TIME.fullmatch(p) for p in parts]
+    if len(parts) != 2 or None in found:
+        raise ValueError(f'bad working hours {value!r} (like "09:00-17:00")')
+    (oh, om), (ch, cm) = ((int(m[1]), int(m[2])) for m in found if m)
+    if oh == 24 or (ch == 24 and cm):
+        raise ValueError(f"bad working hours {value!r}")
+    opens = time(oh, om)
+    closes = None if ch == 24 else time(ch, cm)
+    if closes is not None and closes <= opens:
+        raise ValueError(f"working hours {value!r} close before they open")
+    return opens, closes
+
+
+class TypeTargets(Section):
+    """Targets for one ticket type; a priority left out uses the priority's own target."""
+
+    immediate: str | None = None
+    high: str | None = None
+    normal: str | None = None
+    low: str | None = None
+
+    @field_validator("immediate", "high", "normal", "low")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
 
 
 class SlaTargets(Section):
-    immediate: str = "1h"
-    high: str = "4h"
-    normal: str = "8h"
-    low: str = "24h"
+    immediate: str = Field("1h", description="target of immediate tickets (24/7 clock)")
+    high: str = Field("4h", description="target of high tickets (business time)")
+    normal: str = Field("8h", description="target of normal tickets (business time)")
+    low: str = Field("24h", description="target of low tickets (business time)")
+    question: TypeTargets | None = Field(None, description="own targets for questions")
+    problem: TypeTargets | None = Field(None, description="own targets for problems")
+    development: TypeTargets | None = Field(None, description="own targets for development")
+
+    @field_validator("immediate", "high", "normal", "low")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
 
 
 class SlaSettings(Section):
-    first_response: SlaTargets = SlaTargets()
-    resolution: SlaTargets = SlaTargets(immediate="4h", high="16h", normal="40h", low="120h")
+    first_response: SlaTargets = Field(
+        SlaTargets(), description="time to the first agent answer, per priority (and type)"
+    )
+    resolution: SlaTargets = Field(
+        SlaTargets(immediate="4h", high="16h", normal="40h", low="120h"),
+        description="time to solved, per priority (and type)",
+    )
 
 
 class AttachmentSettings(Section):

@@ -94,8 +94,12 @@ class Notifier:
         references: tuple[str, ...] = (),
         auto_submitted: bool = True,
         reply_to: str | None = None,
+        language: str | None = None,
     ) -> RenderedMail | None:
-        """Render ``kind`` for ``ticket`` and enqueue it; None when nobody is left to write to."""
+        """Render ``kind`` for ``ticket`` and enqueue it; None when nobody is left to write to.
+
+        ``language`` defaults to the ticket's (the merchant's); mail to agents passes "en".
+        """
         assert ticket.id is not None
         to = tuple(a for a in dict.fromkeys(to) if a and not self.ours.is_ours(a))
         cc = tuple(a for a in dict.fromkeys(cc) if a and a not in to and not self.ours.is_ours(a))
@@ -111,7 +115,7 @@ class Notifier:
             Notification(
                 kind=kind,
                 ticket_id=ticket.id,
-                language=ticket.language,
+                language=language or ticket.language,
                 to=to,
                 cc=cc,
                 context=context,

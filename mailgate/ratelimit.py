@@ -12,7 +12,9 @@ Every mail Mailgate writes passes ``RecipientGate.admit`` on its way into the ou
   forged sender, from turning the helpdesk into a mail cannon.
 
 An agent's own answer is never held back by a limit (a person chose to send it), but it
-counts towards them. Whatever is held back is written to the ticket's audit log.
+counts towards them. Agents themselves are exempt from the daily cap (they are sent a
+notice of each new ticket and reply in their sectors), not from the per-ticket one.
+Whatever is held back is written to the ticket's audit log.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from mailgate.config import LimitSettings
+from store.directory import is_active_agent
 from store.models import Ticket
 from store.participants import is_participant
 from store.sendlog import bounced_at, count_sent, record_recipients
@@ -75,7 +78,9 @@ class RecipientGate:
         if bounced is not None and now - bounced < timedelta(days=limits.bounce_quiet_days):
             return f"mail to it bounced on {bounced:%Y-%m-%d}"
         daily = count_sent(session, address, now - _DAY, automatic_only=True)
-        if daily >= limits.automatic_per_address_per_day:
+        # Our own agents hear of every new ticket and reply in their sectors: a busy day is
+        # far over the daily cap, which is there for merchants and forged senders.
+        if daily >= limits.automatic_per_address_per_day and not is_active_agent(session, address):
             return f"{daily} automatic mails to it in 24 hours"
         window = timedelta(minutes=limits.per_ticket_minutes)
         recent = count_sent(session, address, now - window, ticket_id=ticket.id)

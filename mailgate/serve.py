@@ -6,6 +6,7 @@ beside it one thread per IMAP mailbox (imapclient blocks), each failing on its o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -26,6 +27,7 @@ async def run_gateway(
     *,
     ready: Ready | None = None,
     dispatch_interval: float = 2.0,
+    schedule_interval: float | None = None,
 ) -> None:
     settings = gateway.settings
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
@@ -43,7 +45,16 @@ async def run_gateway(
     if ready is not None:
         ready(host, port)
     loops = [
-        asyncio.create_task(_every(dispatch_interval, "outbox", gateway.dispatcher.run_once)),
+        asyncio.create_task(_every(dispatch_interval, "outbox", gateway.dispatcher.run_once, stop)),
+        # The periodic jobs of ``schedule run``; the outbox has its own, faster loop above.
+        asyncio.create_task(
+            _every(
+                schedule_interval or settings.workflow.schedule_interval,
+                "schedule",
+                lambda: gateway.scheduler.run_once(outbox=False),
+                stop,
+            )
+        ),
     ]
     stop_polling = threading.Event()
     pollers = _start_pollers(gateway, stop_polling)
@@ -55,24 +66,29 @@ async def run_gateway(
         await listener.stop()
         # A poller finishes the mail in hand (commit, then move) before it returns.
         await asyncio.get_running_loop().run_in_executor(None, _join, pollers)
-        for task in loops:
-            task.cancel()
+        # The periodic loops end after the job in hand: a cancelled await would leave its
+        # thread running on a database that is about to be closed.
+        stop.set()
         await asyncio.gather(*loops, return_exceptions=True)
         committer.stop()
         executor.shutdown(wait=True)
 
 
-async def _every(interval: float, name: str, job: Callable[[], object]) -> None:
-    """Run ``job`` in a thread every ``interval`` seconds; failures are logged, not fatal."""
+async def _every(
+    interval: float, name: str, job: Callable[[], object], stop: asyncio.Event
+) -> None:
+    """Run ``job`` in a thread every ``interval`` seconds until ``stop``; failures are
+    logged, not fatal."""
     loop = asyncio.get_running_loop()
-    while True:
+    while not stop.is_set():
         try:
             await loop.run_in_executor(None, job)
         except StoreUnavailable as exc:
             log.warning("%s: store unavailable, will retry: %s", name, exc)
         except Exception:
             log.exception("%s job failed; will retry", name)
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
 
 
 def _start_pollers(gateway: Gateway, stop: threading.Event) -> list[threading.Thread]:

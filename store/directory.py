@@ -118,6 +118,21 @@ def list_agents(session: Session) -> list[Agent]:
     return list(session.exec(select(Agent).order_by(col(Agent.email))))
 
 
+def is_active_agent(session: Session, email: str) -> bool:
+    agent = session.exec(
+        select(Agent.id).where(Agent.email == email.lower(), Agent.active == True)  # noqa: E712
+    ).first()
+    return agent is not None
+
+
+def sector_agents(session: Session, sector: str) -> tuple[str, ...]:
+    """Addresses of the active agents subscribed to ``sector``, in order of address."""
+    agents = session.exec(
+        select(Agent).where(Agent.active == True).order_by(col(Agent.email))  # noqa: E712
+    ).all()
+    return tuple(a.email for a in agents if sector in a.sector_list)
+
+
 # --- CSV import ------------------------------------------------------------------------
 
 CSV_COLUMNS = ("email", "shop", "name")

@@ -24,6 +24,14 @@ class StandbyReason(StrEnum):
     DEADLINE_SET = "deadline_set"
 
 
+class BudgetState(StrEnum):
+    """Where a development request's budget stands (``store/development.py``)."""
+
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
 class TicketType(StrEnum):
     QUESTION = "question"
     PROBLEM = "problem"

@@ -1,8 +1,9 @@
 """How a ticket's status may change: the one transition table, enforced in one place.
 
 Every change goes through ``change_status``, which checks the table, fills the time
-stamps (solved, closed), and writes the audit event. ``closed`` is final: a reply to a
-closed ticket becomes a follow-up ticket (decided by the threading stage, not here).
+stamps (solved, closed, status since), and writes the audit event. ``closed`` is final: a
+reply to a closed ticket becomes a follow-up ticket (decided by the threading stage, not
+here). The SLA clock follows the status: callers settle it afterwards (``store.sla.settle``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def change_status(
     ticket.status = target.value
     ticket.standby_reason = reason.value if target is Status.ON_HOLD and reason else None
     ticket.updated_at = now
+    ticket.status_since = now
+    if target is Status.ON_HOLD:
+        ticket.standby_reminded_at = None  # a new stand-by: reminders count from now
     if target is Status.SOLVED:
         ticket.solved_at = now
     elif target is Status.CLOSED:

@@ -6,7 +6,7 @@ so SQLite and PostgreSQL behave the same.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,7 +74,10 @@ class Agent(SQLModel, table=True):
 
 class Ticket(SQLModel, table=True):
     __tablename__ = "tickets"
-    __table_args__ = (sa.Index("ix_tickets_queue", "status", "priority_rank", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_tickets_queue", "status", "priority_rank", "created_at"),
+        sa.Index("ix_tickets_due", "due_at"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     subject: str = Field(default="", max_length=998)
     status: str = Field(default="new", max_length=16, index=True)
@@ -99,6 +102,33 @@ class Ticket(SQLModel, table=True):
     due_at: datetime | None = _time(nullable=True)
     follow_up_of: int | None = Field(default=None, foreign_key="tickets.id")
     merged_into: int | None = Field(default=None, foreign_key="tickets.id")
+    # Workflow (store/lifecycle.py, store/sla.py, store/development.py)
+    status_since: datetime | None = _time(nullable=True)
+    standby_reminded_at: datetime | None = _time(nullable=True)
+    suggested_sector: str | None = Field(default=None, max_length=40)
+    sla_clock: str = Field(default="paused", max_length=16)  # business | always | paused
+    sla_since: datetime | None = _time(nullable=True)  # start of the running segment
+    sla_used_seconds: float = Field(default=0.0)  # clock time spent before sla_since
+    sla_first_response_seconds: float | None = Field(default=None)
+    sla_resolution_seconds: float | None = Field(default=None)
+    sla_warned: str | None = Field(default=None, max_length=16)  # phase already warned about
+    budget_hours: float | None = Field(default=None)
+    budget_rate: float | None = Field(default=None)
+    budget_state: str | None = Field(default=None, max_length=16)
+    deadline: date | None = Field(default=None, sa_type=sa.Date)
+
+
+class TimeEntry(SQLModel, table=True):
+    """Minutes an agent spent on a ticket (``tickets log-time``, ``#time``); calls flagged."""
+
+    __tablename__ = "time_entries"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    agent: str = Field(max_length=320)
+    minutes: int
+    call: bool = Field(default=False)
+    note: str = Field(default="", max_length=500)
+    at: datetime = _time()
 
 
 class Participant(SQLModel, table=True):

@@ -59,6 +59,7 @@ class NewTicket:
     priority: str = Priority.NORMAL.value
     language: str = "en"
     follow_up_of: int | None = None
+    suggested_sector: str | None = None  # triage's suggestion while the ticket waits in support
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,9 @@ def open_ticket(session: Session, new: NewTicket, *, actor: str, now: datetime) 
         language=new.language,
         created_at=now,
         updated_at=now,
+        status_since=now,
         follow_up_of=new.follow_up_of,
+        suggested_sector=new.suggested_sector,
     )
     session.add(ticket)
     session.flush()

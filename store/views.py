@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, field_serializer
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
+from store.development import budget_of
 from store.enums import Status
 from store.errors import InvalidInput, TicketNotFound
 from store.models import Attachment, AuditEvent, Message, Participant, Shop, Ticket
+from store.timelog import time_spent
 
 SortKey = Literal["created", "updated", "priority", "due"]
 
@@ -95,9 +97,17 @@ class TicketOut(_Out):
     due_at: datetime | None
     follow_up_of: int | None
     merged_into: int | None
+    suggested_sector: str | None = None
+    breached: bool = False  # due_at has passed (only when the list was asked with a time)
+    budget_hours: float | None = None
+    budget_amount: float | None = None
+    budget_state: str | None = None
+    deadline: date | None = None
 
 
 class TicketDetail(TicketOut):
+    time_spent_minutes: int = 0
+    calls: int = 0
     participants: list[dict[str, str]]
     messages: list[MessageOut]
     events: list[EventOut]
@@ -121,8 +131,9 @@ class TicketFilter:
     limit: int = 50
 
 
-def ticket_out(ticket: Ticket, shop_name: str | None) -> TicketOut:
+def ticket_out(ticket: Ticket, shop_name: str | None, now: datetime | None = None) -> TicketOut:
     assert ticket.id is not None
+    budget = budget_of(ticket)
     return TicketOut(
         id=ticket.id,
         subject=ticket.subject,
@@ -144,10 +155,19 @@ def ticket_out(ticket: Ticket, shop_name: str | None) -> TicketOut:
         due_at=ticket.due_at,
         follow_up_of=ticket.follow_up_of,
         merged_into=ticket.merged_into,
+        suggested_sector=ticket.suggested_sector,
+        breached=now is not None and ticket.due_at is not None and ticket.due_at <= now,
+        budget_hours=budget.hours if budget else None,
+        budget_amount=budget.amount if budget else None,
+        budget_state=ticket.budget_state,
+        deadline=ticket.deadline,
     )
 
 
-def list_tickets(session: Session, query: TicketFilter) -> list[TicketOut]:
+def list_tickets(
+    session: Session, query: TicketFilter, now: datetime | None = None
+) -> list[TicketOut]:
+    """The queue as ``query`` asks; with ``now``, tickets past their deadline are ``breached``."""
     stmt = select(Ticket, Shop.name).join(Shop, col(Ticket.shop_id) == col(Shop.id), isouter=True)
     statuses = tuple(s.lower() for s in query.statuses)
     if not statuses:
@@ -180,10 +200,10 @@ def list_tickets(session: Session, query: TicketFilter) -> list[TicketOut]:
         "due": [col(Ticket.due_at).is_(None), col(Ticket.due_at), col(Ticket.priority_rank)],
     }
     stmt = stmt.order_by(*orders[query.sort], col(Ticket.id)).limit(query.limit)
-    return [ticket_out(t, shop) for t, shop in session.exec(stmt)]
+    return [ticket_out(t, shop, now) for t, shop in session.exec(stmt)]
 
 
-def ticket_detail(session: Session, ticket_id: int) -> TicketDetail:
+def ticket_detail(session: Session, ticket_id: int, now: datetime | None = None) -> TicketDetail:
     row = session.exec(
         select(Ticket, Shop.name)
         .join(Shop, col(Ticket.shop_id) == col(Shop.id), isouter=True)
@@ -220,9 +240,12 @@ def ticket_detail(session: Session, ticket_id: int) -> TicketDetail:
     events = session.exec(
         select(AuditEvent).where(AuditEvent.ticket_id == ticket_id).order_by(col(AuditEvent.id))
     ).all()
-    base = ticket_out(ticket, shop).model_dump()
+    base = ticket_out(ticket, shop, now).model_dump()
+    spent = time_spent(session, ticket_id)
     return TicketDetail(
         **base,
+        time_spent_minutes=spent.minutes,
+        calls=spent.calls,
         participants=[{"email": p.email, "role": p.role} for p in participants],
         messages=[_message_out(m, attachments.get(m.id or 0, [])) for m in messages],
         events=[

@@ -80,8 +80,13 @@ def raw_mail(
 
 
 @contextmanager
-def running_listener(gateway: Gateway) -> Iterator[tuple[str, int]]:
-    """Run ``serve``'s loop (listener, dispatcher) in a thread; yields (host, port)."""
+def running_listener(
+    gateway: Gateway, *, schedule_interval: float = 3600
+) -> Iterator[tuple[str, int]]:
+    """Run ``serve``'s loop (listener, dispatcher, scheduler) in a thread; yields (host, port).
+
+    The dispatcher and the scheduler run once at start, then every hour (tests call
+    ``run_once`` themselves) unless ``schedule_interval`` says otherwise."""
     ready = threading.Event()
     bound: list[tuple[str, int]] = []
     loop = asyncio.new_event_loop()
@@ -93,7 +98,15 @@ def running_listener(gateway: Gateway) -> Iterator[tuple[str, int]]:
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(run_gateway(gateway, stop, ready=on_ready, dispatch_interval=3600))
+        loop.run_until_complete(
+            run_gateway(
+                gateway,
+                stop,
+                ready=on_ready,
+                dispatch_interval=3600,
+                schedule_interval=schedule_interval,
+            )
+        )
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

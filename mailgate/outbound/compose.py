@@ -21,6 +21,14 @@ template may test it with ``{% if %}`` even under ``StrictUndefined``:
     the bare address of the configured From.
 ``peak``
     ``True`` during a sales campaign (peak mode): answers are slower than usual.
+``follow_up_of``
+    the number of the closed ticket a new ticket follows up (``ack``), else ``""``.
+``standby_reason``, ``standby_since``
+    why a ticket is on hold and since when (``standby_reminder``).
+``hours``, ``rate``, ``amount``, ``currency``, ``approved``, ``deadline``
+    a development request's budget and deadline (``budget_*``, ``deadline_set``).
+``event``, ``errors``, ``phase``, ``due``, ``reply_address``, ``details``
+    for the mails to agents (``agent_*``).
 ``too_large``, ``attachment_limits``
     attachments of the merchant's mail that were over a size limit (``filename``,
     ``size`` in bytes) and the limits (``file``, ``mail``, in bytes); show sizes with the
@@ -448,6 +456,21 @@ def _variables(n: Notification, lang: str, support_address: str) -> dict[str, An
         "new_status_text": "",
         "support_address": support_address,
         "peak": False,
+        "follow_up_of": "",
+        "standby_reason": "",
+        "standby_since": "",
+        "hours": "",
+        "rate": "",
+        "amount": "",
+        "currency": "",
+        "approved": False,
+        "deadline": "",
+        "event": "",
+        "errors": (),
+        "phase": "",
+        "due": "",
+        "reply_address": "",
+        "details": {},
         "too_large": [],
         "attachment_limits": {"file": 0, "mail": 0},
     }

@@ -104,6 +104,19 @@ def upgrade() -> None:
     sa.Column('due_at', sa.DateTime(), nullable=True),
     sa.Column('follow_up_of', sa.Integer(), nullable=True),
     sa.Column('merged_into', sa.Integer(), nullable=True),
+    sa.Column('status_since', sa.DateTime(), nullable=True),
+    sa.Column('standby_reminded_at', sa.DateTime(), nullable=True),
+    sa.Column('suggested_sector', sa.String(length=40), nullable=True),
+    sa.Column('sla_clock', sa.String(length=16), nullable=False),
+    sa.Column('sla_since', sa.DateTime(), nullable=True),
+    sa.Column('sla_used_seconds', sa.Float(), nullable=False),
+    sa.Column('sla_first_response_seconds', sa.Float(), nullable=True),
+    sa.Column('sla_resolution_seconds', sa.Float(), nullable=True),
+    sa.Column('sla_warned', sa.String(length=16), nullable=True),
+    sa.Column('budget_hours', sa.Float(), nullable=True),
+    sa.Column('budget_rate', sa.Float(), nullable=True),
+    sa.Column('budget_state', sa.String(length=16), nullable=True),
+    sa.Column('deadline', sa.Date(), nullable=True),
     sa.ForeignKeyConstraint(['follow_up_of'], ['tickets.id'], ),
     sa.ForeignKeyConstraint(['merged_into'], ['tickets.id'], ),
     sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], ),
@@ -112,6 +125,7 @@ def upgrade() -> None:
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tickets_assignee'), ['assignee'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_created_at'), ['created_at'], unique=False)
+        batch_op.create_index('ix_tickets_due', ['due_at'], unique=False)
         batch_op.create_index('ix_tickets_queue', ['status', 'priority_rank', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_requester'), ['requester'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_sector'), ['sector'], unique=False)
@@ -207,6 +221,20 @@ def upgrade() -> None:
     with op.batch_alter_table('raw_mails', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_raw_mails_sha256'), ['sha256'], unique=False)
         batch_op.create_index(batch_op.f('ix_raw_mails_ticket_id'), ['ticket_id'], unique=False)
+
+    op.create_table('time_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('agent', sa.String(length=320), nullable=False),
+    sa.Column('minutes', sa.Integer(), nullable=False),
+    sa.Column('call', sa.Boolean(), nullable=False),
+    sa.Column('note', sa.String(length=500), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('time_entries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_time_entries_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('bounced_addresses',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -333,6 +361,10 @@ def downgrade() -> None:
 
     op.drop_table('identity_confirmations')
     op.drop_table('bounced_addresses')
+    with op.batch_alter_table('time_entries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_time_entries_ticket_id'))
+
+    op.drop_table('time_entries')
     with op.batch_alter_table('raw_mails', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_raw_mails_ticket_id'))
         batch_op.drop_index(batch_op.f('ix_raw_mails_sha256'))
@@ -365,6 +397,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tickets_sector'))
         batch_op.drop_index(batch_op.f('ix_tickets_requester'))
         batch_op.drop_index('ix_tickets_queue')
+        batch_op.drop_index('ix_tickets_due')
         batch_op.drop_index(batch_op.f('ix_tickets_created_at'))
         batch_op.drop_index(batch_op.f('ix_tickets_assignee'))
 

@@ -1,0 +1,376 @@
+"""The workflow as conversations, in-process and through the real SMTP listener: a merchant
+marking their ticket solved, budgets answered by mail in several languages, merged
+tickets, follow-ups, agents notified and answering from their mail client, commands an
+agent got wrong, and acknowledgements in peak mode."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import date
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mailgate_testing import make_settings, raw_mail
+from sqlmodel import select
+
+from mailgate.app import Gateway
+from mailgate.clock import ManualClock
+from mailgate.config import AuthSettings, Settings
+from mailgate.outbound.transports import RecordingTransport
+from store import directory
+from store.enums import Status
+from store.lifecycle import change_status
+from store.merge import merge_tickets
+from store.models import AuditEvent, Ticket
+from store.sla import set_peak_mode
+from store.views import TicketFilter, list_tickets, ticket_detail
+
+MARIA = "maria@support.example"
+ION = "ion@support.example"
+TRUSTED = (
+    "mx.support.example; dkim=pass header.d=support.example; dmarc=pass header.from=support.example"
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, store_url: str) -> Settings:
+    """Settings whose front MTA (mx.support.example) authenticates the agents' mail."""
+    return make_settings(
+        tmp_path, store_url, auth=AuthSettings(trusted_authserv_ids=("mx.support.example",))
+    )
+
+
+@pytest.fixture(autouse=True)
+def team(gateway: Gateway, clock: ManualClock) -> None:
+    """Shop Magazin (45 EUR/h) with its user Ana; Maria watches support, Ion shipping."""
+    with gateway.db.write() as s:
+        directory.add_shop(s, "Magazin", locale="ro", rate=45, now=clock())
+        directory.add_user(s, "ana@magazin.ro", shop="Magazin", name="Ana", now=clock())
+        for agent, sector in ((MARIA, "support"), (ION, "shipping")):
+            directory.add_agent(
+                s,
+                agent,
+                name=agent.split("@")[0].title(),
+                sectors=(sector,),
+                known_sectors=gateway.settings.workflow.sectors,
+                now=clock(),
+            )
+
+
+def mails_to(sent: RecordingTransport, address: str) -> list[EmailMessage]:
+    found = []
+    for mail in sent.sent:
+        if address in mail.recipients:
+            msg = email.message_from_bytes(mail.raw, policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            found.append(msg)
+    return found
+
+
+def text_of(msg: EmailMessage) -> str:
+    body = msg.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def tickets(gateway: Gateway) -> list[Any]:
+    with gateway.db.read() as s:
+        return list_tickets(s, TicketFilter(statuses=("all",), sort="created"))[::-1]
+
+
+def detail(gateway: Gateway, ticket_id: int) -> Any:
+    with gateway.db.read() as s:
+        return ticket_detail(s, ticket_id)
+
+
+def first_ticket(deliver: Any, gateway: Gateway, **mail: Any) -> int:
+    deliver(raw_mail(message_id="<first@magazin.ro>", **mail))
+    return int(tickets(gateway)[0].id)
+
+
+# --- the merchant marks their ticket solved -----------------------------------------------
+
+
+@pytest.mark.parametrize("answer", ["Rezolvat!", "#solved\nMulțumesc, merge acum."])
+def test_merchant_marks_the_ticket_solved_by_mail(
+    deliver: Any,
+    gateway: Gateway,
+    clock: ManualClock,
+    sent: RecordingTransport,
+    answer: str,
+) -> None:
+    tid = first_ticket(deliver, gateway)
+    with gateway.db.write() as s:
+        gateway.actions.reply(
+            s, tid, "Am repornit modulul de plată.", agent=MARIA, now=clock(), status="pending"
+        )
+    gateway.dispatcher.run_once()
+    ours = mails_to(sent, "ana@magazin.ro")[-1]
+
+    clock.advance(minutes=30)
+    deliver(raw_mail(subject="Re: " + ours["Subject"], body=answer, in_reply_to=ours["Message-ID"]))
+    solved = detail(gateway, tid)
+    assert solved.status == "solved"  # not reopened, as an ordinary reply would be
+    assert any(e.actor == "merchant:ana@magazin.ro" and e.new == "solved" for e in solved.events)
+
+    gateway.dispatcher.run_once()
+    told = mails_to(sent, MARIA)[-1]
+    assert "Marked solved by the merchant" in told["Subject"]
+    assert len(mails_to(sent, "ana@magazin.ro")) == 2  # the ack and our answer: no more
+
+
+def test_an_ordinary_reply_to_a_pending_ticket_opens_it_again(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    tid = first_ticket(deliver, gateway)
+    with gateway.db.write() as s:
+        gateway.actions.reply(
+            s, tid, "Ce eroare apare?", agent=MARIA, now=clock(), status="pending"
+        )
+    deliver(raw_mail(subject=f"Re: [#{tid}]", body="Nu este rezolvat, apare eroarea 500."))
+    assert detail(gateway, tid).status == "open"
+    gateway.dispatcher.run_once()
+    assert "Merchant replied" in mails_to(sent, MARIA)[-1]["Subject"]
+
+
+# --- development requests ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("Aprob.", "open", "approved"),  # ro
+        ("Akkoord", "open", "approved"),  # nl
+        ("aprovado", "open", "approved"),  # pt
+        ("#approve\nProszę zaczynać.", "open", "approved"),  # pl, with the command line
+        ("Resping", "closed", "rejected"),  # ro
+        ("Niet akkoord", "closed", "rejected"),  # nl
+        ("#reject\nToo expensive for us this year.", "closed", "rejected"),  # en
+    ],
+)
+def test_budget_answered_by_mail(
+    deliver: Any,
+    gateway: Gateway,
+    clock: ManualClock,
+    sent: RecordingTransport,
+    case: tuple[str, str, str],
+) -> None:
+    answer, status, budget = case
+    tid = first_ticket(
+        deliver,
+        gateway,
+        subject="Funcționalitate nouă",
+        body="Vrem o funcționalitate nouă: export de comenzi în Excel.",
+    )
+    assert detail(gateway, tid).type == "development"
+    with gateway.db.write() as s:
+        gateway.workflow.development.propose_budget(s, tid, 10, agent=MARIA, now=clock())
+    gateway.dispatcher.run_once()
+    proposal = mails_to(sent, "ana@magazin.ro")[-1]  # in Romanian, the shop's language
+    assert "Buget spre aprobare" in proposal["Subject"]
+    assert "10 ore x 45.00 EUR pe oră = 450.00 EUR" in text_of(proposal)
+    assert detail(gateway, tid).status == "pending"
+
+    clock.advance(hours=2)
+    deliver(
+        raw_mail(
+            subject="Re: " + proposal["Subject"], body=answer, in_reply_to=proposal["Message-ID"]
+        )
+    )
+    answered = detail(gateway, tid)
+    assert (answered.status, answered.budget_state) == (status, budget)
+    gateway.dispatcher.run_once()
+    confirmation = mails_to(sent, "ana@magazin.ro")[-1]
+    word = "aprobat" if budget == "approved" else "refuzat"
+    assert f"Buget {word}" in confirmation["Subject"]
+    assert f"Budget {budget}" in mails_to(sent, MARIA)[-1]["Subject"]
+
+    if budget == "approved":
+        with gateway.db.write() as s:
+            gateway.workflow.development.set_deadline(
+                s, tid, date(2026, 12, 18), agent=MARIA, now=clock()
+            )
+        gateway.dispatcher.run_once()
+        told = mails_to(sent, "ana@magazin.ro")[-1]
+        assert "2026-12-18" in told["Subject"] and "2026-12-18" in text_of(told)
+        scheduled = detail(gateway, tid)
+        assert (scheduled.status, scheduled.standby_reason) == ("on_hold", "deadline_set")
+
+
+def test_approving_without_a_budget_is_an_ordinary_reply(
+    deliver: Any, gateway: Gateway, clock: ManualClock
+) -> None:
+    tid = first_ticket(deliver, gateway)
+    with gateway.db.write() as s:
+        gateway.actions.reply(s, tid, "Putem continua?", agent=MARIA, now=clock(), status="pending")
+    deliver(raw_mail(subject=f"Re: [#{tid}]", body="Aprob"))
+    answered = detail(gateway, tid)
+    assert (answered.status, answered.budget_state) == ("open", None)
+
+
+# --- merging and follow-ups ---------------------------------------------------------------
+
+
+def test_a_reply_to_a_merged_ticket_lands_in_the_target(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    target = first_ticket(deliver, gateway)
+    deliver(raw_mail(subject="Plata nu merge (din nou)", body="Tot nu pot plăti."))
+    duplicate = max(t.id for t in tickets(gateway))
+    with gateway.db.write() as s:
+        merge_tickets(s, duplicate, target, actor=MARIA, now=clock(), sla=gateway.sla)
+    deliver(raw_mail(subject=f"Re: [#{duplicate}] Plata", body="Am atașat captura."))
+    merged = detail(gateway, target)
+    assert len(merged.messages) == 3
+    assert "was merged into" in merged.messages[-1].thread_evidence
+    assert detail(gateway, duplicate).messages == []
+    assert (detail(gateway, duplicate).merged_into, detail(gateway, duplicate).status) == (
+        target,
+        "closed",
+    )
+
+
+def test_the_acknowledgement_of_a_follow_up_names_the_closed_ticket(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    old = first_ticket(deliver, gateway)
+    with gateway.db.write() as s:
+        t = s.get(Ticket, old)
+        assert t is not None
+        change_status(s, t, Status.CLOSED, actor=MARIA, now=clock())
+    deliver(raw_mail(subject=f"Re: [#{old}] Plata nu merge", body="S-a stricat iar."))
+    follow = max(t.id for t in tickets(gateway))
+    assert detail(gateway, follow).follow_up_of == old
+    gateway.dispatcher.run_once()
+    ack = mails_to(sent, "ana@magazin.ro")[-1]
+    assert f"[#{follow}]" in ack["Subject"]
+    assert f"continuare a solicitării #{old}" in ack["Subject"]
+    assert f"în continuarea solicitării #{old}" in text_of(ack)
+    html = ack.get_body(("html",))
+    assert html is not None and f"în continuarea solicitării #{old}" in str(html.get_content())
+
+
+# --- agents from their mail client --------------------------------------------------------
+
+
+def test_agent_is_notified_and_answers_from_the_mail_client(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    tid = first_ticket(deliver, gateway)
+    gateway.dispatcher.run_once()
+    [notice] = mails_to(sent, MARIA)
+    assert mails_to(sent, ION) == []  # shipping is not where new tickets wait
+    assert notice["Reply-To"] == f"support+{tid}@localhost"
+    assert notice["In-Reply-To"] == "<first@magazin.ro>"
+    assert f"[#{tid}]" in notice["Subject"] and "immediate" in notice["Subject"]
+    body = text_of(notice)
+    assert "Clienții nu pot plăti cu cardul." in body and "Triage suggests sector payments" in body
+
+    clock.advance(minutes=12)
+    answer = (
+        "#time 15\n"
+        "#priority high\n"
+        "\n"
+        "Bună ziua, am verificat: plata merge din nou.\n"
+        "\n"
+        "-- \n"
+        "Maria Ionescu\n"
+        "Echipa de suport\n"
+        "\n"
+        "On Mon, 23 Nov 2026 at 09:00, Support <support@localhost> wrote:\n"
+        "> Clienții nu pot plăti cu cardul.\n"
+    )
+    deliver(
+        raw_mail(
+            sender="Maria Ionescu <maria@support.example>",
+            to=notice["Reply-To"],
+            subject="Re: " + notice["Subject"],
+            body=answer,
+            in_reply_to=notice["Message-ID"],
+            headers={"Authentication-Results": TRUSTED},
+        ),
+        mail_from=MARIA,
+        rcpt=(f"support+{tid}@localhost",),
+    )
+    worked = detail(gateway, tid)
+    assert worked.messages[-1].direction == "out"
+    assert worked.messages[-1].body_text == "Bună ziua, am verificat: plata merge din nou."
+    assert (worked.priority, worked.status, worked.time_spent_minutes) == ("high", "open", 15)
+
+    gateway.dispatcher.run_once()
+    relayed = mails_to(sent, "ana@magazin.ro")[-1]
+    text = text_of(relayed)
+    assert "plata merge din nou" in text
+    for hidden in ("Maria Ionescu", "Echipa de suport", "maria@support.example", "> Clien"):
+        assert hidden not in relayed.as_string(), hidden
+    assert relayed["From"] == "Support <support@localhost>"
+
+    # The merchant answers; Maria hears of it, threaded under the ticket.
+    deliver(
+        raw_mail(
+            subject="Re: " + relayed["Subject"],
+            body="Mulțumesc, confirm.",
+            in_reply_to=relayed["Message-ID"],
+        )
+    )
+    gateway.dispatcher.run_once()
+    news = mails_to(sent, MARIA)[-1]
+    assert "Merchant replied" in news["Subject"] and "Mulțumesc, confirm." in text_of(news)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("#frobnicate now", "unknown command '#frobnicate now'"),
+        ("#status pendig", "unknown status 'pendig'"),
+        ("#status on_hold", "on_hold needs a reason"),
+        ("#time soon", "whole minutes"),
+    ],
+)
+def test_a_bad_command_is_answered_to_the_agent_and_never_relayed(
+    deliver: Any,
+    gateway: Gateway,
+    clock: ManualClock,
+    sent: RecordingTransport,
+    case: tuple[str, str],
+) -> None:
+    commands, reason = case
+    tid = first_ticket(deliver, gateway)
+    gateway.dispatcher.run_once()
+    merchant_mails = len(mails_to(sent, "ana@magazin.ro"))
+    deliver(
+        raw_mail(
+            sender="Maria <maria@support.example>",
+            subject=f"Re: [#{tid}] Plata nu merge",
+            body=f"{commands}\n#priority low\n\nVă rog să reîncercați.",
+            headers={"Authentication-Results": TRUSTED},
+        ),
+        mail_from=MARIA,
+    )
+    kept = detail(gateway, tid)
+    assert kept.messages[-1].direction == "note" and reason in kept.messages[-1].body_text
+    assert (kept.status, kept.priority) == ("new", "immediate")  # nothing applied
+    gateway.dispatcher.run_once()
+    assert len(mails_to(sent, "ana@magazin.ro")) == merchant_mails  # nothing relayed
+    error = mails_to(sent, MARIA)[-1]
+    assert "was not sent to the merchant" in error["Subject"]
+    assert reason in text_of(error)
+
+
+def test_the_acknowledgement_in_peak_mode_says_answers_are_slower(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    with gateway.db.write() as s:
+        set_peak_mode(s, True, actor="admin", now=clock(), policy=gateway.sla)
+    tid = first_ticket(deliver, gateway, subject="Logo", body="Cum schimb logo-ul?")
+    gateway.dispatcher.run_once()
+    ack = mails_to(sent, "ana@magazin.ro")[-1]
+    assert ack["Content-Language"] == "ro"
+    assert "mai greu decât de obicei" in text_of(ack)  # "slower than usual"
+    assert detail(gateway, tid).due_at is None  # a normal ticket has no clock in peak mode
+    with gateway.db.read() as s:
+        events = s.exec(select(AuditEvent).where(AuditEvent.action == "peak")).all()
+    assert [e.new for e in events] == ["on"]
