@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, field_serializer
-from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from store.enums import Status
 from store.errors import InvalidInput, TicketNotFound
 from store.models import Attachment, AuditEvent, Message, Participant, Shop, Ticket
+from store.search import matching_ticket_ids
 
 SortKey = Literal["created", "updated", "priority", "due"]
 
@@ -166,11 +166,7 @@ def list_tickets(session: Session, query: TicketFilter) -> list[TicketOut]:
     if query.assignee:
         stmt = stmt.where(Ticket.assignee == query.assignee.lower())
     if query.search:
-        pattern = f"%{query.search.lower()}%"
-        in_messages = select(Message.ticket_id).where(func.lower(Message.body_text).like(pattern))
-        stmt = stmt.where(
-            or_(func.lower(Ticket.subject).like(pattern), col(Ticket.id).in_(in_messages))
-        )
+        stmt = stmt.where(col(Ticket.id).in_(matching_ticket_ids(session, query.search)))
     orders: dict[str, list[Any]] = {
         "created": [col(Ticket.created_at).desc()],
         "updated": [col(Ticket.updated_at).desc()],
