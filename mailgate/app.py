@@ -24,16 +24,17 @@ from mailgate.pipeline import Pipeline
 from mailgate.screen import OwnMail
 from mailgate.triage import TriageRules
 from store.db import Database
+from store.dbblobs import DatabaseBlobStore
 from store.meta import server_secret
-from store.raw import BlobStore
+from store.raw import Blobs, BlobStore
 
 
 @dataclass
 class Gateway:
     settings: Settings
     db: Database
-    raws: BlobStore
-    blobs: BlobStore
+    raws: Blobs
+    blobs: Blobs
     composer: Composer
     notifier: Notifier
     actions: AgentActions
@@ -79,8 +80,7 @@ def build_gateway(
     own = OwnMail(
         addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
     )
-    raws = BlobStore(settings.store.raw, suffix=".eml")
-    blobs = BlobStore(settings.store.attachments)
+    raws, blobs = _blob_stores(settings, db)
     pipeline = Pipeline(
         db=db,
         raws=raws,
@@ -108,6 +108,14 @@ def build_gateway(
         clock,
         ours,
     )
+
+
+def _blob_stores(settings: Settings, db: Database) -> tuple[Blobs, Blobs]:
+    """Where raw mails and attachments are kept: (raws, attachments)."""
+    if settings.store.blobs == "database":
+        in_db = DatabaseBlobStore(db)
+        return in_db, in_db
+    return BlobStore(settings.store.raw, suffix=".eml"), BlobStore(settings.store.attachments)
 
 
 def _secret(settings: Settings, db: Database) -> bytes:

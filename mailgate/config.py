@@ -31,6 +31,11 @@ class StoreSettings(Section):
     url: str = Field("sqlite:///var/mailgate.db", description="SQLAlchemy URL of the ticket store")
     raw: str = Field("var/raw", description="folder of the raw mails, content-addressed")
     attachments: str = Field("var/attachments", description="folder of attachment files")
+    blobs: Literal["files", "database"] = Field(
+        "files",
+        description='where raw mails and attachments are kept: "files" (the two folders) or '
+        '"database" (for several gateways on one PostgreSQL without a shared disk)',
+    )
     busy_timeout_ms: int = Field(5000, description="SQLite: wait this long for a lock, then 451")
     batch_size: int = Field(64, description="mails committed together at most (group commit)")
 

@@ -51,7 +51,7 @@ from store.db import Database
 from store.enums import RawOutcome
 from store.errors import StoreUnavailable
 from store.lookups import StoreReader
-from store.raw import BlobRef, BlobStore
+from store.raw import BlobRef, Blobs
 from store.suspended import mark_released
 from store.tickets import NewAttachment, NewRaw, audit, record_raw, suspend
 
@@ -75,8 +75,8 @@ class Prepared:
 @dataclass
 class Pipeline:
     db: Database
-    raws: BlobStore
-    blobs: BlobStore
+    raws: Blobs
+    blobs: Blobs
     ours: OurAddresses
     own: OwnMail
     auth_policy: AuthSettings

@@ -225,3 +225,22 @@ class MetaValue(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(sa_type=sa.Text)
+
+
+class Blob(SQLModel, table=True):
+    """Content kept in the database instead of a folder (``[store] blobs = "database"``)."""
+
+    __tablename__ = "blobs"
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int = Field(sa_type=sa.BigInteger)
+    chunks: int
+    created_at: datetime = _time()
+
+
+class BlobChunk(SQLModel, table=True):
+    """One piece of a blob: rows of bounded size, so no value is ever a whole attachment."""
+
+    __tablename__ = "blob_chunks"
+    sha256: str = Field(foreign_key="blobs.sha256", primary_key=True, max_length=64)
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_type=sa.LargeBinary)

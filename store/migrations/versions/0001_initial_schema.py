@@ -29,6 +29,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email')
     )
+    op.create_table('blobs',
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('size', sa.BigInteger(), nullable=False),
+    sa.Column('chunks', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('sha256')
+    )
     op.create_table('meta',
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
@@ -42,6 +49,13 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
+    )
+    op.create_table('blob_chunks',
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.ForeignKeyConstraint(['sha256'], ['blobs.sha256'], ),
+    sa.PrimaryKeyConstraint('sha256', 'seq')
     )
     op.create_table('shop_users',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -297,7 +311,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_shop_users_shop_id'))
 
     op.drop_table('shop_users')
+    op.drop_table('blob_chunks')
     op.drop_table('shops')
     op.drop_table('meta')
+    op.drop_table('blobs')
     op.drop_table('agents')
     # ### end Alembic commands ###
