@@ -93,7 +93,9 @@ def build_gateway(
         clock=clock,
     )
     transport = transport or transport_from_settings(settings.outbound)
-    dispatcher = Dispatcher(db, transport, clock, settings.outbound)
+    dispatcher = Dispatcher(
+        db, transport, clock, settings.outbound, lease_seconds=settings.outbound.lease_seconds
+    )
     return Gateway(
         settings,
         db,

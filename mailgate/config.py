@@ -81,6 +81,11 @@ class OutboundSettings(Section):
     max_attempts: int = Field(12, description="tries before a notification is marked failed")
     retry_base_seconds: float = Field(60.0, description="first retry delay; doubles each time")
     retry_max_seconds: float = Field(3600.0, description="cap of the retry delay")
+    lease_seconds: float = Field(
+        300.0,
+        description="a claimed notification is taken over by another dispatcher after this "
+        "long if its sender died (it may then be sent twice, with the same Message-ID)",
+    )
     message_id_domain: str | None = Field(
         None, description="domain of our Message-IDs (default: the From address's domain)"
     )
@@ -144,6 +149,15 @@ class SlaSettings(Section):
     resolution: SlaTargets = SlaTargets(immediate="4h", high="16h", normal="40h", low="120h")
 
 
+class LogSettings(Section):
+    format: Literal["text", "json"] = Field(
+        "text", description='"text" for people, "json" for one JSON object per line'
+    )
+    mail_lines: bool = Field(
+        True, description="serve logs one line per mail: Message-ID, ticket, verdict, ms"
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration tree."""
 
@@ -162,6 +176,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     workflow: WorkflowSettings = WorkflowSettings()
     sla: SlaSettings = SlaSettings()
+    log: LogSettings = LogSettings()
 
     @classmethod
     def settings_customise_sources(

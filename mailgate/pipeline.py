@@ -31,6 +31,7 @@ from mailgate.config import AuthSettings
 from mailgate.decide import decide
 from mailgate.identify import identify
 from mailgate.interpret import interpret
+from mailgate.logs import log_mail
 from mailgate.parse import parse_mail
 from mailgate.screen import OwnMail, screen
 from mailgate.threader import thread_for
@@ -146,7 +147,17 @@ class Pipeline:
         now = self.clock()
         with self.db.write() as session:
             reader = StoreReader(session)
-            return [self._commit_one(session, reader, prepared, now) for prepared in batch]
+            outcomes = [self._commit_one(session, reader, prepared, now) for prepared in batch]
+        committed = self.clock()
+        for prepared, outcome in zip(batch, outcomes, strict=True):
+            log_mail(
+                prepared.arrival,
+                prepared.mail.message_id,
+                prepared.screened.verdict.value,
+                outcome,
+                committed,
+            )
+        return outcomes
 
     def _commit_one(
         self, session: Session, reader: StoreReader, prepared: Prepared, now: datetime

@@ -24,6 +24,7 @@ async def run_gateway(
     *,
     ready: Ready | None = None,
     dispatch_interval: float = 2.0,
+    reuse_port: bool = False,
 ) -> None:
     settings = gateway.settings
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
@@ -31,7 +32,7 @@ async def run_gateway(
     handler = SmtpHandler(
         gateway.pipeline, committer, gateway.ours, settings.smtp, executor, gateway.clock
     )
-    listener = SmtpListener(handler, settings.smtp)
+    listener = SmtpListener(handler, settings.smtp, reuse_port=reuse_port)
     host, port = await listener.start()
     if ready is not None:
         ready(host, port)
@@ -63,7 +64,9 @@ async def _every(interval: float, name: str, job: Callable[[], object]) -> None:
         await asyncio.sleep(interval)
 
 
-def run_until_signalled(gateway: Gateway, *, ready: Ready | None = None) -> None:
+def run_until_signalled(
+    gateway: Gateway, *, ready: Ready | None = None, reuse_port: bool = False
+) -> None:
     import signal
 
     async def main() -> None:
@@ -71,7 +74,7 @@ def run_until_signalled(gateway: Gateway, *, ready: Ready | None = None) -> None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_gateway(gateway, stop, ready=ready)
+        await run_gateway(gateway, stop, ready=ready, reuse_port=reuse_port)
 
     asyncio.run(main())
 
