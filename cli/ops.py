@@ -1,4 +1,4 @@
-"""Operations: ``db upgrade``, ``schedule run``, ``stats``."""
+"""Operations: ``db upgrade``, ``schedule run``, ``stats``, ``health``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db, name="db")
     app.add_typer(schedule, name="schedule")
     app.command()(stats)
+    app.command()(health)
 
 
 @db.command("upgrade")
@@ -54,3 +55,23 @@ def stats(
         print_table(
             name.replace("_", " ").capitalize(), ["", "tickets"], sorted(figures[name].items())
         )
+
+
+def health(
+    ctx: typer.Context,
+    smtp: Annotated[
+        bool, typer.Option("--smtp", help="also check that the SMTP listener answers")
+    ] = False,
+) -> None:
+    """Readiness for a load balancer or systemd: exit 0 ready, 1 not, with one line."""
+    from cli.errors import fail
+    from mailgate.errors import ConfigError
+    from mailgate.health import check_health
+
+    try:
+        report = check_health(cli_context(ctx).settings, smtp=smtp)
+    except ConfigError as exc:
+        fail(f"unhealthy: {exc}", 1)
+    if not report.ok:
+        fail(report.line, 1)
+    console.print(report.line, markup=False, soft_wrap=True)
