@@ -51,6 +51,7 @@ from mailgate.values import (
 from store.db import Database
 from store.enums import RawOutcome
 from store.errors import StoreUnavailable
+from store.locks import lock_in_order
 from store.lookups import StoreReader
 from store.raw import BlobRef, Blobs
 from store.suspended import mark_released
@@ -146,6 +147,10 @@ class Pipeline:
     def commit(self, batch: Sequence[Prepared]) -> list[Outcome]:
         now = self.clock()
         with self.db.write() as session:
+            # Gateways given the same mail (a secondary MX) take turns here; without it
+            # their batches would meet on the unique dedupe key, wait for each other, and
+            # PostgreSQL would end one batch as a deadlock (451 for all of its mails).
+            lock_in_order(session, (f"delivery:{p.dedupe_key}" for p in batch))
             reader = StoreReader(session)
             outcomes = [self._commit_one(session, reader, prepared, now) for prepared in batch]
         committed = self.clock()

@@ -14,7 +14,8 @@ gateway that gets the lock does the work, the others try again on their next rou
 ``holds(name)`` checks that the lock is really still held (the connection may have been
 cut); a holder calls it before each round of work and stops when it answers False.
 For work that fits in one transaction, ``try_transaction_lock`` is simpler: the lock
-ends with the transaction.
+ends with the transaction. ``lock_in_order`` waits instead, for transactions that must
+not run side by side on the same things (two gateways committing the same mail).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -63,6 +64,27 @@ def try_transaction_lock(session: Session, name: str) -> bool:
         sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(name)}
     ).scalar_one()
     return bool(taken)
+
+
+def lock_in_order(session: Session, names: Iterable[str]) -> None:
+    """Take every lock of ``names`` until the end of the transaction, waiting for each.
+
+    The locks are taken in one global order (by key), before the caller writes anything,
+    so two transactions that need some of the same names queue one behind the other
+    instead of deadlocking. PostgreSQL only; SQLite's write transactions exclude each
+    other already.
+    """
+    keys = sorted({lock_key(name) for name in names})
+    if not keys or session.get_bind().dialect.name != "postgresql":
+        return
+    # A subquery with ORDER BY is never flattened: the locks are taken in sorted order.
+    session.execute(
+        sa.text(
+            "SELECT COUNT(pg_advisory_xact_lock(key)) FROM"
+            " (SELECT unnest(CAST(:keys AS bigint[])) AS key ORDER BY 1) AS ordered"
+        ),
+        {"keys": keys},
+    )
 
 
 class LockKeeper:

@@ -17,29 +17,41 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_serve(
-    config: Path, port: int, *args: str, log_name: str = "serve.log", timeout: float = 60
-) -> subprocess.Popen[bytes]:
-    """Start ``mailgate --config CONFIG serve ARGS`` and wait until ``port`` accepts."""
-    log = (config.parent / log_name).open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "--config", str(config), "serve", *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    log.close()  # the child keeps its own copy of the descriptor
+def spawn_serve(config: Path, *args: str, log_name: str = "serve.log") -> subprocess.Popen[bytes]:
+    """Start ``mailgate --config CONFIG serve ARGS``; its stderr goes to ``log_name``."""
+    with (config.parent / log_name).open("ab") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "--config", str(config), "serve", *args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+def wait_listening(
+    process: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 60
+) -> None:
+    """Wait until ``port`` accepts connections; raises with the log if ``process`` died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process
+                return
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError((config.parent / log_name).read_text()) from None
+                raise RuntimeError(log.read_text()) from None
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"serve did not start: {(config.parent / log_name).read_text()}")
+    raise RuntimeError(f"serve did not start: {log.read_text()}")
+
+
+def start_serve(
+    config: Path, port: int, *args: str, log_name: str = "serve.log", timeout: float = 60
+) -> subprocess.Popen[bytes]:
+    """Start ``mailgate --config CONFIG serve ARGS`` and wait until ``port`` accepts."""
+    process = spawn_serve(config, *args, log_name=log_name)
+    wait_listening(process, port, config.parent / log_name, timeout)
+    return process
 
 
 def worker_pids(parent: int) -> set[int]:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from store.db import Database
-from store.locks import LockKeeper, lock_key, try_transaction_lock
+from store.locks import LockKeeper, lock_in_order, lock_key, try_transaction_lock
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,3 +156,37 @@ def test_transaction_lock_on_sqlite_is_the_write_transaction(sqlite_url: str) ->
 def test_lock_keys_are_stable_signed_64_bit_numbers() -> None:
     assert lock_key("imap:main") == lock_key("imap:main") != lock_key("imap:other")
     assert -(2**63) <= lock_key("imap:main") < 2**63
+
+
+@pytest.mark.postgres
+def test_transactions_locking_the_same_names_queue_instead_of_deadlocking(
+    pg_database: str,
+) -> None:
+    """Two batches holding the same mails in opposite orders: the second waits for the
+    first to commit, whatever order each names them in."""
+    db = Database(pg_database)
+    events: list[str] = []
+    first_holds = threading.Event()
+
+    def first() -> None:
+        with db.write() as session:
+            lock_in_order(session, ["delivery:a", "delivery:b", "delivery:c"])
+            first_holds.set()
+            time.sleep(0.5)
+            events.append("first commits")
+
+    def second() -> None:
+        first_holds.wait(10)
+        with db.write() as session:
+            lock_in_order(session, ["delivery:c", "delivery:b", "delivery:x"])
+            events.append("second holds")
+
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert events == ["first commits", "second holds"]
+    finally:
+        db.dispose()
