@@ -7,11 +7,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from sqlmodel import text
 
 from store.db import Database
 from store.enums import Direction
 from store.errors import InvalidInput
+from store.migrate import alembic_config
 from store.models import Ticket
 from store.tickets import NewMessage, NewTicket, add_message, open_ticket
 from store.views import TicketFilter, list_tickets
@@ -130,3 +133,21 @@ def test_search_finds_the_other_forms_of_a_word(store_url: str, db: Database) ->
     assert _found(db, "plata clientului") == [romanian]
     assert _found(db, "betaling klant") == [dutch]
     assert _found(db, "pagamento cliente") == [portuguese]
+
+
+def test_tickets_of_a_store_upgraded_in_place_are_searchable(store_url: str) -> None:
+    """Migration 0002 builds the documents of the tickets that exist already."""
+    engine = sa.create_engine(store_url)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "base")
+        command.upgrade(alembic_config(connection), "0001")
+    engine.dispose()
+    db = Database(store_url)
+    try:
+        payment = _ticket(db, "Plată eșuată", "Cardul este refuzat.")
+        shipping = _ticket(db, "Colet pierdut", "Curierul nu a venit.")
+        db.upgrade()
+        assert _found(db, "plata cardul") == [payment]
+        assert _found(db, "curierul colet") == [shipping]
+    finally:
+        db.dispose()

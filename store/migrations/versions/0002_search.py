@@ -255,5 +255,5 @@ def _upgrade_sqlite() -> None:
     )
     op.execute(
         "INSERT INTO ticket_search (rowid, document)"
-        f" SELECT id, {_sqlite_document('tickets.id')} FROM tickets"
+        f" SELECT existing.id, {_sqlite_document('existing.id')} FROM tickets AS existing"
     )
