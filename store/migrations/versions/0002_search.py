@@ -1,8 +1,13 @@
-"""full-text search of tickets (hand-written: FTS objects SQLModel cannot express)
+"""full-text search of tickets, and the due-date queue index (hand-written: objects that
+SQLModel cannot express or autogenerate cannot compare)
 
 One search document per ticket: its subject and the text of every message, kept in sync
 by triggers, so every writer (the pipeline, agent actions, bulk loads) keeps it current.
 Queries live in ``store/search.py``.
+
+``ix_tickets_backlog_due`` serves ``tickets list --sort due`` (due first, tickets without a
+due time last): an index on the expression ``due_at IS NULL``, which alembic cannot
+reflect from SQLite and so leaves out of the generated 0001.
 
 - PostgreSQL: ``ticket_search.document`` (tsvector, GIN index), built with one text
   search configuration per ticket language: ``unaccent`` first ("plată" -> "plata"),
@@ -47,7 +52,14 @@ SQLITE_FOLDS = (
 )  # fmt: skip
 
 
+DUE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS ix_tickets_backlog_due"
+    " ON tickets ((due_at IS NULL), due_at, priority_rank, id) WHERE status <> 'closed'"
+)
+
+
 def upgrade() -> None:
+    op.execute(DUE_INDEX)
     if op.get_bind().dialect.name == "postgresql":
         _upgrade_postgresql()
     else:
@@ -55,6 +67,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_tickets_backlog_due")
     if op.get_bind().dialect.name == "postgresql":
         for trigger, table in (
             ("ticket_search_insert", "tickets"),
@@ -127,6 +140,9 @@ def _upgrade_postgresql() -> None:
         """
     )
     op.execute("CREATE INDEX ix_ticket_search_document ON ticket_search USING gin (document)")
+    # The planner estimates how many tickets a word matches from the most common lexemes;
+    # a long list makes rare words look rare (and their plan fast) in a large store.
+    op.execute("ALTER TABLE ticket_search ALTER COLUMN document SET STATISTICS 1000")
     op.execute(
         """
         CREATE FUNCTION mailgate_search_ticket_changed() RETURNS trigger
