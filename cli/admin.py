@@ -20,17 +20,26 @@ def shops_add(
     ctx: typer.Context,
     name: str,
     locale: Annotated[
-        str, typer.Option(help="ro|nl|pt|pl|en: the language of notifications")
-    ] = "en",
+        str | None,
+        typer.Option(
+            help="ro|nl|pt|pl|en: the language of notifications "
+            "(default: chosen per ticket from each mail)"
+        ),
+    ] = None,
     rate: Annotated[float, typer.Option(help="EUR per hour for development requests")] = 0.0,
 ) -> None:
     """Register a shop."""
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
         shop = directory.add_shop(
-            session, name, locale=locale.lower(), rate=rate, now=gateway.clock()
+            session,
+            name,
+            locale=locale.lower() if locale else None,
+            rate=rate,
+            now=gateway.clock(),
         )
-    console.print(f"shop {shop.name!r} added (locale {shop.locale}, {shop.hourly_rate:g} EUR/h)")
+    locale_text = shop.locale or "per mail"
+    console.print(f"shop {shop.name!r} added (locale {locale_text}, {shop.hourly_rate:g} EUR/h)")
 
 
 @shops.command("list")
@@ -47,7 +56,10 @@ def shops_list(
     print_table(
         "Shops",
         ["name", "locale", "EUR/h", "since"],
-        ([s.name, s.locale, f"{s.hourly_rate:g}", short_time(s.created_at)] for s in rows),
+        (
+            [s.name, s.locale or "per mail", f"{s.hourly_rate:g}", short_time(s.created_at)]
+            for s in rows
+        ),
     )
 
 

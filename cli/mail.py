@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from cli.context import cli_context
 from cli.errors import fail
-from cli.render import console, print_json, print_table
+from cli.render import attachment_remarks, console, print_json, print_table
 from mailgate.config import Settings
 from mailgate.sources.exits import EX_TEMPFAIL
 
@@ -37,7 +37,8 @@ def serve(
         ),
     ] = 1,
 ) -> None:
-    """Run the gateway: SMTP listener, outbox dispatcher and timers, until SIGTERM/SIGINT."""
+    """Run the gateway: SMTP listener, IMAP pollers, outbox dispatcher and timers, until
+    SIGTERM/SIGINT."""
     from mailgate.logs import configure_logging
     from mailgate.serve import run_until_signalled
 
@@ -50,9 +51,11 @@ def serve(
     gateway = context.gateway()
 
     def ready(host: str, port: int) -> None:
+        mailboxes = ", ".join(m.name for m in settings.imap)
         console.print(
             f"Mailgate listening on {host}:{port} for {', '.join(settings.smtp.addresses)}; "
-            f"store {settings.store.url}; outbound {settings.outbound.transport}. "
+            + (f"polling IMAP {mailboxes}; " if mailboxes else "")
+            + f"store {settings.store.url}; outbound {settings.outbound.transport}. "
             "Ctrl-C stops."
         )
 
@@ -184,13 +187,16 @@ def _print_report(file: Path, report: dict[str, Any]) -> None:
         "screen",
         "auth",
         "triage",
+        "language",
     ):
         value = report.get(key)
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
         console.print(f"  {key}: {shown}", markup=False)
     for a in report["attachments"]:
         console.print(
-            f"  attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)", markup=False
+            f"  attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)"
+            + attachment_remarks(a.get("status"), a.get("detected_type")),
+            markup=False,
         )
     console.print("  --- new part of the reply ---", markup=False)
     console.print(report["reply_text"], markup=False)

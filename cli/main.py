@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli import admin, mail, ops, queues, tickets
+from cli import admin, mail, mailboxes, ops, queues, relay, tickets
 from cli.context import CliContext, setup_logging
 from cli.errors import GuardedGroup
 
@@ -49,6 +49,8 @@ app.add_typer(admin.users, name="users", help="Registered users of the shops.")
 app.add_typer(admin.agents, name="agents", help="Support agents.")
 app.add_typer(queues.suspended, name="suspended", help="Mails kept but not turned into tickets.")
 app.add_typer(queues.outbox, name="outbox", help="Notifications waiting or failed.")
+app.add_typer(mailboxes.mailboxes, name="mailboxes", help="IMAP mailboxes Mailgate reads.")
+app.add_typer(relay.outbound, name="outbound", help="The way notifications leave.")
 
 
 def main() -> None:

@@ -33,3 +33,13 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
 
 def short_time(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
+
+
+def attachment_remarks(status: str | None, detected_type: str | None) -> str:
+    """What an agent must know about an attachment beyond its name, type and size."""
+    remarks = ""
+    if status == "too_large":
+        remarks += " — too large: not stored, kept in the raw mail only"
+    if detected_type:
+        remarks += f" — the bytes are {detected_type}"
+    return remarks

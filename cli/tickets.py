@@ -12,7 +12,7 @@ import typer
 
 from cli.context import cli_context
 from cli.errors import fail
-from cli.render import console, print_json, print_table, short_time
+from cli.render import attachment_remarks, console, print_json, print_table, short_time
 from mailgate.actions import TicketChanges
 from store.views import SortKey, TicketFilter, list_tickets, ticket_detail
 
@@ -127,7 +127,10 @@ def show(
             console.print(f"[yellow]flags: {', '.join(m.flags)}[/yellow]")
         console.print(m.reply_text or m.body_text, markup=False)
         for a in m.attachments:
-            console.print(f"  📎 {a.filename} ({a.content_type}, {a.size} bytes)", markup=False)
+            remarks = attachment_remarks(a.status, a.detected_type)
+            console.print(
+                f"  📎 {a.filename} ({a.content_type}, {a.size} bytes){remarks}", markup=False
+            )
     if detail.events:
         console.print("\n[bold]history[/bold]")
         for e in detail.events:

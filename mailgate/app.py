@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from email.utils import parseaddr
+from pathlib import Path
 
 from mailgate.actions import AgentActions
 from mailgate.addresses import OurAddresses
@@ -16,12 +17,14 @@ from mailgate.apply import Applier
 from mailgate.clock import Clock, utc_now
 from mailgate.committer import GroupCommitter
 from mailgate.config import Settings
+from mailgate.errors import ConfigError
 from mailgate.notifications import Notifier
 from mailgate.outbound.compose import Composer
 from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.outbound.transports import Transport, transport_from_settings
 from mailgate.pipeline import Pipeline
 from mailgate.screen import OwnMail
+from mailgate.sources.imap import ImapPoller
 from mailgate.triage import TriageRules
 from store.db import Database
 from store.dbblobs import DatabaseBlobStore
@@ -52,6 +55,10 @@ class Gateway:
         self._committers.append(committer)
         return committer
 
+    def imap_pollers(self) -> list[ImapPoller]:
+        """One poller per configured ``[[imap]]`` mailbox (not started)."""
+        return [ImapPoller(m, self.pipeline, self.db, self.clock) for m in self.settings.imap]
+
     def close(self) -> None:
         for committer in self._committers:
             committer.stop()
@@ -66,16 +73,17 @@ def build_gateway(
     transport: Transport | None = None,
     upgrade: bool = True,
 ) -> Gateway:
+    override_dir = _override_dir(settings)  # before anything is opened that needs closing
     db = Database(settings.store.url, busy_timeout_ms=settings.store.busy_timeout_ms)
     if upgrade:
         db.upgrade()
     secret = _secret(settings, db)
     ours = OurAddresses.of(settings.smtp.addresses)
     from_address = parseaddr(settings.outbound.from_)[1].lower()
-    composer = Composer(settings.outbound, secret, clock)
+    composer = Composer(settings.outbound, secret, clock, override_dir=override_dir)
     notifier = Notifier(composer, ours, from_address)
     actions = AgentActions(notifier, settings.workflow.sectors)
-    applier = Applier(notifier, actions, settings.workflow.sectors[0])
+    applier = Applier(notifier, actions, settings.workflow.sectors[0], settings.attachments)
     domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
     own = OwnMail(
         addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
@@ -91,6 +99,7 @@ def build_gateway(
         rules=TriageRules.load(),
         applier=applier,
         clock=clock,
+        attachment_limits=settings.attachments,
     )
     transport = transport or transport_from_settings(settings.outbound)
     dispatcher = Dispatcher(
@@ -118,6 +127,18 @@ def _blob_stores(settings: Settings, db: Database) -> tuple[Blobs, Blobs]:
         in_db = DatabaseBlobStore(db)
         return in_db, in_db
     return BlobStore(settings.store.raw, suffix=".eml"), BlobStore(settings.store.attachments)
+
+
+def _override_dir(settings: Settings) -> Path | None:
+    """The admins' template folder; a configured one that is missing is a config error."""
+    configured = settings.templates.override_dir
+    if not configured:
+        return None
+    folder = Path(configured)
+    if not folder.is_dir():
+        # Said at start-up: otherwise every mail would quietly use the built-in templates.
+        raise ConfigError(f"templates.override_dir is not a folder: {folder}")
+    return folder
 
 
 def _secret(settings: Settings, db: Database) -> bytes:

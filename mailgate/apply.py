@@ -14,7 +14,11 @@ from datetime import datetime
 from sqlmodel import Session
 
 from mailgate.actions import AgentActions, TicketChanges
+from mailgate.attachments import has_too_large, too_large_context
+from mailgate.config import AttachmentSettings
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
+from mailgate.delivery_failures import find_returned_mail, record_delivery_failure
+from mailgate.language import choose_language
 from mailgate.notifications import Notifier
 from mailgate.threader import TICKET_TAG
 from mailgate.values import (
@@ -27,6 +31,7 @@ from mailgate.values import (
     Sender,
     SenderKind,
     ThreadDecision,
+    Verdict,
 )
 from store.enums import Direction, ParticipantRole, RawOutcome, Status
 from store.lifecycle import REOPENED_BY_MERCHANT, change_status
@@ -42,6 +47,7 @@ from store.tickets import (
     open_ticket,
     record_raw,
     suspend,
+    thread_ids,
 )
 from store.tickets import NewTicket as NewTicketValues  # the disposition has the short name
 
@@ -96,6 +102,7 @@ class Applier:
     notifier: Notifier
     actions: AgentActions
     default_sector: str
+    attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
 
     def apply(
         self,
@@ -107,7 +114,7 @@ class Applier:
     ) -> Outcome:
         match disposition:
             case Suspend(reason, detail, ticket_id):
-                return self._suspend(session, facts, reason, detail, ticket_id, now)
+                return self._suspend(session, facts, Suspend(reason, detail, ticket_id), now)
             case NewTicket(thread):
                 return self._new_ticket(session, facts, thread, now, shop_locale)
             case Reply(ticket_id, thread):
@@ -117,18 +124,16 @@ class Applier:
         raise AssertionError(f"unknown disposition {disposition!r}")
 
     # --- the four outcomes ----------------------------------------------------------
-    def _suspend(
-        self,
-        session: Session,
-        facts: MailFacts,
-        reason: str,
-        detail: str,
-        ticket_id: int | None,
-        now: datetime,
-    ) -> Outcome:
+    def _suspend(self, session: Session, facts: MailFacts, held: Suspend, now: datetime) -> Outcome:
+        reason, detail, ticket_id = held.reason, held.detail, held.ticket_id
+        returned = None
+        if reason == Verdict.BOUNCE.value and ticket_id is None:
+            # One of our own mails came back: the bounce belongs to that mail's ticket.
+            returned = find_returned_mail(session, facts.mail, self.notifier.composer)
+            ticket_id = returned.ticket_id if returned is not None else None
         raw = record_raw(session, _raw_of(facts), RawOutcome.SUSPENDED, ticket_id=ticket_id)
         assert raw.id is not None
-        suspend(
+        row = suspend(
             session,
             raw_id=raw.id,
             reason=reason,
@@ -138,6 +143,9 @@ class Applier:
             now=now,
             ticket_id=ticket_id,
         )
+        if returned is not None:
+            assert row.id is not None
+            record_delivery_failure(session, returned, reason=detail, suspended_id=row.id, now=now)
         return Outcome("suspended", raw.id, ticket_id, reason=reason)
 
     def _new_ticket(
@@ -150,6 +158,12 @@ class Applier:
     ) -> Outcome:
         mail, sender, triage = facts.mail, facts.sender, facts.instructions.triage
         assert sender.address is not None
+        language = choose_language(
+            shop_locale=shop_locale,
+            content_language=mail.content_language,
+            subject=mail.subject,
+            text=mail.reply_text or mail.body_text,
+        )
         ticket = open_ticket(
             session,
             NewTicketValues(
@@ -163,13 +177,21 @@ class Applier:
                 type=triage.type or "question",
                 sector=triage.sector or self.default_sector,
                 priority=triage.priority or "normal",
-                language=shop_locale or "en",
+                language=language.language,
                 follow_up_of=thread.follow_up_of,
             ),
             actor=sender.address,
             now=now,
         )
         assert ticket.id is not None
+        audit(
+            session,
+            ticket.id,
+            actor="gateway",
+            action="language",
+            now=now,
+            detail=language.describe(),
+        )
         if triage.reasons:
             audit(
                 session,
@@ -189,7 +211,11 @@ class Applier:
             ticket,
             "ack",
             now=now,
-            extra={"follow_up_of": thread.follow_up_of, "peak": False},
+            extra={
+                "follow_up_of": thread.follow_up_of,
+                "peak": False,
+                **too_large_context(facts.attachments, self.attachment_limits),
+            },
         )
         assert raw.id is not None
         return Outcome("ticket_created", raw.id, ticket.id, message.id)
@@ -211,6 +237,8 @@ class Applier:
         )
         if sender.kind is not SenderKind.AGENT:
             self._add_copied(session, ticket, facts.mail)
+            if has_too_large(facts.attachments):
+                self._tell_attachments_too_large(session, ticket, facts, now)
             if Status(ticket.status) in REOPENED_BY_MERCHANT:
                 change_status(
                     session, ticket, Status.OPEN, actor=f"merchant:{sender.address}", now=now
@@ -280,6 +308,24 @@ class Applier:
                 evidence=evidence,
             )
         return Outcome("message_added", raw.id, ticket_id, message.id)
+
+    def _tell_attachments_too_large(
+        self, session: Session, ticket: Ticket, facts: MailFacts, now: datetime
+    ) -> None:
+        # Told at once, and only the sender: they can send a link today instead of
+        # waiting for an agent to ask for a file that never arrived.
+        assert ticket.id is not None and facts.sender.address is not None
+        in_reply_to, references = thread_ids(session, ticket.id)
+        self.notifier.enqueue(
+            session,
+            ticket,
+            "attachments_too_large",
+            to=(facts.sender.address,),
+            now=now,
+            extra=too_large_context(facts.attachments, self.attachment_limits),
+            in_reply_to=in_reply_to,
+            references=references,
+        )
 
     def _add_copied(self, session: Session, ticket: Ticket, mail: ParsedMail) -> None:
         assert ticket.id is not None

@@ -50,9 +50,8 @@ _NOT_ASCII_COMPATIBLE = frozenset(
     {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-7", "hz"}
 )
 
-# The single-byte Latin charsets our merchants' mail really comes in. When the declared
-# one reads badly, these are tried in this order (ties go to the earlier one):
-# windows-1250 before the ISO sets because Windows clients write most of that mail.
+# Labels a guess may overrule when their reading looks wrong: the single-byte Latin
+# charsets (misapplied to each other all the time) and UTF-8 whose bytes are broken.
 _LATIN_FAMILY = frozenset(
     {
         "cp1252",
@@ -71,6 +70,8 @@ _LATIN_FAMILY = frozenset(
         "utf-8",
     }
 )
+# The charsets our merchants' mail really comes in, tried in this order (a tie goes to
+# the earlier one): windows-1250 before the ISO sets, as Windows clients write most of it.
 _GUESSES = ("cp1252", "cp1250", "iso8859-2", "iso8859-16")
 
 _UTF8_BOM = b"\xef\xbb\xbf"

@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -103,7 +104,10 @@ class OutboundSettings(Section):
 
 
 class ImapSettings(Section):
-    name: str = Field(description="short name of the mailbox, used by the CLI")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$",
+        description="short name of the mailbox, used by the CLI (letters, digits, - and _)",
+    )
     host: str = Field(description="IMAP server")
     port: int = Field(993, description="IMAP port")
     user: str = Field(description="login")
@@ -115,7 +119,25 @@ class ImapSettings(Section):
     processed_folder: str = Field("Processed", description="where mails go once committed")
     poll_interval: float = Field(60.0, description="seconds between polls without IDLE")
     idle: bool = Field(True, description="use IDLE when the server offers it")
-    batch_size: int = Field(50, description="mails fetched per round")
+    batch_size: int = Field(50, ge=1, description="mails fetched per round")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_not_here(cls, values: Any) -> Any:
+        # A password in the config file ends up in backups, diffs and support tickets.
+        if isinstance(values, dict) and "password" in values:
+            raise ValueError(
+                "passwords are not read from the config file: use password_env or password_file"
+            )
+        return values
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> ImapSettings:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError(
+                f"mailbox {self.name!r}: set exactly one of password_env, password_file"
+            )
+        return self
 
 
 class AuthSettings(Section):
@@ -158,6 +180,29 @@ class LogSettings(Section):
     )
 
 
+class AttachmentSettings(Section):
+    max_size: int = Field(
+        10_485_760,
+        gt=0,
+        description="bytes per attachment; a larger one stays in the raw mail only, is listed "
+        "as too large, and the sender is told",
+    )
+    max_total_size: int = Field(
+        20_971_520,
+        gt=0,
+        description="bytes of attachments kept per mail, in the order they come; the rest "
+        "are listed as too large",
+    )
+
+
+class TemplateSettings(Section):
+    override_dir: str | None = Field(
+        None,
+        description="folder of edited templates (<lang>/<kind>.txt.j2 and .html.j2): a file "
+        "there replaces the built-in one of the same name",
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration tree."""
 
@@ -177,6 +222,17 @@ class Settings(BaseSettings):
     workflow: WorkflowSettings = WorkflowSettings()
     sla: SlaSettings = SlaSettings()
     log: LogSettings = LogSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
+    templates: TemplateSettings = TemplateSettings()
+
+    @field_validator("imap")
+    @classmethod
+    def _unique_mailbox_names(cls, value: tuple[ImapSettings, ...]) -> tuple[ImapSettings, ...]:
+        names = [mailbox.name.lower() for mailbox in value]
+        doubles = sorted({name for name in names if names.count(name) > 1})
+        if doubles:
+            raise ValueError(f"mailbox names must be unique: {', '.join(doubles)}")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -188,10 +244,21 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         path = _CONFIG_PATH_FOR_LOAD.get("path")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvWithoutMailboxes(cls)]
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+class _EnvWithoutMailboxes(EnvSettingsSource):
+    """The environment, except ``MAILGATE_IMAP_*``: mailboxes are a list that only the file
+    can hold, and ``MAILGATE_IMAP_<NAME>_PASSWORD`` is where their passwords live — read
+    as the ``imap`` key, such a variable would replace every configured mailbox."""
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        values.pop("imap", None)
+        return values
 
 
 # pydantic-settings builds sources from the class; this hands it the file chosen at load time.
@@ -222,7 +289,8 @@ def load_settings(explicit: str | Path | None = None, **overrides: Any) -> Setti
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"bad configuration at {where}: {first['msg']}") from exc
+        message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for our checks
+        raise ConfigError(f"bad configuration at {where}: {message}") from exc
     except (OSError, ValueError) as exc:  # TOML syntax errors are ValueErrors
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     finally:

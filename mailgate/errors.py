@@ -4,7 +4,9 @@
     ├── ConfigError(MailgateError, ValueError)      bad or missing configuration
     ├── ParseFailure(MailgateError, ValueError)     bytes no parser could read (suspended)
     ├── RejectedMail(MailgateError, ValueError)     policy rejection: 554 / exit 65
-    └── TransportError(MailgateError, ConnectionError)   an outbound send failed (retried)
+    ├── TransportError(MailgateError, ConnectionError)   an outbound send failed (retried)
+    └── MailboxError(MailgateError, ConnectionError)     an IMAP mailbox cannot be used now
+                                                         (.mailbox, .kind: dns, tls, ...)
 
 Store failures come from ``store.errors`` (``StoreUnavailable`` means: answer 451 / exit 75).
 Expected outcomes (a suspended mail, a duplicate) are values, never exceptions.
@@ -35,3 +37,16 @@ class TransportError(MailgateError, ConnectionError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class MailboxError(MailgateError, ConnectionError):
+    """An IMAP mailbox cannot be reached or used; the message is one line fit for an admin.
+
+    ``kind`` says what went wrong: ``dns``, ``connect``, ``tls``, ``login``, ``password``,
+    ``folder`` or ``protocol``. The poller retries with backoff whatever the kind.
+    """
+
+    def __init__(self, mailbox: str, kind: str, message: str) -> None:
+        super().__init__(f"mailbox {mailbox}: {message}")
+        self.mailbox = mailbox
+        self.kind = kind

@@ -5,12 +5,13 @@ the pipeline used.
 
 from __future__ import annotations
 
-import hashlib
 from email.utils import parseaddr
 from typing import Any
 
+from mailgate.attachments import assess_attachments
 from mailgate.auth import authenticate
 from mailgate.config import Settings
+from mailgate.language import choose_language
 from mailgate.parse import parse_mail
 from mailgate.screen import OwnMail, screen
 from mailgate.triage import TriageRules, triage
@@ -28,6 +29,12 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
     )
     screened = screen(mail, Envelope(), own)
     auth = authenticate(raw, mail, settings.auth)
+    language = choose_language(
+        shop_locale=None,  # the sender's shop is not looked up: parse reads no store
+        content_language=mail.content_language,
+        subject=mail.subject,
+        text=mail.reply_text or mail.body_text,
+    )
     suggestion = triage(mail.subject, mail.reply_text or mail.body_text, TriageRules.load())
     return {
         "from_address": mail.from_address,
@@ -46,10 +53,12 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
                 "filename": a.filename,
                 "content_type": a.content_type,
                 "size": a.size,
-                "sha256": hashlib.sha256(a.content).hexdigest(),
+                "sha256": a.sha256,
                 "inline": a.inline,
+                "status": a.status.value,  # what the pipeline would do under these limits
+                "detected_type": a.detected_type,
             }
-            for a in mail.attachments
+            for a in assess_attachments(mail.attachments, settings.attachments)
         ],
         "screen": {"verdict": screened.verdict.value, "reason": screened.reason},
         "auth": {
@@ -59,6 +68,7 @@ def explain_mail(raw: bytes, settings: Settings) -> dict[str, Any]:
             "source": auth.source,
             "reason": auth.reason,
         },
+        "language": {"code": language.language, "source": language.source},
         "triage": {
             "type": suggestion.type,
             "sector": suggestion.sector,

@@ -8,6 +8,8 @@ that hides the file, Windows device names, or enough bytes to overflow NAME_MAX.
 
 from __future__ import annotations
 
+import contextlib
+import mimetypes
 import re
 import unicodedata
 from urllib.parse import unquote_to_bytes
@@ -27,6 +29,42 @@ _WHITESPACE = re.compile(r"\s+")
 # Controls, format characters (bidi overrides, zero-width), surrogates, private use and
 # unassigned code points: none of them belongs in a name a person reads.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_FALLBACK_NAMES = {
+    "message/rfc822": "message.eml",
+    "message/delivery-status": "delivery-status.txt",
+    "message/disposition-notification": "disposition-notification.txt",
+    "text/rfc822-headers": "headers.txt",
+    "text/plain": "attachment.txt",
+    "text/html": "attachment.html",
+    "text/calendar": "invite.ics",
+    "text/csv": "attachment.csv",
+    "text/x-vcard": "contact.vcf",
+    "text/vcard": "contact.vcf",
+    "image/png": "image.png",
+    "image/jpeg": "image.jpg",
+    "image/jpg": "image.jpg",
+    "image/gif": "image.gif",
+    "image/webp": "image.webp",
+    "image/bmp": "image.bmp",
+    "image/tiff": "image.tiff",
+    "image/heic": "image.heic",
+    "image/svg+xml": "image.svg",
+    "application/pdf": "attachment.pdf",
+    "application/zip": "attachment.zip",
+    "application/pgp-signature": "signature.asc",
+    "application/pgp-encrypted": "pgp-version.txt",
+    "application/pkcs7-signature": "smime.p7s",
+    "application/x-pkcs7-signature": "smime.p7s",
+    "application/pkcs7-mime": "smime.p7m",
+    "application/ms-tnef": "winmail.dat",
+    "application/vnd.ms-tnef": "winmail.dat",
+    "application/msword": "attachment.doc",
+    "application/vnd.ms-excel": "attachment.xls",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "attachment.docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "attachment.xlsx",
+    "application/json": "attachment.json",
+    "application/xml": "attachment.xml",
+}
 _WINDOWS_DEVICES = frozenset(
     {"con", "prn", "aux", "nul", "clock$"}
     | {f"com{digit}" for digit in range(10)}
@@ -51,6 +89,16 @@ def safe_filename(name: str | None, fallback: str, taken: set[str]) -> str:
     return unique
 
 
+def fallback_name(content_type: str) -> str:
+    """A name for an attachment sent without one, from its type ("image.png")."""
+    if content_type in _FALLBACK_NAMES:
+        return _FALLBACK_NAMES[content_type]
+    # mimetypes reads the system's tables, which differ between machines: the common
+    # types are in the table above so a name does not depend on where Mailgate runs.
+    extension = mimetypes.guess_extension(content_type, strict=False)
+    return f"attachment{extension}" if extension else "attachment.bin"
+
+
 def _cleaned(name: str) -> str:
     name = _decoded(name)
     # Both separators, on every OS: a name built on Windows may use either.
@@ -63,7 +111,7 @@ def _cleaned(name: str) -> str:
     )
     name = _WINDOWS_RESERVED.sub("_", _WHITESPACE.sub(" ", name))
     # No hidden files, and no names Windows silently changes (trailing dots and spaces).
-    name = name.strip(" ").lstrip(".").rstrip(". ").strip()
+    name = name.strip().lstrip(". ").rstrip(". ")
     stem = name.split(".")[0].strip().lower()
     if stem in _WINDOWS_DEVICES:
         name = "_" + name
@@ -78,7 +126,9 @@ def _decoded(name: str) -> str:
     if "=?" in name:
         name = decode_encoded_words(name)
     if any("\udc80" <= char <= "\udcff" for char in name):  # raw 8-bit bytes
-        name = decode_text(name.encode("utf-8", "surrogateescape")).text
+        # With other lone surrogates too it cannot be encoded: they are dropped below.
+        with contextlib.suppress(UnicodeEncodeError):
+            name = decode_text(name.encode("utf-8", "surrogateescape")).text
     return name
 
 

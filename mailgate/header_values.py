@@ -39,7 +39,8 @@ _SIMPLE_ADDRESS = re.compile(
     )\s*(?:,|$)""",
     re.VERBOSE,
 )
-_ADDR_SPEC = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[A-Za-z0-9.\-\[\]:_]+$")
+# What an address must look like to be used (internationalised domains included).
+_ADDR_SPEC = re.compile(r"^(?:\"[^\"\\\r\n]{1,64}\"|[^@\s<>()\[\]\\,;:\"]+)@[\w.\-\[\]:]+$")
 
 
 def unicode_value(raw: str) -> str:
@@ -47,15 +48,17 @@ def unicode_value(raw: str) -> str:
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
-        data = raw.encode("ascii", "surrogateescape")
-        return decode_text(data).text
+        return decode_text(raw.encode("utf-8", "surrogateescape")).text
     return raw
 
 
 def decode_header_value(raw: str) -> str:
     """A header value as a reader sees it: unfolded, encoded words decoded, one line."""
-    if raw.isascii() and "=?" not in raw and "\n" not in raw and "\r" not in raw:
-        return _CONTROL.sub(" ", raw).strip()
+    if raw.isascii() and "=?" not in raw:
+        if raw.isprintable():  # the common case: nothing to unfold, decode or clean
+            return raw.strip()
+        if "\n" not in raw and "\r" not in raw:
+            return _CONTROL.sub(" ", raw).strip()
     text = _FOLD.sub("", unicode_value(raw))
     text = _LINE_BREAKS.sub(" ", text)
     if "=?" in text:

@@ -1,12 +1,13 @@
 """Stage 3, parse: raw bytes → ``ParsedMail`` (addresses, subject, text, reply, attachments).
 
 The MIME tree is read by the stdlib's compat32 parser, exactly as mail-parser's
-``MailParser.from_bytes`` reads it; mail-parser's hardened address and date readers
-handle the values our fast paths do not. mail-parser's full ``parse()`` is not run: it
-parses every Received header, decodes every header twice and builds JSON views we never
-use (0.9 ms for a 5 KB mail against our 0.3 ms), and it drops bytes its charset cannot
-read, where we guess the charset a human would. Nothing here writes, and nothing raises
-but ``ParseFailure`` for bytes that hold no mail at all.
+``MailParser.from_bytes`` reads it (``mime_reader``); mail-parser's hardened address and
+date readers handle the values our fast paths do not, and its recovery of parts lost
+in an epilogue is reproduced. mail-parser's full ``parse()`` is not run: it parses every
+Received header, decodes every header twice and builds JSON views we never use, which
+costs more than all of ``parse_mail`` (see bench/parse_speed.py), and it drops bytes its
+charset cannot read, where we guess the charset a human would. Nothing here writes, and
+nothing raises but ``ParseFailure`` for bytes that hold no mail at all.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from mailgate.header_values import (
 )
 from mailgate.html_text import html_to_text
 from mailgate.mime_parts import MailParts, read_parts
-from mailgate.mime_reader import read_message
+from mailgate.mime_reader import ReadMessage, read_message
 from mailgate.quoting import extract_reply
 from mailgate.values import ParsedMail
 
@@ -64,7 +65,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         raise ParseFailure("the message is empty")
     try:
         read = read_message(raw)
-        parts = _read_parts(read.message, read.flat, read.defects)
+        parts = _read_parts(read, read.defects)
         return _parsed(raw, read.message, parts, read.defects)
     except Exception as error:
         # A bug or an input the stdlib chokes on must not lose the mail: keep it as
@@ -72,9 +73,9 @@ def parse_mail(raw: bytes) -> ParsedMail:
         return _unreadable(raw, f"parser-error:{type(error).__name__}")
 
 
-def _read_parts(message: Message, flat: bool, defects: list[str]) -> MailParts:
-    if flat:
-        body = message.get_payload()
+def _read_parts(read: ReadMessage, defects: list[str]) -> MailParts:
+    if read.flat:
+        body = read.message.get_payload()
         text = (
             decode_text(body.encode("utf-8", "surrogateescape")).text
             if isinstance(body, str)
@@ -82,7 +83,7 @@ def _read_parts(message: Message, flat: bool, defects: list[str]) -> MailParts:
         )
         return MailParts(plain=[text.replace("\x00", "")])
     try:
-        parts = read_parts(message)
+        parts = read_parts(read.message, read.set_aside)
     except RecursionError:
         defects.append("nesting-too-deep")
         parts = MailParts()
@@ -195,7 +196,7 @@ def content_digest(raw: bytes) -> str:
     The same mail delivered through two MX hosts (each adding Received,
     Authentication-Results, X-Spam-… headers) gives the same digest.
     """
-    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in raw else raw
     if data.startswith(b"From "):  # an mbox envelope line, not part of the mail
         data = data.partition(b"\n")[2]
     head, _, body = data.partition(b"\n\n")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -26,8 +26,9 @@ from sqlmodel import Session
 
 from mailgate.addresses import OurAddresses
 from mailgate.apply import Applier, MailFacts, Outcome, new_raw
+from mailgate.attachments import keep_attachments
 from mailgate.auth import authenticate
-from mailgate.config import AuthSettings
+from mailgate.config import AttachmentSettings, AuthSettings
 from mailgate.decide import decide
 from mailgate.identify import identify
 from mailgate.interpret import interpret
@@ -85,6 +86,7 @@ class Pipeline:
     rules: TriageRules
     applier: Applier
     clock: Callable[[], datetime]
+    attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
 
     def process(self, arrival: Arrival) -> Outcome:
         """Run every stage for one mail and commit it; raises ``StoreUnavailable``."""
@@ -121,6 +123,14 @@ class Pipeline:
             )
             return self._commit_one(session, StoreReader(session), prepared, now)
 
+    def suspend_unprocessed(self, arrival: Arrival, why: str) -> Outcome:
+        """Keep a mail as suspended ``processing_error`` without running a stage on it.
+
+        For a mail that crashed the process on each of its last tries (the IMAP poller's
+        attempt count). Raises ``StoreUnavailable``.
+        """
+        return self.commit([_failed(arrival, self.raws.keep(arrival.raw), why)])[0]
+
     # --- stages 2-5a: no database ---------------------------------------------------
     def prepare(self, arrival: Arrival) -> Prepared:
         raw = self.raws.keep(arrival.raw)  # StoreUnavailable: nothing kept, answer 451
@@ -128,13 +138,7 @@ class Pipeline:
             mail = parse_mail(arrival.raw)
             screened = screen(mail, arrival.envelope, self.own)
             auth = authenticate(arrival.raw, mail, self.auth_policy)
-            attachments = tuple(
-                NewAttachment(
-                    a.filename, a.content_type, ref.size, ref.sha256, a.content_id, a.inline
-                )
-                for a in mail.attachments
-                for ref in (self.blobs.keep(a.content),)
-            )
+            attachments = keep_attachments(mail.attachments, self.blobs, self.attachment_limits)
         except StoreUnavailable:
             raise
         except Exception as exc:  # a bug must not lose the mail: suspend it instead

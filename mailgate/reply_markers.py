@@ -11,6 +11,7 @@ Scandinavian, Czech, CJK), so a quote from a foreign correspondent is still reco
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from mailparser_reply.constants import MAIL_LANGUAGES
 
@@ -26,6 +27,7 @@ _CLOSER_FIRST = re.compile(rf"^(?:{_CLOSERS})\b", re.I)
 _ATTRIBUTION_VERB = re.compile(
     r"\b(?:schreef|schrieb|escreveu\s+no\s+dia|wrote\s+on)\b.{0,200}:\s*$", re.I
 )
+_VERBS_BEFORE_NAME = ("schreef", "schrieb", "escreveu", "wrote")
 _ATTRIBUTION_START = re.compile(
     r"^(?:-+\s*)?(?:On|Op|Em|În|In|Pe|La|W\s+dniu|Dnia|Am|Le|El|Il)\s", re.I
 )
@@ -47,7 +49,11 @@ _LONGEST_ATTRIBUTION = 400
 # An attribution no pattern knows, recognised by shape when a quote follows it:
 # "26.06.2014, 14:41, "Alexander L" <abc@example.com>:".
 _DATE_OR_TIME = re.compile(r"\d{1,2}:\d{2}|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\b(?:19|20)\d{2}\b")
-_EMAIL = re.compile(r"[^\s<>()\"]+@[^\s<>()\"]+\.[A-Za-z]{2,}")
+# Addresses are looked for token by token: one regex searching a long line for "x@y.z"
+# backtracks over every start position (quadratic on a 300-character line).
+_TOKEN_SEPARATORS = re.compile(r"[\s<>()\"',;:\[\]]+")
+_ADDRESS = re.compile(r"[^@]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})*\.[A-Za-z]{2,}\.?")
+_CLOSING_WORDS = 48  # the verb and the colon sit in a line's last characters
 
 # Header fields of a quoted message, per language: (from-like, other).
 _FROM_FIELDS = r"From|De|De\s+la|Van|Od|Von|Da|Från|Fra|От|Från|发件人"
@@ -61,11 +67,15 @@ _FIELD_LINE = re.compile(
     rf"^\s*\*{{0,2}}(?:(?P<from>{_FROM_FIELDS})|(?P<other>{_OTHER_FIELDS}))\s*\*{{0,2}}\s*:",
     re.I,
 )
-# The same, found in a whole text at once: it matches the newline before such a line.
-FIELD_OR_SEPARATOR_LINE = re.compile(
-    rf"\n(?=[ \t]*\*{{0,2}}(?:{_FROM_FIELDS}|{_OTHER_FIELDS})[ \t]*\*{{0,2}}[ \t]*:"
-    r"|[ \t]*[-_=*~]{2}|[ \t]*(?:Begin|In[íi]cio|Pocz[ąa]tek|Începutul))",
-    re.I,
+# Anchors of history, found in a whole text at once (each matches the newline before
+# its line): a From-like field line (header blocks are grown around it), or a line
+# that may be a separator. Case-sensitive on purpose: a case-blind alternation this
+# long costs more than the rest of the reply extraction together.
+FROM_FIELD_LINE = re.compile(
+    rf"\n[ \t]*\*{{0,2}}(?:{_FROM_FIELDS}|FROM|DE|VAN|OD)[ \t]*\*{{0,2}}[ \t]*:"
+)
+SEPARATOR_LINE = re.compile(
+    r"\n(?=[ \t]*[-_=*~]{2}|[ \t]*(?:Begin|In[íi]cio|Pocz[ąa]tek|Începutul))"
 )
 
 # "-----Original Message-----", forward separators, Apple's "Begin forwarded message:".
@@ -129,22 +139,39 @@ def is_quoted(line: str) -> bool:
     return line.startswith(">")
 
 
+@lru_cache(maxsize=4096)  # a line is tested while joining wrapped lines and again after
 def is_attribution(line: str) -> bool:
     """An attribution line in a language we know: "On 1 Mar 2011, Bob <b@x> wrote:"."""
     text = line.strip()
     if not text.endswith(":") or len(text) > _LONGEST_ATTRIBUTION:
         return False
-    if _ATTRIBUTION_END.search(text) or _ATTRIBUTION_VERB.search(text):
+    tail = max(0, len(text) - _CLOSING_WORDS)
+    lowered = text.lower()
+    has_verb = any(verb in lowered for verb in _VERBS_BEFORE_NAME) and bool(
+        _ATTRIBUTION_VERB.search(text)
+    )
+    if has_verb or _ATTRIBUTION_END.search(text, tail):
         return _EVIDENCE.search(text) is not None or _ATTRIBUTION_START.match(text) is not None
     return _FOREIGN_ATTRIBUTION.match(text) is not None
 
 
+@lru_cache(maxsize=4096)
 def looks_like_attribution(line: str) -> bool:
     """A line shaped like an attribution (date or address, ends with a colon), any language."""
     text = line.strip()
     if not text.endswith(":") or len(text) > _LONGEST_ATTRIBUTION:
         return False
-    return _EMAIL.search(text) is not None or _DATE_OR_TIME.search(text) is not None
+    return _has_address(text) or _DATE_OR_TIME.search(text) is not None
+
+
+def _has_address(text: str) -> bool:
+    if "@" not in text:
+        return False
+    return any(
+        _ADDRESS.fullmatch(token)
+        for token in _TOKEN_SEPARATORS.split(text)
+        if "@" in token and len(token) <= 320
+    )
 
 
 def starts_with_closer(text: str) -> bool:
@@ -163,7 +190,7 @@ def field_name(line: str) -> tuple[str, bool] | None:
 
 
 def is_history_separator(line: str) -> bool:
-    """ "-----Original Message-----", a forward separator, or "Begin forwarded message:"."""
+    """A history separator: "-----Original Message-----", a forward rule, "Begin forwarded…"."""
     return len(line) < 120 and _HISTORY_SEPARATOR.match(line) is not None
 
 
@@ -173,7 +200,7 @@ def is_strong_delimiter(line: str) -> bool:
 
 
 def is_weak_delimiter(line: str) -> bool:
-    """ "-Name", "--Name", "-- text": a signature start only when what it opens is short."""
+    """A weak signature start ("-Name", "-- text"): one only when what it opens is short."""
     return _WEAK_DELIMITER.match(line) is not None
 
 
@@ -188,7 +215,7 @@ def is_separator(line: str) -> bool:
 
 
 def is_device_signature(line: str) -> bool:
-    """ "Sent from my iPhone" and its translations: a phone's signature with a possessive."""
+    """A phone's signature with a possessive: "Sent from my iPhone" and its translations."""
     return len(line) < 100 and _DEVICE_SIGNATURE.match(line) is not None
 
 

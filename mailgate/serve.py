@@ -1,11 +1,13 @@
 """``mailgate serve``: the SMTP listener, the outbox dispatcher and the periodic jobs,
-in one asyncio loop until asked to stop (SIGTERM/SIGINT), finishing mails in flight.
+in one asyncio loop until asked to stop (SIGTERM/SIGINT), finishing mails in flight;
+beside it one thread per IMAP mailbox (imapclient blocks), each failing on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,7 +32,12 @@ async def run_gateway(
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
     committer = gateway.committer()
     handler = SmtpHandler(
-        gateway.pipeline, committer, gateway.ours, settings.smtp, executor, gateway.clock
+        pipeline=gateway.pipeline,
+        committer=committer,
+        ours=gateway.ours,
+        settings=settings.smtp,
+        executor=executor,
+        clock=gateway.clock,
     )
     listener = SmtpListener(handler, settings.smtp, reuse_port=reuse_port)
     host, port = await listener.start()
@@ -39,11 +46,16 @@ async def run_gateway(
     loops = [
         asyncio.create_task(_every(dispatch_interval, "outbox", gateway.dispatcher.run_once)),
     ]
+    stop_polling = threading.Event()
+    pollers = _start_pollers(gateway, stop_polling)
     try:
         await stop.wait()
     finally:
         log.info("stopping: finishing mails in flight")
+        stop_polling.set()
         await listener.stop()
+        # A poller finishes the mail in hand (commit, then move) before it returns.
+        await asyncio.get_running_loop().run_in_executor(None, _join, pollers)
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -62,6 +74,24 @@ async def _every(interval: float, name: str, job: Callable[[], object]) -> None:
         except Exception:
             log.exception("%s job failed; will retry", name)
         await asyncio.sleep(interval)
+
+
+def _start_pollers(gateway: Gateway, stop: threading.Event) -> list[threading.Thread]:
+    threads = []
+    for poller in gateway.imap_pollers():
+        thread = threading.Thread(
+            target=poller.run, args=(stop,), name=f"imap-{poller.name}", daemon=True
+        )
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def _join(threads: list[threading.Thread], timeout: float = 60.0) -> None:
+    for thread in threads:
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("%s did not stop within %.0f s", thread.name, timeout)
 
 
 def run_until_signalled(

@@ -25,11 +25,13 @@ def normalize_address(email: str) -> str:
     return address
 
 
-def add_shop(session: Session, name: str, *, locale: str, rate: float, now: datetime) -> Shop:
+def add_shop(
+    session: Session, name: str, *, locale: str | None, rate: float, now: datetime
+) -> Shop:
     name = name.strip()
     if not name:
         raise InvalidInput("a shop needs a name")
-    if locale not in LOCALES:
+    if locale is not None and locale not in LOCALES:
         raise InvalidInput(f"unknown locale {locale!r} (one of: {', '.join(LOCALES)})")
     if rate < 0:
         raise InvalidInput("the hourly rate cannot be negative")

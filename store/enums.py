@@ -66,6 +66,11 @@ class SuspendedState(StrEnum):
     DELETED = "deleted"
 
 
+class AttachmentStatus(StrEnum):
+    STORED = "stored"  # the bytes are in the attachment folder
+    TOO_LARGE = "too_large"  # over a size limit: the bytes stay in the raw mail only
+
+
 class OutboxState(StrEnum):
     QUEUED = "queued"
     SENDING = "sending"

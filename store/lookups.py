@@ -40,7 +40,7 @@ class ShopUserRef:
     email: str
     name: str
     shop_id: int
-    shop_locale: str
+    shop_locale: str | None  # None: the shop has no fixed language
 
 
 class StoreReader:

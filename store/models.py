@@ -43,7 +43,8 @@ class Shop(SQLModel, table=True):
     __tablename__ = "shops"
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, max_length=200)
-    locale: str = Field(default="en", max_length=8)
+    # The language of its tickets; None: chosen per ticket from the mail (mailgate/language.py)
+    locale: str | None = Field(default=None, max_length=8)
     hourly_rate: float = Field(default=0.0)
     created_at: datetime = _time()
 
@@ -184,6 +185,9 @@ class Attachment(SQLModel, table=True):
     sha256: str = Field(max_length=64, index=True)
     content_id: str | None = Field(default=None, max_length=998)
     inline: bool = Field(default=False)
+    # "stored" (bytes in the attachment folder) or "too_large" (bytes in the raw mail only)
+    status: str = Field(default="stored", max_length=16)
+    detected_type: str | None = Field(default=None, max_length=255)  # when the bytes disagree
 
 
 class AuditEvent(SQLModel, table=True):
@@ -260,3 +264,37 @@ class BlobChunk(SQLModel, table=True):
     sha256: str = Field(foreign_key="blobs.sha256", primary_key=True, max_length=64)
     seq: int = Field(primary_key=True)
     data: bytes = Field(sa_type=sa.LargeBinary)
+
+
+class ImapMailbox(SQLModel, table=True):
+    """Where the poller of one ``[[imap]]`` mailbox stands, and how its last rounds went.
+
+    UIDs below ``last_uid`` were committed; they are only valid while the folder keeps
+    ``uidvalidity`` (RFC 3501 §2.3.1.1), so a change of either resets the position.
+    """
+
+    __tablename__ = "imap_mailboxes"
+    name: str = Field(primary_key=True, max_length=40)
+    folder: str = Field(default="", max_length=500)
+    uidvalidity: int | None = Field(default=None, sa_type=sa.BigInteger)
+    last_uid: int = Field(default=0, sa_type=sa.BigInteger)
+    last_poll_at: datetime | None = _time(nullable=True)
+    last_error: str | None = Field(default=None, max_length=2000)
+    last_error_at: datetime | None = _time(nullable=True)
+
+
+class ImapAttempt(SQLModel, table=True):
+    """A mail the poller started on and has not finished: a row that survives a crash.
+
+    Counted before the pipeline runs, deleted once the mail is committed; after three
+    attempts the mail is suspended instead of crashing the poller forever.
+    """
+
+    __tablename__ = "imap_attempts"
+    __table_args__ = (sa.UniqueConstraint("mailbox", "uidvalidity", "uid"),)
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=40, index=True)
+    uidvalidity: int = Field(sa_type=sa.BigInteger)
+    uid: int = Field(sa_type=sa.BigInteger)
+    attempts: int = Field(default=0)
+    last_attempt_at: datetime = _time()

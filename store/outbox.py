@@ -202,3 +202,10 @@ def _get(session: Session, id: int) -> OutboxMail:
 
 def _error_text(error: str) -> str:
     return error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def find_by_message_id(session: Session, message_id: str) -> OutboxMail | None:
+    """The outbox mail that carried ``message_id`` (without brackets), if we sent one."""
+    return session.exec(
+        select(OutboxMail).where(OutboxMail.message_id == message_id).limit(1)
+    ).first()

@@ -12,7 +12,15 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from store.enums import Direction, ParticipantRole, Priority, RawOutcome, Status, SuspendedState
+from store.enums import (
+    AttachmentStatus,
+    Direction,
+    ParticipantRole,
+    Priority,
+    RawOutcome,
+    Status,
+    SuspendedState,
+)
 from store.models import (
     Attachment,
     AuditEvent,
@@ -61,6 +69,8 @@ class NewAttachment:
     sha256: str
     content_id: str | None = None
     inline: bool = False
+    status: AttachmentStatus = AttachmentStatus.STORED
+    detected_type: str | None = None  # what the bytes are, when the declared type says otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +197,8 @@ def add_message(
                 sha256=att.sha256,
                 content_id=att.content_id,
                 inline=att.inline,
+                status=att.status.value,
+                detected_type=att.detected_type,
             )
         )
     ticket.updated_at = now

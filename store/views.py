@@ -36,6 +36,8 @@ class AttachmentOut(_Out):
     size: int
     sha256: str
     inline: bool = False
+    status: str = "stored"  # "too_large": kept in the raw mail only
+    detected_type: str | None = None  # what the bytes are, when the declared type says otherwise
 
 
 class MessageOut(_Out):
@@ -212,6 +214,8 @@ def ticket_detail(session: Session, ticket_id: int) -> TicketDetail:
                     size=a.size,
                     sha256=a.sha256,
                     inline=a.inline,
+                    status=a.status,
+                    detected_type=a.detected_type,
                 )
             )
     participants = session.exec(

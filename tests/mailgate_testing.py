@@ -96,3 +96,16 @@ def running_listener(gateway: Gateway) -> Iterator[tuple[str, int]]:
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         loop.close()
+
+
+def write_config(tmp_path: Path, store_url: str, *sections: str, smtp_port: int = 0) -> Path:
+    """A ``mailgate.toml`` in tmp_path for subprocess and CLI tests: the store, a listener
+    port, a maildir for outbound mail, then ``sections`` (e.g. ``[[imap]]`` tables)."""
+    config = tmp_path / "mailgate.toml"
+    config.write_text(
+        f'[store]\nurl = "{store_url}"\nraw = "{tmp_path}/raw"\n'
+        f'attachments = "{tmp_path}/attachments"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\n'
+        f'[outbound]\ntransport = "maildir:{tmp_path}/outbound"\n\n' + "\n".join(sections)
+    )
+    return config

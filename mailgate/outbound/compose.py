@@ -21,6 +21,10 @@ template may test it with ``{% if %}`` even under ``StrictUndefined``:
     the bare address of the configured From.
 ``peak``
     ``True`` during a sales campaign (peak mode): answers are slower than usual.
+``too_large``, ``attachment_limits``
+    attachments of the merchant's mail that were over a size limit (``filename``,
+    ``size`` in bytes) and the limits (``file``, ``mail``, in bytes); show sizes with the
+    ``megabytes`` filter, which writes them the way the template's language does.
 
 Any other key of ``Notification.context`` is passed through as given.
 """
@@ -28,10 +32,12 @@ Any other key of ``Notification.context`` is passed through as given.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import importlib.resources
 import logging
+import math
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -69,7 +75,44 @@ STATUS_TEXT: dict[str, dict[str, str]] = {
         "solved": "solved",
         "closed": "closed",
     },
+    "ro": {
+        "new": "înregistrat",
+        "open": "în lucru",
+        "pending": "așteaptă răspunsul dumneavoastră",
+        "on_hold": "în așteptare",
+        "solved": "rezolvat",
+        "closed": "închis",
+    },
+    "nl": {
+        "new": "ontvangen",
+        "open": "in behandeling",
+        "pending": "wacht op uw reactie",
+        "on_hold": "in de wacht",
+        "solved": "opgelost",
+        "closed": "gesloten",
+    },
+    # Words that read naturally in Portugal and in Brazil alike.
+    "pt": {
+        "new": "recebido",
+        "open": "em andamento",
+        "pending": "à espera da sua resposta",
+        "on_hold": "em espera",
+        "solved": "resolvido",
+        "closed": "encerrado",
+    },
+    # Neuter forms: they describe "zgłoszenie" (the ticket).
+    "pl": {
+        "new": "przyjęte",
+        "open": "w realizacji",
+        "pending": "oczekuje na Państwa odpowiedź",
+        "on_hold": "wstrzymane",
+        "solved": "rozwiązane",
+        "closed": "zamknięte",
+    },
 }
+
+# Languages that write "10,5 MB" rather than "10.5 MB".
+_DECIMAL_COMMA = frozenset({"ro", "nl", "pt", "pl"})
 
 _TICKET_KEYS = (
     "subject",
@@ -153,6 +196,18 @@ def status_text(status: str, lang: str = DEFAULT_LANGUAGE) -> str:
         if status in words:
             return words[status]
     return status.replace("_", " ")
+
+
+def megabytes(size: int, lang: str = DEFAULT_LANGUAGE) -> str:
+    """A byte count as a reader says it: ``10 MB``, ``10.5 MB`` (``10,5 MB`` in ``ro``...).
+
+    Rounded up, so a file just over a 10 MB limit never reads as "10 MB".
+    """
+    tenths = max(1, math.ceil(size * 10 / 1_048_576))
+    whole, tenth = divmod(tenths, 10)
+    if not tenth:
+        return f"{whole} MB"
+    return f"{whole}{',' if lang in _DECIMAL_COMMA else '.'}{tenth} MB"
 
 
 def builtin_templates_dir() -> Path:
@@ -334,7 +389,7 @@ class Composer:
         return [f for f in folders if f[0].is_dir()]
 
     def _render_in(self, folder: Path, lang: str, n: Notification) -> _Rendered:
-        env = self._environment(folder)
+        env = self._environment(folder, lang)
         variables = _variables(n, lang, self._from.addr_spec)
         text_template = env.get_template(f"{n.kind}.txt.j2")
         context = text_template.new_context(dict(variables))
@@ -350,7 +405,7 @@ class Composer:
             html=html,
         )
 
-    def _environment(self, folder: Path) -> jinja2.Environment:
+    def _environment(self, folder: Path, lang: str) -> jinja2.Environment:
         env = self._environments.get(folder)
         if env is None:
             # Sandboxed: templates are configuration an admin edits, not code to trust.
@@ -364,6 +419,7 @@ class Composer:
                 lstrip_blocks=True,
                 keep_trailing_newline=True,
             )
+            env.filters["megabytes"] = functools.partial(megabytes, lang=lang)
             self._environments[folder] = env
         return env
 
@@ -388,6 +444,8 @@ def _variables(n: Notification, lang: str, support_address: str) -> dict[str, An
         "new_status_text": "",
         "support_address": support_address,
         "peak": False,
+        "too_large": [],
+        "attachment_limits": {"file": 0, "mail": 0},
     }
     variables.update(given)
     variables["ticket"] = ticket

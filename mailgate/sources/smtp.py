@@ -50,6 +50,7 @@ class SmtpHandler:
 
     def __init__(
         self,
+        *,
         pipeline: Pipeline,
         committer: GroupCommitter,
         ours: OurAddresses,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import smtplib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from dovecot import DOVECOT, Dovecot, ImapAccount
 from mailgate_testing import make_gateway, make_settings, running_listener
+from outbound.outbound_support import make_certificate
 
 from mailgate.app import Gateway
 from mailgate.apply import Outcome
@@ -83,3 +86,26 @@ def deliver(request: pytest.FixtureRequest, gateway: Gateway) -> Iterator[Callab
             return "250"
 
         yield over_smtp
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    """A private Dovecot on 127.0.0.1 for this test session (one per xdist worker).
+
+    Skipped when ``/usr/sbin/dovecot`` is missing, unless ``MAILGATE_REQUIRE_DOVECOT=1``
+    (set by .ci/run), which turns the skip into a failure. See ``dovecot.py``."""
+    if not DOVECOT.exists():
+        message = f"{DOVECOT} missing: apt-get install dovecot-imapd (scripts/setup --test)"
+        if os.environ.get("MAILGATE_REQUIRE_DOVECOT") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    certificate = make_certificate(tmp_path_factory.mktemp("dovecot-tls"))
+    server = Dovecot(certificate.certfile, certificate.keyfile).start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def imap_account(dovecot: Dovecot) -> ImapAccount:
+    """A fresh user on the private Dovecot: an empty INBOX and an empty ``Processed``."""
+    return dovecot.add_account()

@@ -29,9 +29,10 @@ from mailgate.outbound.compose import (
     builtin_templates_dir,
     clean_header_text,
     encode_subject,
+    megabytes,
     status_text,
 )
-from store.enums import Status
+from store.enums import LOCALES, Status
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 NOW = datetime(2025, 11, 28, 9, 30, tzinfo=UTC)
@@ -53,6 +54,8 @@ CONTEXT: dict[str, Any] = {
     "old_status": "open",
     "new_status": "pending",
     "peak": True,
+    "too_large": [{"filename": "screen-recording.mov", "size": 41_000_000}],
+    "attachment_limits": {"file": 10_485_760, "mail": 20_971_520},
 }
 TEMPLATE_CASES = sorted(
     (folder.name, path.name.removesuffix(".txt.j2"))
@@ -104,6 +107,35 @@ def test_the_builtin_templates_are_found() -> None:
     assert ("en", "ack") in TEMPLATE_CASES
     assert ("en", "agent_reply") in TEMPLATE_CASES
     assert ("en", "status_changed") in TEMPLATE_CASES
+    assert ("en", "attachments_too_large") in TEMPLATE_CASES
+
+
+def template_files(language: str) -> set[str]:
+    return {p.name for p in (builtin_templates_dir() / language).glob("*.j2")}
+
+
+@pytest.mark.parametrize("language", LOCALES)
+def test_every_language_has_every_english_template(language: str) -> None:
+    """A notification added in English and not yet translated fails here, by name."""
+    missing = template_files("en") - template_files(language)
+    assert not missing, f"templates/{language} lacks {sorted(missing)}"
+    assert template_files(language) == template_files("en")
+
+
+# What merchants receive goes out as text and HTML (multipart/alternative).
+MERCHANT_KINDS = ("ack", "agent_reply", "status_changed", "attachments_too_large")
+
+
+@pytest.mark.parametrize("language", LOCALES)
+def test_merchant_notifications_have_a_text_and_an_html_part(language: str) -> None:
+    files = template_files(language)
+    for kind in MERCHANT_KINDS:
+        assert {f"{kind}.txt.j2", f"{kind}.html.j2"} <= files, kind
+
+
+@pytest.mark.parametrize("language", LOCALES)
+def test_every_language_has_status_words(language: str) -> None:
+    assert set(STATUS_TEXT[language]) == {s.value for s in Status}
 
 
 @pytest.mark.parametrize(("language", "kind"), TEMPLATE_CASES)
@@ -152,6 +184,89 @@ def test_status_changed_renders_every_status(language: str, status: Status) -> N
     words = status_text(status.value, language)
     assert words in msg["Subject"]
     assert words in parts(msg)["text/plain"]
+
+
+def _template_text(text: str) -> str:
+    """``text`` without what came from the context (the agent's words, the subject...)."""
+    text = text.replace("\r\n", "\n")
+    for supplied in (str(CONTEXT["message"]), str(TICKET["subject"]), "support@example.com"):
+        text = text.replace(supplied, "")
+    return text
+
+
+def _english_sentences(kind: str) -> set[str]:
+    """Lines of the English rendering that the template itself wrote."""
+    text = parts(parse(make_composer().render(notification(kind, "en"))))["text/plain"]
+    lines = (line.strip() for line in _template_text(text).splitlines())
+    return {line for line in lines if len(line) >= 20 and "screen-recording" not in line}
+
+
+@pytest.mark.parametrize(("language", "kind"), [case for case in TEMPLATE_CASES if case[0] != "en"])
+def test_translations_leave_no_english_behind(language: str, kind: str) -> None:
+    msg = parse(make_composer().render(notification(kind, language)))
+    bodies = parts(msg)
+    for sentence in _english_sentences(kind):
+        for text in bodies.values():
+            assert sentence not in text, f"untranslated in {language}/{kind}: {sentence!r}"
+    if "text/html" in bodies:
+        assert f'<html lang="{language}">' in bodies["text/html"]
+    ours = _template_text(bodies["text/plain"]) + _template_text(msg["Subject"])
+    for english in ("Kind regards", "Hello", "Thank you", "Please", "support team", "your "):
+        assert english not in ours, english
+
+
+def test_romanian_is_written_with_comma_below_letters() -> None:
+    """ș and ț, never the Turkish cedilla forms ş and ţ that old keyboards produce."""
+    for path in (builtin_templates_dir() / "ro").glob("*.j2"):
+        text = path.read_text(encoding="utf-8")
+        assert not set(text) & set("şţŞŢ"), path.name
+    assert "ț" in STATUS_TEXT["ro"]["pending"] + "".join(
+        p.read_text(encoding="utf-8") for p in (builtin_templates_dir() / "ro").glob("*.j2")
+    )
+
+
+# The support guides' advice, in each language's own words.
+ADVICE = {
+    "en": ("URL", "order number", "SKU", "error message", "screenshot", "password"),
+    "ro": ("URL", "numerele comenzilor", "SKU", "mesajele de eroare", "capturi de ecran", "parol"),
+    "nl": ("URL", "bestelnummers", "SKU", "foutmeldingen", "screenshots", "wachtwoord"),
+    "pt": ("URL", "números de encomenda", "SKU", "mensagens de erro", "capturas de ecrã",
+           "palavra"),
+    "pl": ("URL", "numery zamówień", "SKU", "komunikatów o błędach", "zrzuty ekranu", "hase"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", LOCALES)
+def test_the_ack_gives_the_support_guides_advice_in_every_language(language: str) -> None:
+    context = {**CONTEXT, "peak": False, "too_large": []}
+    bodies = parts(parse(make_composer().render(notification("ack", language, context=context))))
+    assert list(bodies) == ["text/plain", "text/html"]
+    for text in bodies.values():
+        assert "#39430" in text
+        assert "[#39430]" in text
+        for advice in ADVICE[language]:
+            assert advice in text, (language, advice)
+        assert "screen-recording.mov" not in text
+
+
+@pytest.mark.parametrize("language", LOCALES)
+@pytest.mark.parametrize("kind", ["ack", "attachments_too_large"])
+def test_files_left_out_are_listed_with_sizes_and_limits(language: str, kind: str) -> None:
+    bodies = parts(parse(make_composer().render(notification(kind, language))))
+    for text in bodies.values():
+        assert "screen-recording.mov" in text
+        assert megabytes(41_000_000, language) in text
+        assert "10 MB" in text
+        assert "20 MB" in text
+
+
+def test_sizes_are_written_as_each_language_writes_them() -> None:
+    assert megabytes(41_000_000, "en") == "39.2 MB"
+    for language in ("ro", "nl", "pt", "pl"):
+        assert megabytes(41_000_000, language) == "39,2 MB"
+    assert megabytes(10_485_760) == "10 MB"
+    assert megabytes(10_485_761) == "10.1 MB", "rounded up: never shown as the limit itself"
+    assert megabytes(1) == "0.1 MB"
 
 
 def test_pending_says_we_are_waiting_for_the_answer() -> None:

@@ -36,6 +36,29 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('sha256')
     )
+    op.create_table('imap_attempts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('mailbox', sa.String(length=40), nullable=False),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=False),
+    sa.Column('uid', sa.BigInteger(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_attempt_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('mailbox', 'uidvalidity', 'uid')
+    )
+    with op.batch_alter_table('imap_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_imap_attempts_mailbox'), ['mailbox'], unique=False)
+
+    op.create_table('imap_mailboxes',
+    sa.Column('name', sa.String(length=40), nullable=False),
+    sa.Column('folder', sa.String(length=500), nullable=False),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=True),
+    sa.Column('last_uid', sa.BigInteger(), nullable=False),
+    sa.Column('last_poll_at', sa.DateTime(), nullable=True),
+    sa.Column('last_error', sa.String(length=2000), nullable=True),
+    sa.Column('last_error_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('name')
+    )
     op.create_table('meta',
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
@@ -44,7 +67,7 @@ def upgrade() -> None:
     op.create_table('shops',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('locale', sa.String(length=8), nullable=False),
+    sa.Column('locale', sa.String(length=8), nullable=True),
     sa.Column('hourly_rate', sa.Float(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
@@ -250,6 +273,8 @@ def upgrade() -> None:
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('content_id', sa.String(length=998), nullable=True),
     sa.Column('inline', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('detected_type', sa.String(length=255), nullable=True),
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -318,6 +343,11 @@ def downgrade() -> None:
     op.drop_table('blob_chunks')
     op.drop_table('shops')
     op.drop_table('meta')
+    op.drop_table('imap_mailboxes')
+    with op.batch_alter_table('imap_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_imap_attempts_mailbox'))
+
+    op.drop_table('imap_attempts')
     op.drop_table('blobs')
     op.drop_table('agents')
     # ### end Alembic commands ###
