@@ -28,6 +28,7 @@ from mailgate.sources.imap import ImapPoller
 from mailgate.triage import TriageRules
 from store.db import Database
 from store.dbblobs import DatabaseBlobStore
+from store.locks import LockKeeper
 from store.meta import server_secret
 from store.raw import Blobs, BlobStore
 
@@ -47,6 +48,7 @@ class Gateway:
     clock: Clock
     ours: OurAddresses
     _committers: list[GroupCommitter] = field(default_factory=list)
+    _locks: LockKeeper | None = None
 
     def committer(self) -> GroupCommitter:
         """A started group committer (one per listener); stopped by ``close``."""
@@ -56,13 +58,26 @@ class Gateway:
         return committer
 
     def imap_pollers(self) -> list[ImapPoller]:
-        """One poller per configured ``[[imap]]`` mailbox (not started)."""
-        return [ImapPoller(m, self.pipeline, self.db, self.clock) for m in self.settings.imap]
+        """One poller per configured ``[[imap]]`` mailbox (not started); each polls only
+        while it holds its mailbox's lock, so gateways sharing the store take turns."""
+        return [
+            ImapPoller(m, self.pipeline, self.db, self.clock, locks=self.locks())
+            for m in self.settings.imap
+        ]
+
+    def locks(self) -> LockKeeper:
+        """The cluster-wide locks this gateway holds (made on first use)."""
+        if self._locks is None:
+            self._locks = LockKeeper(self.db)
+        return self._locks
 
     def close(self) -> None:
         for committer in self._committers:
             committer.stop()
         self._committers.clear()
+        if self._locks is not None:
+            self._locks.close()
+            self._locks = None
         self.db.dispose()
 
 
