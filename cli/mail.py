@@ -55,11 +55,18 @@ def serve(
         console.print(
             f"Mailgate listening on {host}:{port} for {', '.join(settings.smtp.addresses)}; "
             + (f"polling IMAP {mailboxes}; " if mailboxes else "")
-            + f"store {settings.store.url}; outbound {settings.outbound.transport}. "
+            + f"store {_shown(settings.store.url)}; outbound {settings.outbound.transport}. "
             "Ctrl-C stops."
         )
 
     run_until_signalled(gateway, ready=ready)
+
+
+def _shown(url: str) -> str:
+    """The store URL without its password (the line goes to the service's journal)."""
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _serve_workers(settings: Settings, count: int) -> None:
@@ -68,7 +75,7 @@ def _serve_workers(settings: Settings, count: int) -> None:
     def ready(host: str, port: int, started: int) -> None:
         console.print(
             f"Mailgate listening on {host}:{port} with {started} workers for "
-            f"{', '.join(settings.smtp.addresses)}; store {settings.store.url}; "
+            f"{', '.join(settings.smtp.addresses)}; store {_shown(settings.store.url)}; "
             f"outbound {settings.outbound.transport}. Ctrl-C stops."
         )
 
