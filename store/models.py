@@ -85,11 +85,12 @@ class Ticket(SQLModel, table=True):
     __tablename__ = "tickets"
     __table_args__ = (
         sa.Index("ix_tickets_queue", "status", "priority_rank", "created_at"),
-        # tickets list (priority, then FIFO), and stats by sector and priority. The index of
+        # tickets list (priority, then FIFO), a sector's queue, and stats. The index of
         # --sort due orders on an expression, which autogenerate cannot compare on SQLite:
         # it is made by migration 0002 (ix_tickets_backlog_due).
         _backlog_index("ix_tickets_backlog_queue", "priority_rank", "created_at", "id"),
-        _backlog_index("ix_tickets_backlog_counts", "sector", "priority"),
+        _backlog_index("ix_tickets_backlog_sector", "sector", "priority_rank", "created_at", "id"),
+        _backlog_index("ix_tickets_backlog_counts", "sector", "priority", "status"),
     )
     id: int | None = Field(default=None, primary_key=True)
     subject: str = Field(default="", max_length=998)

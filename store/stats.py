@@ -10,36 +10,29 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from store.enums import Status
 from store.models import Ticket
 from store.views import in_backlog
 
-_BACKLOG_STATUSES = [s.value for s in Status if s is not Status.CLOSED]
-
 
 def queue_stats(session: Session) -> dict[str, Any]:
     """Tickets by status (all), and the open backlog (not closed) by sector and priority."""
     total = session.exec(select(func.count()).select_from(Ticket)).one()
-    by_status = dict(
-        session.exec(
-            select(Ticket.status, func.count())
-            .where(col(Ticket.status).in_(_BACKLOG_STATUSES))
-            .group_by(Ticket.status)
-        ).all()
-    )
-    by_status[Status.CLOSED.value] = total - sum(by_status.values())
+    by_status: dict[str, int] = {}
     by_sector: dict[str, int] = {}
     by_priority: dict[str, int] = {}
-    # One pass over the backlog index (sector, priority) gives both breakdowns.
-    for sector, priority, count in session.exec(
-        select(Ticket.sector, Ticket.priority, func.count())
+    # One pass over the backlog index (sector, priority, status) gives all three.
+    for sector, priority, status, count in session.exec(
+        select(Ticket.sector, Ticket.priority, Ticket.status, func.count())
         .where(in_backlog())
-        .group_by(Ticket.sector, Ticket.priority)
+        .group_by(Ticket.sector, Ticket.priority, Ticket.status)
     ):
+        by_status[status] = by_status.get(status, 0) + count
         by_sector[sector] = by_sector.get(sector, 0) + count
         by_priority[priority] = by_priority.get(priority, 0) + count
+    by_status[Status.CLOSED.value] = total - sum(by_status.values())
     return {
         "total": total,
         "by_status": {s.value: by_status.get(s.value, 0) for s in Status},

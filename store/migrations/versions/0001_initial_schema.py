@@ -125,8 +125,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tickets_assignee'), ['assignee'], unique=False)
-        batch_op.create_index('ix_tickets_backlog_counts', ['sector', 'priority'], unique=False, postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
+        batch_op.create_index('ix_tickets_backlog_counts', ['sector', 'priority', 'status'], unique=False, postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
         batch_op.create_index('ix_tickets_backlog_queue', ['priority_rank', 'created_at', 'id'], unique=False, postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
+        batch_op.create_index('ix_tickets_backlog_sector', ['sector', 'priority_rank', 'created_at', 'id'], unique=False, postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
         batch_op.create_index(batch_op.f('ix_tickets_created_at'), ['created_at'], unique=False)
         batch_op.create_index('ix_tickets_queue', ['status', 'priority_rank', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_requester'), ['requester'], unique=False)
@@ -331,6 +332,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tickets_requester'))
         batch_op.drop_index('ix_tickets_queue')
         batch_op.drop_index(batch_op.f('ix_tickets_created_at'))
+        batch_op.drop_index('ix_tickets_backlog_sector', postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
         batch_op.drop_index('ix_tickets_backlog_queue', postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
         batch_op.drop_index('ix_tickets_backlog_counts', postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
         batch_op.drop_index(batch_op.f('ix_tickets_assignee'))
