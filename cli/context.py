@@ -10,6 +10,7 @@ import typer
 
 from mailgate.app import Gateway, build_gateway
 from mailgate.config import Settings, load_settings
+from mailgate.logs import configure_logging
 
 
 @dataclass
@@ -22,6 +23,7 @@ class CliContext:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config)
+            configure_logging(self._settings.log)
         return self._settings
 
     def gateway(self) -> Gateway:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from cli.context import cli_context
 from cli.errors import fail
 from cli.render import attachment_remarks, console, print_json, print_table
+from mailgate.config import Settings
 from mailgate.sources.exits import EX_TEMPFAIL
 
 
@@ -23,25 +26,64 @@ def register(app: typer.Typer) -> None:
     app.command()(parse)
 
 
-def serve(ctx: typer.Context) -> None:
+def serve(
+    ctx: typer.Context,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="gateway processes sharing the SMTP port (SO_REUSEPORT); 0: one per CPU",
+        ),
+    ] = 1,
+) -> None:
     """Run the gateway: SMTP listener, IMAP pollers, outbox dispatcher and timers, until
     SIGTERM/SIGINT."""
+    from mailgate.logs import configure_logging
     from mailgate.serve import run_until_signalled
 
     context = cli_context(ctx)
-    gateway = context.gateway()
     settings = context.settings
+    configure_logging(settings.log, mail_lines=True)
+    if workers != 1:
+        _serve_workers(settings, workers or os.cpu_count() or 1)
+        return
+    gateway = context.gateway()
 
     def ready(host: str, port: int) -> None:
         mailboxes = ", ".join(m.name for m in settings.imap)
         console.print(
             f"Mailgate listening on {host}:{port} for {', '.join(settings.smtp.addresses)}; "
             + (f"polling IMAP {mailboxes}; " if mailboxes else "")
-            + f"store {settings.store.url}; outbound {settings.outbound.transport}. "
+            + f"store {_shown(settings.store.url)}; outbound {settings.outbound.transport}. "
             "Ctrl-C stops."
         )
 
     run_until_signalled(gateway, ready=ready)
+
+
+def _shown(url: str) -> str:
+    """The store URL without its password (the line goes to the service's journal)."""
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _serve_workers(settings: Settings, count: int) -> None:
+    from mailgate.workers import Supervisor, WorkerStartError
+
+    def ready(host: str, port: int, started: int) -> None:
+        console.print(
+            f"Mailgate listening on {host}:{port} with {started} workers for "
+            f"{', '.join(settings.smtp.addresses)}; store {_shown(settings.store.url)}; "
+            f"outbound {settings.outbound.transport}. Ctrl-C stops."
+        )
+
+    verbose = logging.getLogger().isEnabledFor(logging.INFO)
+    try:
+        Supervisor(settings, count, verbose=verbose).run(ready)
+    except WorkerStartError as exc:
+        fail(str(exc), 1)
 
 
 def ingest(

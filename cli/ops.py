@@ -1,4 +1,4 @@
-"""Operations: ``db upgrade``, ``schedule run``, ``peak``, ``stats``."""
+"""Operations: ``db upgrade``, ``schedule run``, ``peak``, ``stats``, ``health``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(schedule, name="schedule")
     app.command()(stats)
     app.command()(peak)
+    app.command()(health)
 
 
 @db.command("upgrade")
@@ -154,3 +155,23 @@ def peak(
         f"peak mode {'on: only immediate tickets keep their SLA clock' if on else 'off'}"
         f" ({count} open tickets re-timed)"
     )
+
+
+def health(
+    ctx: typer.Context,
+    smtp: Annotated[
+        bool, typer.Option("--smtp", help="also check that the SMTP listener answers")
+    ] = False,
+) -> None:
+    """Readiness for a load balancer or systemd: exit 0 ready, 1 not, with one line."""
+    from cli.errors import fail
+    from mailgate.errors import ConfigError
+    from mailgate.health import check_health
+
+    try:
+        report = check_health(cli_context(ctx).settings, smtp=smtp)
+    except ConfigError as exc:
+        fail(f"unhealthy: {exc}", 1)
+    if not report.ok:
+        fail(report.line, 1)
+    console.print(report.line, markup=False, soft_wrap=True)

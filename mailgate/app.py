@@ -38,8 +38,10 @@ from mailgate.triage import TriageRules
 from mailgate.trust import TrustKeeper
 from mailgate.workflow import Workflow
 from store.db import Database
+from store.dbblobs import DatabaseBlobStore
+from store.locks import LockKeeper
 from store.meta import server_secret
-from store.raw import BlobStore
+from store.raw import Blobs, BlobStore
 from store.sla import SlaPolicy
 
 
@@ -47,8 +49,8 @@ from store.sla import SlaPolicy
 class Gateway:
     settings: Settings
     db: Database
-    raws: BlobStore
-    blobs: BlobStore
+    raws: Blobs
+    blobs: Blobs
     composer: Composer
     notifier: Notifier
     actions: AgentActions
@@ -62,6 +64,7 @@ class Gateway:
     workflow: Workflow
     scheduler: Scheduler
     _committers: list[GroupCommitter] = field(default_factory=list)
+    _locks: LockKeeper | None = None
 
     def committer(self) -> GroupCommitter:
         """A started group committer (one per listener); stopped by ``close``."""
@@ -71,13 +74,26 @@ class Gateway:
         return committer
 
     def imap_pollers(self) -> list[ImapPoller]:
-        """One poller per configured ``[[imap]]`` mailbox (not started)."""
-        return [ImapPoller(m, self.pipeline, self.db, self.clock) for m in self.settings.imap]
+        """One poller per configured ``[[imap]]`` mailbox (not started); each polls only
+        while it holds its mailbox's lock, so gateways sharing the store take turns."""
+        return [
+            ImapPoller(m, self.pipeline, self.db, self.clock, locks=self.locks())
+            for m in self.settings.imap
+        ]
+
+    def locks(self) -> LockKeeper:
+        """The cluster-wide locks this gateway holds (made on first use)."""
+        if self._locks is None:
+            self._locks = LockKeeper(self.db)
+        return self._locks
 
     def close(self) -> None:
         for committer in self._committers:
             committer.stop()
         self._committers.clear()
+        if self._locks is not None:
+            self._locks.close()
+            self._locks = None
         self.db.dispose()
 
 
@@ -123,8 +139,7 @@ def build_gateway(
     own = OwnMail(
         addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
     )
-    raws = BlobStore(settings.store.raw, suffix=".eml")
-    blobs = BlobStore(settings.store.attachments)
+    raws, blobs = _blob_stores(settings, db)
     pipeline = Pipeline(
         db=db,
         raws=raws,
@@ -141,7 +156,9 @@ def build_gateway(
         confidential_rules=ConfidentialRules.load(settings.auth.confidential_rules),
     )
     transport = transport or transport_from_settings(settings.outbound)
-    dispatcher = Dispatcher(db, transport, clock, settings.outbound)
+    dispatcher = Dispatcher(
+        db, transport, clock, settings.outbound, lease_seconds=settings.outbound.lease_seconds
+    )
     scheduler = Scheduler(db, workflow, notifier, dispatcher, settings.workflow, clock)
     return Gateway(
         settings,
@@ -178,6 +195,14 @@ def _trust_keeper(
     )
     quiet = timedelta(days=settings.limits.bounce_quiet_days)
     return TrustKeeper(notifier, confirmations, quiet)
+
+
+def _blob_stores(settings: Settings, db: Database) -> tuple[Blobs, Blobs]:
+    """Where raw mails and attachments are kept: (raws, attachments)."""
+    if settings.store.blobs == "database":
+        in_db = DatabaseBlobStore(db)
+        return in_db, in_db
+    return BlobStore(settings.store.raw, suffix=".eml"), BlobStore(settings.store.attachments)
 
 
 def _override_dir(settings: Settings) -> Path | None:

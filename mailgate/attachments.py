@@ -18,12 +18,12 @@ from mailgate.config import AttachmentSettings
 from mailgate.sniff import is_compatible, sniff_type
 from mailgate.values import ParsedAttachment
 from store.enums import AttachmentStatus
-from store.raw import BlobStore
+from store.raw import Blobs
 from store.tickets import NewAttachment
 
 
 def keep_attachments(
-    attachments: Sequence[ParsedAttachment], blobs: BlobStore, limits: AttachmentSettings
+    attachments: Sequence[ParsedAttachment], blobs: Blobs, limits: AttachmentSettings
 ) -> tuple[NewAttachment, ...]:
     """Store the attachments that fit the limits; return the record of every one.
 

@@ -35,6 +35,11 @@ class StoreSettings(Section):
     url: str = Field("sqlite:///var/mailgate.db", description="SQLAlchemy URL of the ticket store")
     raw: str = Field("var/raw", description="folder of the raw mails, content-addressed")
     attachments: str = Field("var/attachments", description="folder of attachment files")
+    blobs: Literal["files", "database"] = Field(
+        "files",
+        description='where raw mails and attachments are kept: "files" (the two folders) or '
+        '"database" (for several gateways on one PostgreSQL without a shared disk)',
+    )
     busy_timeout_ms: int = Field(5000, description="SQLite: wait this long for a lock, then 451")
     batch_size: int = Field(64, description="mails committed together at most (group commit)")
 
@@ -90,6 +95,11 @@ class OutboundSettings(Section):
     max_attempts: int = Field(12, description="tries before a notification is marked failed")
     retry_base_seconds: float = Field(60.0, description="first retry delay; doubles each time")
     retry_max_seconds: float = Field(3600.0, description="cap of the retry delay")
+    lease_seconds: float = Field(
+        300.0,
+        description="a claimed notification is taken over by another dispatcher after this "
+        "long if its sender died (it may then be sent twice, with the same Message-ID)",
+    )
     message_id_domain: str | None = Field(
         None, description="domain of our Message-IDs (default: the From address's domain)"
     )
@@ -312,6 +322,15 @@ class SlaSettings(Section):
     )
 
 
+class LogSettings(Section):
+    format: Literal["text", "json"] = Field(
+        "text", description='"text" for people, "json" for one JSON object per line'
+    )
+    mail_lines: bool = Field(
+        True, description="serve logs one line per mail: Message-ID, ticket, verdict, ms"
+    )
+
+
 class AttachmentSettings(Section):
     max_size: int = Field(
         10_485_760,
@@ -354,6 +373,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     workflow: WorkflowSettings = WorkflowSettings()
     sla: SlaSettings = SlaSettings()
+    log: LogSettings = LogSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     templates: TemplateSettings = TemplateSettings()
 

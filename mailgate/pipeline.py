@@ -35,6 +35,7 @@ from mailgate.decide import decide
 from mailgate.dkim import UNSIGNED_TAIL_DEFECT, restrict_to_signed
 from mailgate.identify import identify
 from mailgate.interpret import interpret
+from mailgate.logs import log_mail
 from mailgate.parse import parse_mail
 from mailgate.resolver import Resolver
 from mailgate.screen import OwnMail, screen
@@ -55,8 +56,9 @@ from mailgate.values import (
 from store.db import Database
 from store.enums import RawOutcome
 from store.errors import StoreUnavailable
+from store.locks import lock_in_order
 from store.lookups import StoreReader
-from store.raw import BlobRef, BlobStore
+from store.raw import BlobRef, Blobs
 from store.suspended import mark_released
 from store.tickets import NewAttachment, NewRaw, audit, record_raw, suspend
 
@@ -80,8 +82,8 @@ class Prepared:
 @dataclass
 class Pipeline:
     db: Database
-    raws: BlobStore
-    blobs: BlobStore
+    raws: Blobs
+    blobs: Blobs
     ours: OurAddresses
     own: OwnMail
     auth_policy: AuthSettings
@@ -161,8 +163,22 @@ class Pipeline:
     def commit(self, batch: Sequence[Prepared]) -> list[Outcome]:
         now = self.clock()
         with self.db.write() as session:
+            # Gateways given the same mail (a secondary MX) take turns here; without it
+            # their batches would meet on the unique dedupe key, wait for each other, and
+            # PostgreSQL would end one batch as a deadlock (451 for all of its mails).
+            lock_in_order(session, (f"delivery:{p.dedupe_key}" for p in batch))
             reader = StoreReader(session)
-            return [self._commit_one(session, reader, prepared, now) for prepared in batch]
+            outcomes = [self._commit_one(session, reader, prepared, now) for prepared in batch]
+        committed = self.clock()
+        for prepared, outcome in zip(batch, outcomes, strict=True):
+            log_mail(
+                prepared.arrival,
+                prepared.mail.message_id,
+                prepared.screened.verdict.value,
+                outcome,
+                committed,
+            )
+        return outcomes
 
     def _commit_one(
         self, session: Session, reader: StoreReader, prepared: Prepared, now: datetime

@@ -28,6 +28,7 @@ async def run_gateway(
     ready: Ready | None = None,
     dispatch_interval: float = 2.0,
     schedule_interval: float | None = None,
+    reuse_port: bool = False,
 ) -> None:
     settings = gateway.settings
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
@@ -40,7 +41,7 @@ async def run_gateway(
         executor=executor,
         clock=gateway.clock,
     )
-    listener = SmtpListener(handler, settings.smtp)
+    listener = SmtpListener(handler, settings.smtp, reuse_port=reuse_port)
     host, port = await listener.start()
     if ready is not None:
         ready(host, port)
@@ -109,7 +110,9 @@ def _join(threads: list[threading.Thread], timeout: float = 60.0) -> None:
             log.warning("%s did not stop within %.0f s", thread.name, timeout)
 
 
-def run_until_signalled(gateway: Gateway, *, ready: Ready | None = None) -> None:
+def run_until_signalled(
+    gateway: Gateway, *, ready: Ready | None = None, reuse_port: bool = False
+) -> None:
     import signal
 
     async def main() -> None:
@@ -117,7 +120,7 @@ def run_until_signalled(gateway: Gateway, *, ready: Ready | None = None) -> None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_gateway(gateway, stop, ready=ready)
+        await run_gateway(gateway, stop, ready=ready, reuse_port=reuse_port)
 
     asyncio.run(main())
 

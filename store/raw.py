@@ -1,8 +1,11 @@
-"""Content-addressed files: raw mails and attachment bytes, written durably.
+"""Content-addressed blobs: raw mails and attachment bytes, written durably.
 
-A file is written to a temporary name, fsynced, renamed to its sha256, and its folder
-fsynced, so that once ``keep`` returns the bytes survive a crash or a power loss
-(Mailman's switchboard order). Identical content is stored once.
+``Blobs`` is what the pipeline needs; ``BlobStore`` keeps blobs as files in a folder
+(the default), ``store.dbblobs.DatabaseBlobStore`` in the database (for several
+gateways without a shared disk). A file is written to a temporary name, fsynced,
+renamed to its sha256, and its folder fsynced, so that once ``keep`` returns the bytes
+survive a crash or a power loss (Mailman's switchboard order). Identical content is
+stored once.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from store.errors import StoreUnavailable
 
@@ -20,6 +25,27 @@ from store.errors import StoreUnavailable
 class BlobRef:
     sha256: str
     size: int
+
+
+READ_CHUNK = 1 << 20  # bytes handed out at a time by ``chunks``
+
+
+class Blobs(Protocol):
+    """Where content-addressed bytes are kept."""
+
+    def keep(self, content: bytes) -> BlobRef:
+        """Store ``content`` durably (once); raises ``StoreUnavailable`` when refused."""
+        ...
+
+    def read(self, sha256: str) -> bytes:
+        """The whole content (for small blobs such as raw mails)."""
+        ...
+
+    def chunks(self, sha256: str) -> Iterator[bytes]:
+        """The content piece by piece, so a large blob is never whole in memory."""
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
 
 
 class BlobStore:
@@ -49,6 +75,11 @@ class BlobStore:
 
     def read(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
+
+    def chunks(self, sha256: str) -> Iterator[bytes]:
+        with self.path_for(sha256).open("rb") as handle:
+            while piece := handle.read(READ_CHUNK):
+                yield piece
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,11 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """The URL of a fresh PostgreSQL database for this test run (dropped at the end)."""
+@contextmanager
+def _new_pg_database(prefix: str) -> Iterator[str]:
+    """Create a database on the test server, yield its URL, drop it afterwards."""
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"mailgate_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -43,6 +44,20 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for this test run (dropped at the end)."""
+    with _new_pg_database("mailgate_test") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_pg_database() -> Iterator[str]:
+    """The URL of a PostgreSQL database made for one test, with no schema yet."""
+    with _new_pg_database("mailgate_fresh") as url:
+        yield url
 
 
 def _truncate_all(url: str) -> None:

@@ -15,6 +15,12 @@ Exactly once, from the order of operations:
 - killed after the bookkeeping, before the move: the UID is at or below the last UID, so
   the mail is moved without running the pipeline again.
 
+With several gateways on one store, each mailbox is polled by one of them at a time:
+``run`` polls only while it holds the mailbox's lock (``store.locks``), and the others
+try to take it every ``LOCK_RETRY_SECONDS`` — at once when the holder dies. The lock
+saves work, it is not what keeps mail single: two pollers that met anyway would find
+the second copy a duplicate, and the second move a mail already gone.
+
 ``StoreUnavailable`` leaves the mail where it is and ends the round; ``run`` retries it
 after a backoff. Between rounds the poller waits in IDLE when the server offers it (new
 mail is taken within seconds), else sleeps ``poll_interval``. Any failure only delays
@@ -42,6 +48,7 @@ from mailgate.sources.imap_connection import close_quietly, explain, open_mailbo
 from mailgate.values import Arrival, Envelope, Source
 from store.db import Database
 from store.errors import StoreUnavailable
+from store.locks import LockKeeper
 from store.mailboxes import (
     MailboxPosition,
     count_attempt,
@@ -56,6 +63,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # crashes on one mail before it is suspended (Mailman's MAX_BAK_COUNT)
 IDLE_CHECK_SECONDS = 1.0  # how often an IDLE wait looks at the stop flag
 IDLE_RENEW_SECONDS = 25 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
+LOCK_RETRY_SECONDS = 5.0  # how soon a waiting gateway takes a mailbox whose poller died
 
 Connect = Callable[[ImapSettings], IMAPClient]
 
@@ -120,6 +128,7 @@ class ImapPoller:
     hooks: PollerHooks = field(default_factory=PollerHooks)
     backoff: Backoff = field(default_factory=Backoff)
     max_attempts: int = MAX_ATTEMPTS
+    locks: LockKeeper | None = None  # several gateways: poll only while holding the lock
     _line: _Line | None = field(default=None, init=False, repr=False)
     # UIDs whose last try ended with the store unavailable: that try was no crash, so
     # the next one does not count again.
@@ -136,6 +145,10 @@ class ImapPoller:
         failures = 0
         try:
             while not stop.is_set():
+                if not self._holds_mailbox():
+                    self.disconnect()  # another gateway polls it
+                    stop.wait(LOCK_RETRY_SECONDS)
+                    continue
                 try:
                     report = self.poll_once(stop)
                     failures = 0
@@ -148,6 +161,18 @@ class ImapPoller:
                     stop.wait(self.backoff.delay(failures))
         finally:
             self.disconnect()
+            if self.locks is not None:
+                self.locks.release(self.lock_name)
+
+    @property
+    def lock_name(self) -> str:
+        return f"imap:{self.settings.name}"
+
+    def _holds_mailbox(self) -> bool:
+        """True when this gateway may poll: no lock in use, or the lock is (now) ours."""
+        if self.locks is None:
+            return True
+        return self.locks.holds(self.lock_name) or self.locks.try_acquire(self.lock_name)
 
     def disconnect(self) -> None:
         line, self._line = self._line, None

@@ -205,9 +205,12 @@ class SmtpHandler:
 class SmtpListener:
     """The listening socket; ``start`` binds (port 0 picks a free port), ``stop`` drains."""
 
-    def __init__(self, handler: SmtpHandler, settings: SmtpSettings) -> None:
+    def __init__(
+        self, handler: SmtpHandler, settings: SmtpSettings, *, reuse_port: bool = False
+    ) -> None:
         self.handler = handler
         self.settings = settings
+        self.reuse_port = reuse_port  # SO_REUSEPORT: worker processes share the port
         self.server: asyncio.base_events.Server | None = None
         self.connections = ConnectionCount(settings.max_connections)
 
@@ -238,7 +241,11 @@ class SmtpListener:
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            self._protocol, host=self.settings.host, port=self.settings.port, reuse_address=True
+            self._protocol,
+            host=self.settings.host,
+            port=self.settings.port,
+            reuse_address=True,
+            reuse_port=self.reuse_port or None,
         )
         host, port = self.server.sockets[0].getsockname()[:2]
         log.info("SMTP listener on %s:%s", host, port)

@@ -29,6 +29,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email')
     )
+    op.create_table('blobs',
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('size', sa.BigInteger(), nullable=False),
+    sa.Column('chunks', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('sha256')
+    )
     op.create_table('imap_attempts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('mailbox', sa.String(length=40), nullable=False),
@@ -65,6 +72,13 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
+    )
+    op.create_table('blob_chunks',
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.ForeignKeyConstraint(['sha256'], ['blobs.sha256'], ),
+    sa.PrimaryKeyConstraint('sha256', 'seq')
     )
     op.create_table('shop_users',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -124,8 +138,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tickets_assignee'), ['assignee'], unique=False)
+        batch_op.create_index('ix_tickets_backlog_counts', ['sector', 'priority', 'status'], unique=False, postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
+        batch_op.create_index('ix_tickets_backlog_queue', ['priority_rank', 'created_at', 'id'], unique=False, postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
+        batch_op.create_index('ix_tickets_backlog_sector', ['sector', 'priority_rank', 'created_at', 'id'], unique=False, postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
         batch_op.create_index(batch_op.f('ix_tickets_created_at'), ['created_at'], unique=False)
-        batch_op.create_index('ix_tickets_due', ['due_at'], unique=False)
         batch_op.create_index('ix_tickets_queue', ['status', 'priority_rank', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_requester'), ['requester'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_sector'), ['sector'], unique=False)
@@ -397,8 +413,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tickets_sector'))
         batch_op.drop_index(batch_op.f('ix_tickets_requester'))
         batch_op.drop_index('ix_tickets_queue')
-        batch_op.drop_index('ix_tickets_due')
         batch_op.drop_index(batch_op.f('ix_tickets_created_at'))
+        batch_op.drop_index('ix_tickets_backlog_sector', postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
+        batch_op.drop_index('ix_tickets_backlog_queue', postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
+        batch_op.drop_index('ix_tickets_backlog_counts', postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
         batch_op.drop_index(batch_op.f('ix_tickets_assignee'))
 
     op.drop_table('tickets')
@@ -406,6 +424,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_shop_users_shop_id'))
 
     op.drop_table('shop_users')
+    op.drop_table('blob_chunks')
     op.drop_table('shops')
     op.drop_table('meta')
     op.drop_table('imap_mailboxes')
@@ -413,5 +432,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_imap_attempts_mailbox'))
 
     op.drop_table('imap_attempts')
+    op.drop_table('blobs')
     op.drop_table('agents')
     # ### end Alembic commands ###

@@ -1,0 +1,205 @@
+"""Memory of the gateway: flat over many mails, bounded for a large attachment.
+
+    python -m bench.memory flat --mails 100000 [--corpus PATH] [--url URL]
+    python -m bench.memory attachment --mb 25 [--url URL] [--blobs files|database]
+
+``flat`` imports ``--mails`` mails through the import path (``mailgate import``'s
+``import_mails``: prepare in threads, commit in batches) into a fresh store and samples
+the process's resident set (VmRSS) after every batch; it prints RSS every 10,000 mails
+and the spread after the first 10,000 (warm-up: caches, connection pool, templates).
+Without ``--corpus`` it writes an mbox of generated mails first (five languages, 30 %
+replies, a few hundred senders); any mbox, maildir or folder of .eml can be given.
+
+``attachment`` starts ``mailgate serve`` as a process, sends one mail carrying an
+attachment of ``--mb`` MB of random bytes over SMTP (the listener's size limit raised
+to fit it), waits for the 250, and reads the serve process's peak resident set (VmHWM)
+— the whole path: aiosmtpd's DATA buffer, parse, screen, DKIM check, keep, commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import smtplib
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime
+from pathlib import Path
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+LINES = {
+    "ro": "Bună ziua, comanda {n} nu a fost livrată și clienta așteaptă de o săptămână.",
+    "pl": "Dzień dobry, zamówienie {n} nie dotarło, klientka czeka od tygodnia.",
+    "nl": "Goedendag, bestelling {n} is niet geleverd en de klant wacht al een week.",
+    "pt": "Bom dia, a encomenda {n} não foi entregue e a cliente espera há uma semana.",
+    "en": "Hello, order {n} was not delivered and the customer has waited a week.",
+}
+
+
+def rss_kb(pid: int | str = "self", field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def write_mbox(path: Path, count: int, seed: int = 1) -> None:
+    """``count`` generated mails as an mbox (mboxrd "From " lines, CRLF-free)."""
+    rng = random.Random(seed)
+    earlier: list[str] = []
+    with path.open("wb") as out:
+        for n in range(count):
+            lang = rng.choice(list(LINES))
+            sender = f"user{rng.randrange(600)}@shop{rng.randrange(300)}.{lang}.example"
+            msg = EmailMessage()
+            msg["From"] = sender
+            msg["To"] = "support@localhost"
+            msg["Date"] = format_datetime(NOW - timedelta(minutes=count - n))
+            msg["Message-ID"] = mid = f"<m{n}.{seed}@bench.example>"
+            if earlier and rng.random() < 0.3:
+                parent = rng.choice(earlier[-500:])
+                msg["Subject"] = f"Re: Comanda {n}"
+                msg["In-Reply-To"] = msg["References"] = parent
+            else:
+                msg["Subject"] = f"Comanda {n}"
+            msg.set_content("\n".join(LINES[lang].format(n=n) for _ in range(rng.randint(2, 12))))
+            earlier.append(mid)
+            raw = msg.as_bytes().replace(b"\nFrom ", b"\n>From ")
+            out.write(b"From bench@example " + NOW.strftime("%a %b %d %H:%M:%S %Y").encode())
+            out.write(b"\n" + raw + b"\n")
+
+
+def flat(args: argparse.Namespace) -> None:
+    from mailgate.app import build_gateway
+    from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
+    from mailgate.sources.importer import import_mails
+
+    work = Path(tempfile.mkdtemp(prefix="mailgate-memory-"))
+    corpus = Path(args.corpus) if args.corpus else work / "corpus.mbox"
+    if not args.corpus:
+        started = time.monotonic()
+        write_mbox(corpus, args.mails)
+        print(f"wrote {args.mails} mails to {corpus} in {time.monotonic() - started:.0f} s")
+    url = args.url or f"sqlite:///{work}/mailgate.db"
+    settings = Settings(
+        store=StoreSettings(url=url, raw=str(work / "raw"), attachments=str(work / "att")),
+        smtp=SmtpSettings(addresses=("support@localhost",)),
+        outbound=OutboundSettings(transport=f"maildir:{work}/out"),
+    )
+    gateway = build_gateway(settings)
+    samples: list[tuple[int, int]] = []
+    done = 0
+    started = time.monotonic()
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        samples.append((done, rss_kb()))
+        if done % 10_000 < n:
+            elapsed = time.monotonic() - started
+            print(f"  {done:>7} mails  RSS {rss_kb() / 1024:6.1f} MB  ({done / elapsed:.0f}/s)")
+
+    summary = import_mails(
+        gateway.pipeline, corpus, clock=gateway.clock, batch_size=64, progress=progress
+    )
+    gateway.close()
+    after_warmup = [rss for count, rss in samples if count >= 10_000] or [s[1] for s in samples]
+    low, high = min(after_warmup), max(after_warmup)
+    print(f"{summary.total} mails ({dict(summary.counts)}) into {url}")
+    print(
+        f"RSS after 10,000 mails: min {low / 1024:.1f} MB, max {high / 1024:.1f} MB,"
+        f" spread {100 * (high - low) / low:.1f} % of the minimum"
+    )
+
+
+def attachment(args: argparse.Namespace) -> None:
+    import subprocess
+    import sys
+
+    work = Path(tempfile.mkdtemp(prefix="mailgate-attachment-"))
+    port = _free_port()
+    url = args.url or f"sqlite:///{work}/mailgate.db"
+    size = int(args.mb * 1_000_000)
+    config = work / "mailgate.toml"
+    config.write_text(
+        f'[store]\nurl = "{url}"\nblobs = "{args.blobs}"\n'
+        f'raw = "{work}/raw"\nattachments = "{work}/att"\n'
+        f"[smtp]\nport = {port}\nmax_message_size = {size * 2}\n"
+        f'[outbound]\ntransport = "maildir:{work}/out"\n'
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "--config", str(config), "serve"],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "serve.log").open("wb"),
+    )
+    try:
+        _wait_for_port(port)
+        idle = rss_kb(server.pid)
+        msg = EmailMessage()
+        msg["From"] = "Ana Pop <ana@magazin.ro>"
+        msg["To"] = "support@localhost"
+        msg["Subject"] = "Export complet"
+        msg["Message-ID"] = "<big@magazin.ro>"
+        msg.set_content("Atașez exportul complet al comenzilor.")
+        msg.add_attachment(
+            os.urandom(size), maintype="application", subtype="zip", filename="export.zip"
+        )
+        raw = msg.as_bytes(policy=SMTP_POLICY)
+        del msg
+        started = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", port, timeout=300) as client:
+            client.sendmail("ana@magazin.ro", ["support@localhost"], raw)
+        took = time.monotonic() - started
+        peak = rss_kb(server.pid, "VmHWM")
+        print(
+            f"{args.mb:g} MB attachment ({len(raw) / 1e6:.1f} MB mail), blobs={args.blobs},"
+            f" {url.split(':')[0]}: 250 after {took:.1f} s; serve RSS idle"
+            f" {idle / 1024:.0f} MB, peak {peak / 1024:.0f} MB"
+        )
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("serve did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("flat", help="RSS across many imported mails")
+    one.add_argument("--mails", type=int, default=100_000)
+    one.add_argument("--corpus", help="an mbox, maildir or folder of .eml to import instead")
+    one.add_argument("--url", help="store URL (default: SQLite in a temporary folder)")
+    two = commands.add_parser("attachment", help="peak RSS of serve for one large attachment")
+    two.add_argument("--mb", type=float, default=25)
+    two.add_argument("--url", help="store URL (default: SQLite in a temporary folder)")
+    two.add_argument("--blobs", choices=("files", "database"), default="files")
+    args = parser.parse_args()
+    flat(args) if args.command == "flat" else attachment(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""``tickets list --search``: full-text search over subjects and message text, on both
+databases, kept in sync by the store whatever writes the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from sqlmodel import text
+
+from store.db import Database
+from store.enums import Direction
+from store.errors import InvalidInput
+from store.migrate import alembic_config
+from store.models import Ticket
+from store.tickets import NewMessage, NewTicket, add_message, open_ticket
+from store.views import TicketFilter, list_tickets
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(store_url: str) -> Iterator[Database]:
+    database = Database(store_url)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def _ticket(db: Database, subject: str, *bodies: str, language: str = "en") -> int:
+    with db.write() as s:
+        ticket = open_ticket(
+            s,
+            NewTicket(subject=subject, requester="ana@shop.example", language=language),
+            actor="ana@shop.example",
+            now=NOW,
+        )
+        for body in bodies:
+            add_message(s, ticket, NewMessage(Direction.IN, body), raw_id=None, now=NOW)
+        assert ticket.id is not None
+        return ticket.id
+
+
+def _found(db: Database, search: str, **filters: object) -> list[int]:
+    with db.read() as s:
+        return sorted(t.id for t in list_tickets(s, TicketFilter(search=search, **filters)))  # type: ignore[arg-type]
+
+
+def test_search_ignores_case_and_accents(db: Database) -> None:
+    payment = _ticket(db, "Plată eșuată la checkout", "Clienții nu pot plăti cu cardul.")
+    _ticket(db, "Import produse", "Fișierul CSV nu se încarcă.")
+    assert _found(db, "plata esuata") == [payment]
+    assert _found(db, "PLATĂ") == [payment]
+    assert _found(db, "CLIENTII cardul") == [payment]
+    assert _found(db, "fisierul") != [payment]
+
+
+def test_search_folds_letters_without_a_decomposition(db: Database) -> None:
+    """Polish ł has no Unicode decomposition: it still matches a plain l."""
+    polish = _ticket(db, "Błąd płatności", "Płatność kartą nie działa w Łodzi.", language="pl")
+    assert _found(db, "blad") == [polish]
+    assert _found(db, "platnosc lodzi") == [polish]
+    assert _found(db, "Płatność") == [polish]
+
+
+def test_every_word_must_occur_somewhere_in_the_ticket(db: Database) -> None:
+    both = _ticket(db, "Plata nu merge", "Cardul Visa este refuzat.")
+    _ticket(db, "Cardul meu", "Altceva.")
+    assert _found(db, "plata visa") == [both]  # one word in the subject, one in a message
+    assert _found(db, "plata bitcoin") == []
+
+
+def test_new_messages_and_changed_subjects_are_searchable_at_once(db: Database) -> None:
+    ticket_id = _ticket(db, "Întrebare nouă", "Prima scrisoare.")
+    assert _found(db, "factura") == []
+    with db.write() as s:
+        ticket = s.get(Ticket, ticket_id)
+        assert ticket is not None
+        add_message(
+            s, ticket, NewMessage(Direction.NOTE, "Trimis factura corectată."), raw_id=None, now=NOW
+        )
+        ticket.subject = "Factură greșită"
+        s.add(ticket)
+    assert _found(db, "factura corectata") == [ticket_id]
+    assert _found(db, "gresita") == [ticket_id]
+    assert _found(db, "prima scrisoare") == [ticket_id]  # older messages stay searchable
+    assert _found(db, "noua") == []  # the old subject does not
+
+
+def test_a_moved_message_is_found_in_its_new_ticket(db: Database) -> None:
+    """Merging moves messages; the search follows them (triggers on messages.ticket_id)."""
+    source = _ticket(db, "Sursa", "Curierul a pierdut coletul.")
+    target = _ticket(db, "Destinația", "Alt mesaj.")
+    assert _found(db, "coletul") == [source]
+    with db.write() as s:
+        s.execute(
+            text("UPDATE messages SET ticket_id = :target WHERE ticket_id = :source"),
+            {"target": target, "source": source},
+        )
+    assert _found(db, "coletul") == [target]
+
+
+def test_search_combines_with_the_other_filters(db: Database) -> None:
+    shipping = _ticket(db, "Colet întârziat", "Comanda 1234 nu a ajuns.")
+    _ticket(db, "Colet pierdut", "Comanda 5678.")
+    with db.write() as s:
+        s.execute(text("UPDATE tickets SET sector = 'shipping' WHERE id = :id"), {"id": shipping})
+    assert _found(db, "colet", sector="shipping") == [shipping]
+    assert _found(db, "1234") == [shipping]
+
+
+def test_search_text_is_words_not_query_syntax(db: Database) -> None:
+    ticket_id = _ticket(db, 'Eroare "NEAR" la export', "Exportul dă eroare 42: OR AND *")
+    assert _found(db, 'NEAR( "export" OR -') == [ticket_id]  # no syntax: "or" is a word
+    assert _found(db, 'NEAR( "export" OR - bitcoin') == []
+    assert _found(db, '"eroare" -42') == [ticket_id]
+    with pytest.raises(InvalidInput, match="nothing to search"):
+        _found(db, " ?! ")
+
+
+def test_search_finds_the_other_forms_of_a_word(store_url: str, db: Database) -> None:
+    """Stemming: in every language on PostgreSQL, English only on SQLite (Porter)."""
+    english = _ticket(db, "Payments failing", "Two payments were refused.", language="en")
+    assert _found(db, "payment refuse") == [english]
+    if not store_url.startswith("postgresql"):
+        return
+    romanian = _ticket(db, "Problemă", "Plățile clienților sunt refuzate.", language="ro")
+    dutch = _ticket(db, "Probleem", "De betalingen van klanten mislukken.", language="nl")
+    portuguese = _ticket(db, "Problema", "Os pagamentos dos clientes falham.", language="pt")
+    assert _found(db, "plata clientului") == [romanian]
+    assert _found(db, "betaling klant") == [dutch]
+    assert _found(db, "pagamento cliente") == [portuguese]
+
+
+def test_tickets_of_a_store_upgraded_in_place_are_searchable(store_url: str) -> None:
+    """Migration 0002 builds the documents of the tickets that exist already."""
+    engine = sa.create_engine(store_url)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "base")
+        command.upgrade(alembic_config(connection), "0001")
+    engine.dispose()
+    db = Database(store_url)
+    try:
+        payment = _ticket(db, "Plată eșuată", "Cardul este refuzat.")
+        shipping = _ticket(db, "Colet pierdut", "Curierul nu a venit.")
+        db.upgrade()
+        assert _found(db, "plata cardul") == [payment]
+        assert _found(db, "curierul colet") == [shipping]
+    finally:
+        db.dispose()
