@@ -9,6 +9,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from store.migrate import include_object
 from store.models import UTCDateTime
 
 target_metadata = SQLModel.metadata
@@ -44,6 +45,7 @@ def _configure_and_run(connection: sa.Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         render_item=render_item,
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
