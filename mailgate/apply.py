@@ -264,6 +264,7 @@ class Applier:
                 facts.mail.reply_text or facts.mail.body_text,
                 sender=sender.address or "",
                 now=now,
+                forged=facts.auth.dmarc == "fail",
             )
         assert raw.id is not None
         return Outcome("message_added", raw.id, ticket.id, message.id)

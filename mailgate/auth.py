@@ -68,9 +68,11 @@ def authenticate(
         return trusted or AuthResult(dmarc="temperror", reason=unknown)
     own = _own_verification(raw, domain, resolver, strictness, policy.dns_timeout)
     if trusted is not None and not own.authenticated:
+        # Our front MTA's DMARC failure stands even where our own look-up found no policy
+        # (it may have read the record with a resolver we cannot reach).
         return AuthResult(
             dkim=own.dkim,
-            dmarc=own.dmarc,
+            dmarc="fail" if trusted.dmarc == "fail" else own.dmarc,
             reason=f"{own.reason}; {trusted.reason}",
             signatures=own.signatures,
         )

@@ -20,6 +20,7 @@ from store.enums import Status
 from store.lifecycle import ALLOWED, REOPENED_BY_MERCHANT, change_status
 from store.models import Ticket
 from store.sla import SlaPolicy, peak_mode, settle
+from store.tickets import audit
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +47,29 @@ class Workflow:
         *,
         sender: str,
         now: datetime,
+        forged: bool = False,
     ) -> str:
         """Apply a merchant's reply to ``ticket``; returns what it was (``reply``,
-        ``solved``, ``approved``, ``rejected``) after telling the sector's agents.
+        ``solved``, ``approved``, ``rejected``, ``refused``) after telling the sector's agents.
 
         "Solved" and budget answers take the place of the usual reopening of a pending or
-        solved ticket: a merchant confirming the solution must not reopen it.
+        solved ticket: a merchant confirming the solution must not reopen it. A mail its
+        From domain disowns (``forged``: DMARC fail) decides nothing: its commands are noted
+        for the agents, who confirm with the merchant another way.
         """
         actor = f"merchant:{sender}"
         event = "reply"
+        if forged and commands:
+            names = ", ".join(f"#{command.name}" for command in commands)
+            audit(
+                session,
+                ticket.id,
+                actor=actor,
+                action="merchant_command_refused",
+                now=now,
+                detail=f"{names} not applied: the mail fails DMARC for its From domain",
+            )
+            commands, event = (), "refused"
         for command in commands:
             if command.name == "solved" and _may_be_solved(ticket):
                 change_status(session, ticket, Status.SOLVED, actor=actor, now=now)
@@ -63,7 +78,7 @@ class Workflow:
                 approved = command.name == "approve"
                 if self.development.answer_budget(session, ticket, approved, actor=actor, now=now):
                     event = "approved" if approved else "rejected"
-        if event == "reply" and Status(ticket.status) in REOPENED_BY_MERCHANT:
+        if event in {"reply", "refused"} and Status(ticket.status) in REOPENED_BY_MERCHANT:
             change_status(session, ticket, Status.OPEN, actor=actor, now=now)
         settle(session, ticket, now, self.sla)
         self.notices.merchant_reply(session, ticket, text, event=event, now=now)

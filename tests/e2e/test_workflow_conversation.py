@@ -211,6 +211,34 @@ def test_approving_without_a_budget_is_an_ordinary_reply(
     assert (answered.status, answered.budget_state) == ("open", None)
 
 
+def test_a_budget_answer_its_domain_disowns_decides_nothing(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    """Anyone can put the merchant's address in From: an approval that fails DMARC for
+    magazin.ro is a reply for the agents to check, not a decision."""
+    tid = first_ticket(deliver, gateway, subject="Funcționalitate nouă", body="Vrem export Excel.")
+    with gateway.db.write() as s:
+        gateway.workflow.development.propose_budget(s, tid, 10, agent=MARIA, now=clock())
+    gateway.dispatcher.run_once()
+    proposal = mails_to(sent, "ana@magazin.ro")[-1]
+    forged = "mx.support.example; dkim=none; dmarc=fail header.from=magazin.ro"
+    deliver(
+        raw_mail(
+            subject="Re: " + proposal["Subject"],
+            body="#approve",
+            in_reply_to=proposal["Message-ID"],
+            headers={"Authentication-Results": forged},
+        )
+    )
+    answered = detail(gateway, tid)
+    assert (answered.status, answered.budget_state) == ("open", "proposed")
+    refused = [e for e in answered.events if e.action == "merchant_command_refused"]
+    assert refused and "#approve" in refused[0].detail
+    gateway.dispatcher.run_once()
+    assert "NOT applied" in mails_to(sent, MARIA)[-1]["Subject"]
+    assert not any("Buget aprobat" in m["Subject"] for m in mails_to(sent, "ana@magazin.ro"))
+
+
 # --- merging and follow-ups ---------------------------------------------------------------
 
 
