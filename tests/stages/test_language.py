@@ -79,6 +79,23 @@ def test_english_when_the_text_says_nothing(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "Здравствуйте, у меня не работает оплата в магазине, помогите пожалуйста",  # noqa: RUF001
+        "Guten Tag, die Zahlung in meinem Shop funktioniert nicht mehr, bitte helfen Sie mir",
+        "Bonjour, le paiement ne fonctionne plus dans ma boutique, pouvez-vous m'aider ?",
+        "Hola, el pago ya no funciona en mi tienda, ¿me pueden ayudar por favor?",
+        "Buongiorno, il pagamento non funziona più nel mio negozio, potete aiutarmi?",
+    ],
+)
+def test_a_language_we_do_not_write_gets_english_not_the_nearest_of_ours(text: str) -> None:
+    """Restricted to our five, German reads as Dutch and Russian as Polish; the merchant
+    is better served in English than in a language that is not theirs."""
+    choice = choose_language(shop_locale=None, content_language=None, subject="", text=text)
+    assert choice == LanguageChoice("en", "default")
+
+
+@pytest.mark.parametrize(
     ("tag", "code"),
     [("ro", "ro"), ("nl-BE", "nl"), ("PT_br", "pt"), (" pl ", "pl"), ("en-US", "en"),
      ("de", None), ("", None), (None, None), ("x-klingon", None)],
