@@ -151,26 +151,7 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
 
 def _unreadable(raw: bytes, defect: str) -> ParsedMail:
     text = decode_text(raw).text.replace("\x00", "")
-    return ParsedMail(
-        message_id=None,
-        from_address=None,
-        from_name="",
-        to=(),
-        cc=(),
-        reply_to=(),
-        subject="",
-        date=None,
-        in_reply_to=(),
-        references=(),
-        body_text=text,
-        reply_text=text,
-        body_html=None,
-        attachments=(),
-        headers=(),
-        content_digest=content_digest(raw),
-        from_header_count=0,
-        defects=(defect,),
-    )
+    return ParsedMail.unread(text=text, content_digest=content_digest(raw), defects=(defect,))
 
 
 def _first(by_name: dict[str, list[str]], name: str) -> str | None:

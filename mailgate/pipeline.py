@@ -304,24 +304,7 @@ def _record_duplicate(session: Session, prepared: Prepared, original: int) -> Ou
 
 
 def _failed(arrival: Arrival, raw: BlobRef, why: str) -> Prepared:
-    empty = ParsedMail(
-        message_id=None,
-        from_address=None,
-        from_name="",
-        to=(),
-        cc=(),
-        reply_to=(),
-        subject="",
-        date=None,
-        in_reply_to=(),
-        references=(),
-        body_text="",
-        reply_text="",
-        body_html=None,
-        attachments=(),
-        headers=(),
-        content_digest=raw.sha256,
-    )
+    empty = ParsedMail.unread(text="", content_digest=raw.sha256, defects=())
     return Prepared(
         arrival,
         raw,

@@ -75,6 +75,30 @@ class ParsedMail:
     defects: tuple[str, ...] = ()
     content_language: str | None = None
 
+    @classmethod
+    def unread(cls, *, text: str, content_digest: str, defects: tuple[str, ...]) -> ParsedMail:
+        """A mail the parser could not read: no headers, ``text`` as its whole body."""
+        return cls(
+            message_id=None,
+            from_address=None,
+            from_name="",
+            to=(),
+            cc=(),
+            reply_to=(),
+            subject="",
+            date=None,
+            in_reply_to=(),
+            references=(),
+            body_text=text,
+            reply_text=text,
+            body_html=None,
+            attachments=(),
+            headers=(),
+            content_digest=content_digest,
+            from_header_count=0,
+            defects=defects,
+        )
+
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
         lname = name.lower()
