@@ -1,4 +1,5 @@
-"""Signatures at the end of a reply: a phone's "Sent from…" line and the sender's sign-off.
+"""Signatures at the end of a reply: a phone's "Sent from…" line, a legal disclaimer and
+the sender's sign-off.
 
 Part of the ``parse`` stage, used by ``quoting.extract_reply`` once quoted history and
 "-- " signature blocks are gone. Only the closing lines are looked at. A sign-off
@@ -19,6 +20,19 @@ _VALEDICTION_LENGTH = 30
 _NAME_LINE_SLACK = 25  # what a name line may hold besides the name ("Me", a title)
 _TAIL_LINES = 24  # a closing paragraph, a rule and a phone's "Sent from" fit in this
 _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+_DISCLAIMER_LENGTH = 2000
+# A legal disclaimer says the mail is confidential and who it is meant for, in one
+# paragraph: "This e-mail is confidential … intended recipient", "Acest mesaj este
+# confidențial … destinatarului", "Dit bericht is vertrouwelijk … geadresseerde",
+# "Esta mensagem é confidencial … destinatário", "Ta wiadomość jest poufna … adresata".
+_CONFIDENTIAL = re.compile(
+    r"confiden[tț]i|vertrouwelijk|confidencial|poufn|privileged|vertraulich", re.I
+)
+_MEANT_FOR = re.compile(
+    r"recipient|addressee|destinatar|expeditor|geadresseerde|afzender|bestemd|"
+    r"destinat[áa]rio|remetente|adresat|nadawc|empf[äa]nger",
+    re.I,
+)
 
 
 def without_closing_signature(reply: str, sender: str | None) -> str:
@@ -37,8 +51,24 @@ def _without_trailing_signature(
     lines = _trimmed(lines)
     if lines and markers.is_sent_from(lines[-1]) and (len(lines) > 1 or text_above):
         lines = _trimmed(lines[:-1])
+    lines = _without_disclaimer(lines, text_above=text_above)
     if sender:
         lines = _without_name_signature(lines, sender, text_above=text_above)
+    return lines
+
+
+def _without_disclaimer(lines: list[str], *, text_above: bool) -> list[str]:
+    """Drop a closing legal disclaimer paragraph (never the reply's only paragraph)."""
+    start = _last_paragraph_start(lines)
+    if not (start or text_above):
+        return lines
+    paragraph = " ".join(lines[start:])
+    if (
+        len(paragraph) <= _DISCLAIMER_LENGTH
+        and _CONFIDENTIAL.search(paragraph) is not None
+        and _MEANT_FOR.search(paragraph) is not None
+    ):
+        return _trimmed(lines[:start])
     return lines
 
 
