@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from email.message import Message
+from email.utils import parseaddr
 
 from mailgate.charsets import decode_text
 from mailgate.errors import ParseFailure
@@ -108,13 +109,16 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
         # such an address to a registered user (see mailgate/from_check.py).
         defects.extend([*from_defects, FROM_REPAIRED])
     from_name, from_address = _sender(from_pairs, defects)
+    if not from_pairs and by_name.get("from"):
+        # "MAILER DAEMON <>": no address, but the name is what a reader sees.
+        from_name = decode_header_value(parseaddr(unicode_value(by_name["from"][0]))[0])
     if len(by_name.get("from", [])) > 1:
         defects.append("several-from-headers")
     subjects = by_name.get("subject", [])
     if len(subjects) > 1:
         defects.append("several-subject-headers")
 
-    body_text = "\n\n".join(text for text in parts.plain if text)
+    body_text = _body_text(parts)
     body_html = "\n".join(parts.html) if parts.html else None
     from_html = not body_text and body_html is not None  # an empty text/plain counts as none
     if from_html:
@@ -147,6 +151,19 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
         defects=tuple(dict.fromkeys(defects)),
         content_language=first_language(_first(by_name, "content-language")),
     )
+
+
+def _body_text(parts: MailParts) -> str:
+    """The text a mail client shows: the plain bodies, with any HTML body that is not a
+    version of a plain one read as text in its place; failing those, inline text files."""
+    plain = list(parts.plain)
+    if any(plain) and parts.loose_html:
+        for position, html in reversed(parts.loose_html):
+            plain.insert(position, html_to_text(html))
+    text = "\n\n".join(text for text in plain if text)
+    if not text and not parts.html:
+        text = "\n\n".join(text for text in parts.inline_text if text)
+    return text
 
 
 def _unreadable(raw: bytes, defect: str) -> ParsedMail:
