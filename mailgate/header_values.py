@@ -21,6 +21,11 @@ from mailgate.charsets import decode_text, normalize_charset
 # text, lower-case encodings, odd charset names and RFC 2231 language suffixes
 # (=?utf-8*ro?Q?…?=). The text is lazy and bounded, so a lone "=?" costs little.
 _ENCODED_WORD = re.compile(r"=\?([^?\s*]{0,60})(?:\*[^?\s]{0,20})?\?([bBqQ])\?(.{0,2000}?)\?=")
+# An encoded word cut off at the end of the value (its "?=" lost to a length limit or a
+# bad fold): clients still decode it, and a reader must not see the raw form.
+_UNTERMINATED_WORD = re.compile(
+    r"=\?([^?\s*]{1,60})(?:\*[^?\s]{0,20})?\?([bBqQ])\?([^?]{1,2000})\??\s*$"
+)
 _BETWEEN_WORDS = re.compile(r"[ \t\r\n]*")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
@@ -84,8 +89,17 @@ def decode_encoded_words(text: str) -> str:
             # joining their bytes before decoding reads them whole.
             pending.append((charset.lower(), data))
         position = match.end()
+    tail = text[position:]
+    cut_off = _UNTERMINATED_WORD.search(tail)
+    if cut_off is not None and normalize_charset(cut_off[1]) is not None:
+        gap = tail[: cut_off.start()]
+        if not pending or _BETWEEN_WORDS.fullmatch(gap) is None:
+            _flush(pending, pieces)
+            pieces.append(gap)
+        pending.append((cut_off[1].lower(), _word_bytes(cut_off[2], cut_off[3])))
+        tail = ""
     _flush(pending, pieces)
-    pieces.append(text[position:])
+    pieces.append(tail)
     return "".join(pieces)
 
 

@@ -363,12 +363,31 @@ class _MimeHeaders:
 
 def _params(pairs: Iterable[tuple[str, object]] | None) -> dict[str, str]:
     """Parameters by lower-case name, RFC 2231 values decoded; the first pair is the
-    header's own value (its type or disposition), kept as a key."""
+    header's own value (its type or disposition), kept as a key. An RFC 2231 value wins
+    over a plain one of the same name (RFC 6266: it is the one written for clients that
+    read it; the plain one is the ASCII fallback)."""
     found: dict[str, str] = {}
+    extended: set[str] = set()
     for name, value in pairs or ():
-        text = collapse_rfc2231_value(value) if isinstance(value, tuple) else value
-        found.setdefault(name.strip().lower(), text if isinstance(text, str) else "")
+        key = name.strip().lower()
+        if isinstance(value, tuple):
+            if key not in extended:
+                found[key] = _rfc2231_text(value)
+                extended.add(key)
+        else:
+            found.setdefault(key, value if isinstance(value, str) else "")
     return found
+
+
+def _rfc2231_text(value: tuple[str | None, str | None, str]) -> str:
+    """An RFC 2231 value's text, read like a body: the declared charset when it fits,
+    else the charset its bytes show (UTF-8 sent as ``iso-8859-1''``, no charset at all)."""
+    charset, _, text = value
+    try:
+        data = text.encode("latin-1")  # the stdlib keeps the percent-decoded bytes so
+    except UnicodeEncodeError:
+        return collapse_rfc2231_value(value)
+    return decode_text(data, charset or None).text
 
 
 def _header_view(part: Message) -> Message:
