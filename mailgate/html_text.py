@@ -113,7 +113,9 @@ _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _BLANK_RUNS = re.compile(r"\n(?:[ \t>]*\n){2,}")
 
 # Elements that hold quoted history in replies, by the marks mail clients give them.
-_QUOTE_CLASSES = frozenset({"gmail_quote", "yahoo_quoted", "moz-cite-prefix", "gmail_attr"})
+_QUOTE_CLASSES = frozenset(
+    {"gmail_quote", "yahoo_quoted", "moz-cite-prefix", "gmail_attr", "protonmail_quote"}
+)
 # Elements after which everything is quoted history (Outlook's reply headers).
 _CUT_IDS = frozenset(
     {
@@ -150,7 +152,8 @@ def has_quote_markup(html: str) -> bool:
 
 
 _QUOTE_MARKS = (
-    "gmail_quote", "yahoo_quoted", "moz-cite-prefix", "<blockquote", "divrplyfwdmsg",
+    "gmail_quote", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote", "<blockquote",
+    "divrplyfwdmsg",
     "olk_src_body_section", "stopspelling", "appendonsend",
     "mail-editor-reference-message-container",
 )  # fmt: skip

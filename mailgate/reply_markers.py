@@ -131,6 +131,8 @@ _DEVICE_SIGNATURE = re.compile(
     r"(?:\s+[^\s,;.!?]+){1,3}\s*$",
     re.I,
 )
+# The target html_text writes after a link's words: "Outlook for Android (https://…)".
+_LINK_TARGET = re.compile(r"\s*\((?:https?://|mailto:)[^()\s]{1,300}\)")
 _SENT_FROM = re.compile(rf"^\s*(?:{_SENT_FROM_PHRASES})(?:\s+[^\s,;.!?]+){{1,5}}\s*$", re.I)
 
 
@@ -228,5 +230,10 @@ def is_valediction(line: str) -> bool:
 
 
 def is_sent_from(line: str) -> bool:
-    """A mobile-client signature: "Sent from my iPhone", "Trimis de pe iPhone-ul meu"."""
-    return len(line) < 100 and _SENT_FROM.match(line) is not None
+    """A mobile-client signature: "Sent from my iPhone", "Trimis de pe iPhone-ul meu",
+    also as an HTML body renders it ("Get Outlook for Android (https://aka.ms/…)",
+    "Sent with Proton Mail (https://proton.me/) secure email.")."""
+    if len(line) >= 160:
+        return False
+    bare = _LINK_TARGET.sub("", line).rstrip().removesuffix(".")
+    return len(bare) < 100 and _SENT_FROM.match(bare) is not None
