@@ -248,6 +248,8 @@ def _symbol_score(char: str, before: str, after: str) -> float:
         return -3.0
     if char in _ORDINALS and (before.isdigit() or before in "Nn") and not after.isalpha():
         return 0.5
+    if char == "£" and after.isalpha() and after.islower():
+        return -2.0  # "£ukasz": Polish Ł read with the wrong table; a pound sign leads digits
     if char in _MISREAD_SYMBOLS:
         return -3.0 if before.isalpha() and after.isalpha() else -0.5
     return 0.5 if char in _TYPOGRAPHY else 0.0

@@ -13,6 +13,7 @@ nothing raises but ``ParseFailure`` for bytes that hold no mail at all.
 from __future__ import annotations
 
 import hashlib
+import re
 from email.message import Message
 from email.utils import parseaddr
 
@@ -54,6 +55,7 @@ _TRACE_HEADERS = frozenset(
 )
 _TRACE_PREFIXES = (b"arc-", b"x-spam-", b"x-virus-")
 _BLANK = b" \t\r\n\x00"
+_MAILBOX = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
 FROM_REPAIRED = "from-repaired"
 
 
@@ -104,6 +106,8 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
 
     from_defects: list[str] = []
     from_pairs = parse_addresses(by_name.get("from", [])[:1], from_defects)
+    if not from_pairs and by_name.get("from"):
+        from_pairs = _repaired_from(by_name["from"][0], from_defects)
     if from_defects:
         # Which part of a broken From the parser kept is a guess: identify never matches
         # such an address to a registered user (see mailgate/from_check.py).
@@ -151,6 +155,22 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
         defects=tuple(dict.fromkeys(defects)),
         content_language=first_language(_first(by_name, "content-language")),
     )
+
+
+def _repaired_from(raw: str, defects: list[str]) -> list[tuple[str, str]]:
+    """The one mailbox a broken From shows a reader: a whole "Name <addr>" sent as one
+    encoded word, an unclosed "<addr", a stray ";" after it. Noted as a defect, so the
+    address is shown but never trusted as a known user's (see from_check)."""
+    decoded = decode_header_value(raw)
+    found = parse_addresses([decoded], []) if decoded != raw.strip() else []
+    if not found:
+        addresses = {match.lower() for match in _MAILBOX.findall(decoded)}
+        if len(addresses) != 1:
+            return []
+        name = decoded.split("<", 1)[0] if "<" in decoded else ""
+        found = [(name.strip().strip("\"'").strip(), addresses.pop())]
+    defects.append("from-unreadable-as-written")
+    return found
 
 
 def _body_text(parts: MailParts) -> str:

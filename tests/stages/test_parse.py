@@ -652,3 +652,25 @@ def test_a_whole_message_forward_shows_the_wrapped_text() -> None:
     result = parse_mail(raw)
     assert result.body_text == "Charged twice."
     assert [a.content_type for a in result.attachments] == ["message/rfc822"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "From: =?utf-8?B?yJh0ZWZhbiDImnVyY2FudSA8c3RlZmFuQHgucm8+?=",  # all one encoded word
+        "From: Ștefan Țurcanu <stefan@x.ro",  # never closed
+        'From: "Ștefan Țurcanu" <stefan@x.ro>; ',  # a stray separator
+    ],
+)
+def test_a_broken_from_shows_its_mailbox_but_is_marked_repaired(header: str) -> None:
+    result = parse_mail(mail(f"{header}\nSubject: s"))
+    assert (result.from_address, result.from_name) == ("stefan@x.ro", "Ștefan Țurcanu")
+    assert "from-repaired" in result.defects  # never taken as a registered user's address
+
+
+def test_a_polish_name_labelled_latin1_is_read_as_windows_1250() -> None:
+    result = parse_mail(mail("From: =?iso-8859-1?Q?=A3ukasz_Wi=9Cniewski?= <l@x.pl>\nSubject: s"))
+    assert result.from_name == "Łukasz Wiśniewski"
+    assert parse_mail(mail("From: a@x.pl\nSubject: Cena =?iso-8859-1?Q?=A350?=")).subject == (
+        "Cena £50"
+    )
