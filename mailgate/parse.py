@@ -57,6 +57,7 @@ _TRACE_PREFIXES = (b"arc-", b"x-spam-", b"x-virus-")
 _BLANK = b" \t\r\n\x00"
 _MAILBOX = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
 FROM_REPAIRED = "from-repaired"
+_SAME_TEXT = 0.8  # share of an HTML body's words found in the plain one: the same text
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
@@ -178,8 +179,14 @@ def _body_text(parts: MailParts) -> str:
     version of a plain one read as text in its place; failing those, inline text files."""
     plain = list(parts.plain)
     if any(plain) and parts.loose_html:
+        words = set("\n".join(plain).split())
         for position, html in reversed(parts.loose_html):
-            plain.insert(position, html_to_text(html))
+            text = html_to_text(html)
+            # Some mailers put the two versions of one body side by side in a
+            # multipart/mixed: a second rendering of the plain text is not shown twice.
+            html_words = text.split()
+            if sum(word in words for word in html_words) < _SAME_TEXT * len(html_words):
+                plain.insert(position, text)
     text = "\n\n".join(text for text in plain if text)
     if not text and not parts.html:
         text = "\n\n".join(text for text in parts.inline_text if text)

@@ -674,3 +674,11 @@ def test_a_polish_name_labelled_latin1_is_read_as_windows_1250() -> None:
     assert parse_mail(mail("From: a@x.pl\nSubject: Cena =?iso-8859-1?Q?=A350?=")).subject == (
         "Cena £50"
     )
+
+
+def test_a_plain_and_html_version_side_by_side_in_a_mixed_multipart_show_once() -> None:
+    raw = _multipart(
+        b"Content-Type: text/plain\n\nThe order 1043 is stuck since Monday.",
+        b"Content-Type: text/html\n\n<p>The order <b>1043</b> is stuck since Monday.</p>",
+    )
+    assert parse_mail(raw).body_text == "The order 1043 is stuck since Monday."
