@@ -48,23 +48,28 @@ _SIMPLE_ADDRESS = re.compile(
 _ADDR_SPEC = re.compile(r"^(?:\"[^\"\\\r\n]{1,64}\"|[^@\s<>()\[\]\\,;:\"]+)@[\w.\-\[\]:]+$")
 
 
-def unicode_value(raw: str) -> str:
-    """The raw value with 8-bit bytes (carried as surrogates) read as text."""
+def unicode_value(raw: str, charset: str | None = None) -> str:
+    """The raw value with 8-bit bytes (carried as surrogates) read as text.
+
+    ``charset`` is the mail's body charset: raw 8-bit headers are written in it by the
+    clients that send them, and mail clients read them with it (UTF-8 still comes first).
+    """
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
-        return decode_text(raw.encode("utf-8", "surrogateescape")).text
+        return decode_text(raw.encode("utf-8", "surrogateescape"), charset).text
     return raw
 
 
-def decode_header_value(raw: str) -> str:
-    """A header value as a reader sees it: unfolded, encoded words decoded, one line."""
+def decode_header_value(raw: str, charset: str | None = None) -> str:
+    """A header value as a reader sees it: unfolded, encoded words decoded, one line
+    (``charset``: the mail's body charset, for raw 8-bit bytes; see ``unicode_value``)."""
     if raw.isascii() and "=?" not in raw:
         if raw.isprintable():  # the common case: nothing to unfold, decode or clean
             return raw.strip()
         if "\n" not in raw and "\r" not in raw:
             return _CONTROL.sub(" ", raw).strip()
-    text = _FOLD.sub("", unicode_value(raw))
+    text = _FOLD.sub("", unicode_value(raw, charset))
     text = _LINE_BREAKS.sub(" ", text)
     if "=?" in text:
         text = decode_encoded_words(text)
@@ -121,11 +126,14 @@ def _flush(pending: list[tuple[str, bytes]], pieces: list[str]) -> None:
     pending.clear()
 
 
-def parse_addresses(raw_values: list[str], defects: list[str]) -> list[tuple[str, str]]:
-    """Every ``(display name, lower-cased address)`` in these header values, in order."""
+def parse_addresses(
+    raw_values: list[str], defects: list[str], charset: str | None = None
+) -> list[tuple[str, str]]:
+    """Every ``(display name, lower-cased address)`` in these header values, in order
+    (``charset``: the mail's body charset, for raw 8-bit bytes)."""
     found: list[tuple[str, str]] = []
     for raw in raw_values:
-        value = _LINE_BREAKS.sub(" ", _FOLD.sub("", unicode_value(raw))).strip()
+        value = _LINE_BREAKS.sub(" ", _FOLD.sub("", unicode_value(raw, charset))).strip()
         if not value:
             continue
         pairs = _simple_addresses(value)

@@ -105,10 +105,11 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
     for name, value in raw_headers:
         by_name.setdefault(name.strip().lower(), []).append(value)
 
+    charset = _body_charset(message)
     from_defects: list[str] = []
-    from_pairs = parse_addresses(by_name.get("from", [])[:1], from_defects)
+    from_pairs = parse_addresses(by_name.get("from", [])[:1], from_defects, charset)
     if not from_pairs and by_name.get("from"):
-        from_pairs = _repaired_from(by_name["from"][0], from_defects)
+        from_pairs = _repaired_from(by_name["from"][0], from_defects, charset)
     if from_defects:
         # Which part of a broken From the parser kept is a guess: identify never matches
         # such an address to a registered user (see mailgate/from_check.py).
@@ -116,7 +117,8 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
     from_name, from_address = _sender(from_pairs, defects)
     if not from_pairs and by_name.get("from"):
         # "MAILER DAEMON <>": no address, but the name is what a reader sees.
-        from_name = decode_header_value(parseaddr(unicode_value(by_name["from"][0]))[0])
+        raw_from = unicode_value(by_name["from"][0], charset)
+        from_name = decode_header_value(parseaddr(raw_from)[0])
     if len(by_name.get("from", [])) > 1:
         defects.append("several-from-headers")
     subjects = by_name.get("subject", [])
@@ -137,10 +139,10 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
         message_id=next(iter(parse_message_ids(_first(by_name, "message-id"))), None),
         from_address=from_address,
         from_name=from_name,
-        to=_addresses(by_name, "to", defects),
-        cc=_addresses(by_name, "cc", defects),
-        reply_to=_addresses(by_name, "reply-to", defects),
-        subject=decode_header_value(subjects[0]) if subjects else "",
+        to=_addresses(by_name, "to", defects, charset),
+        cc=_addresses(by_name, "cc", defects, charset),
+        reply_to=_addresses(by_name, "reply-to", defects, charset),
+        subject=decode_header_value(subjects[0], charset) if subjects else "",
         date=parse_date(_first(by_name, "date")),
         in_reply_to=parse_message_ids(_first(by_name, "in-reply-to")),
         references=parse_message_ids(" ".join(by_name.get("references", []))),
@@ -149,7 +151,8 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
         body_html=body_html,
         attachments=tuple(parts.attachments),
         headers=tuple(
-            (unicode_value(name).strip(), decode_header_value(value)) for name, value in raw_headers
+            (unicode_value(name).strip(), decode_header_value(value, charset))
+            for name, value in raw_headers
         ),
         content_digest=content_digest(raw),
         from_header_count=len(by_name.get("from", [])),
@@ -158,11 +161,11 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
     )
 
 
-def _repaired_from(raw: str, defects: list[str]) -> list[tuple[str, str]]:
+def _repaired_from(raw: str, defects: list[str], charset: str | None) -> list[tuple[str, str]]:
     """The one mailbox a broken From shows a reader: a whole "Name <addr>" sent as one
     encoded word, an unclosed "<addr", a stray ";" after it. Noted as a defect, so the
     address is shown but never trusted as a known user's (see from_check)."""
-    decoded = decode_header_value(raw)
+    decoded = decode_header_value(raw, charset)
     found = parse_addresses([decoded], []) if decoded != raw.strip() else []
     if not found:
         addresses = {match.lower() for match in _MAILBOX.findall(decoded)}
@@ -172,6 +175,20 @@ def _repaired_from(raw: str, defects: list[str]) -> list[tuple[str, str]]:
         found = [(name.strip().strip("\"'").strip(), addresses.pop())]
     defects.append("from-unreadable-as-written")
     return found
+
+
+def _body_charset(message: Message) -> str | None:
+    """The charset the mail's first text part declares (for raw 8-bit header bytes)."""
+    try:
+        for part in message.walk():
+            if part.get_content_maintype() == "text":
+                charset = part.get_param("charset")
+                return charset if isinstance(charset, str) and charset.isascii() else None
+            if not part.is_multipart() and part is not message:
+                return None
+    except (LookupError, UnicodeError, ValueError, TypeError, IndexError, RecursionError):
+        pass  # a broken Content-Type: no hint
+    return None
 
 
 def _body_text(parts: MailParts) -> str:
@@ -235,8 +252,10 @@ def _sender(pairs: list[tuple[str, str]], defects: list[str]) -> tuple[str, str 
     return pairs[0]
 
 
-def _addresses(by_name: dict[str, list[str]], name: str, defects: list[str]) -> tuple[str, ...]:
-    pairs = parse_addresses(by_name.get(name, []), defects)
+def _addresses(
+    by_name: dict[str, list[str]], name: str, defects: list[str], charset: str | None
+) -> tuple[str, ...]:
+    pairs = parse_addresses(by_name.get(name, []), defects, charset)
     return tuple(dict.fromkeys(address for _, address in pairs))
 
 

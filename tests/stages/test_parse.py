@@ -682,3 +682,15 @@ def test_a_plain_and_html_version_side_by_side_in_a_mixed_multipart_show_once() 
         b"Content-Type: text/html\n\n<p>The order <b>1043</b> is stuck since Monday.</p>",
     )
     assert parse_mail(raw).body_text == "The order 1043 is stuck since Monday."
+
+
+@pytest.mark.parametrize(
+    ("charset", "subject"),
+    [("windows-1251", "Заказ не пришёл"), ("iso-8859-2", "Zażółć gęślą"), ("gb2312", "订单")],
+)
+def test_raw_8bit_headers_are_read_in_the_body_charset(charset: str, subject: str) -> None:
+    raw = (
+        b"From: a@example.com\nSubject: " + subject.encode(charset) + b"\nMIME-Version: 1.0\n"
+        b"Content-Type: text/plain; charset=" + charset.encode() + b"\n\n" + subject.encode(charset)
+    )
+    assert parse_mail(raw).subject == subject
