@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 MAX_HTML_CHARS = 512 * 1024
 _DATA_URI = re.compile(r"data:[\w/+.-]{1,100};base64,[A-Za-z0-9+/=\s]{64,}")
 _LONGEST_LABEL_PARTS = 40
+_LONGEST_SHOWN_TARGET = 100
 _SKIPPED = frozenset(
     {
         "script",
@@ -179,6 +180,7 @@ class _TextWriter(HTMLParser):
         self._pre_depth = 0
         self._lists: list[list[int]] = []  # per open list: [is_ordered, counter]
         self._links: list[tuple[str, int]] = []
+        self._last_target = ""  # the link target written last
         # Per open <p>: the line breaks it ends with, and the output length when it opened.
         self._paragraphs: list[tuple[int, int]] = []  # (href, index in _parts where it began)
         self._skip_tag: str | None = None
@@ -358,10 +360,17 @@ class _TextWriter(HTMLParser):
         else:
             return
         # Only words need their target spelled out; a label that is itself an address
-        # or URL already says where it goes (and tracking redirects are noise).
+        # or URL already says where it goes. A long target is a tracking redirect, noise
+        # no reader sees, and one target is not repeated for the image and words it wraps.
         is_words = bool(label) and (" " in label or "." not in label)
-        if is_words and _bare(label) != _bare(target):
+        if (
+            is_words
+            and _bare(label) != _bare(target)
+            and len(target) <= _LONGEST_SHOWN_TARGET
+            and target != self._last_target
+        ):
             self._write(f" ({target})")
+            self._last_target = target
 
     # -- output ----------------------------------------------------------------------------
 

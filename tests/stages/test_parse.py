@@ -694,3 +694,15 @@ def test_raw_8bit_headers_are_read_in_the_body_charset(charset: str, subject: st
         b"Content-Type: text/plain; charset=" + charset.encode() + b"\n\n" + subject.encode(charset)
     )
     assert parse_mail(raw).subject == subject
+
+
+def test_html_links_keep_short_targets_but_not_tracking_redirects() -> None:
+    redirect = "https://t.example/r/?u=" + "a1b2c3d4" * 20
+    html = (
+        f'<p><a href="{redirect}">Profile</a> <a href="https://shop.example/help">Help</a></p>'
+        '<p><a href="https://shop.example/help"><img src="x.png" alt="Help"> Help again</a></p>'
+    )
+    raw = b"From: a@example.com\nSubject: s\nContent-Type: text/html\n\n" + html.encode()
+    assert parse_mail(raw).body_text == (
+        "Profile Help (https://shop.example/help)\n\n[Help] Help again"
+    )
