@@ -105,7 +105,15 @@ _VOID = frozenset(
         "spacer",
     }
 )
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all", re.I)
+# Hidden elements; newsletters also hide their "preheader" (the inbox preview line) by
+# collapsing it: no height and overflow hidden, or full transparency.
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all"
+    r"|opacity\s*:\s*0(?:\.0*)?\s*(?:[;!]|$)"
+    r"|max-height\s*:\s*0(?:px)?\s*[;!][^\"]*overflow\s*:\s*hidden"
+    r"|overflow\s*:\s*hidden[^\"]*max-height\s*:\s*0(?:px)?\s*(?:[;!]|$)",
+    re.I,
+)
 _TINY = re.compile(r"^\s*[01](?:\.0*)?\s*(?:px)?\s*$")
 _TINY_STYLE = re.compile(r"(?:^|;)\s*(?:width|height)\s*:\s*[01](?:\.0*)?px", re.I)
 _WHITESPACE = re.compile(r"[ \t\n\r\f\u00a0\u2000-\u200a\u202f\u205f\u3000]+")

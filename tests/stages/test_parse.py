@@ -706,3 +706,13 @@ def test_html_links_keep_short_targets_but_not_tracking_redirects() -> None:
     assert parse_mail(raw).body_text == (
         "Profile Help (https://shop.example/help)\n\n[Help] Help again"
     )
+
+
+def test_a_collapsed_newsletter_preheader_is_not_body_text() -> None:
+    html = (
+        '<span style="font-size:0;max-height:0;overflow:hidden">Up to 50% off!</span>'
+        '<div style="opacity:0">Preview</div><p>Your order 1043 has shipped.</p>'
+        '<div style="max-height:200px;overflow:hidden">Track it online.</div>'
+    )
+    raw = b"From: a@example.com\nSubject: s\nContent-Type: text/html\n\n" + html.encode()
+    assert parse_mail(raw).body_text == "Your order 1043 has shipped.\nTrack it online."
