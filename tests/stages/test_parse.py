@@ -715,4 +715,4 @@ def test_a_collapsed_newsletter_preheader_is_not_body_text() -> None:
         '<div style="max-height:200px;overflow:hidden">Track it online.</div>'
     )
     raw = b"From: a@example.com\nSubject: s\nContent-Type: text/html\n\n" + html.encode()
-    assert parse_mail(raw).body_text == "Your order 1043 has shipped.\nTrack it online."
+    assert parse_mail(raw).body_text == "Your order 1043 has shipped.\n\nTrack it online."
