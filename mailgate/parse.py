@@ -57,6 +57,14 @@ _TRACE_PREFIXES = (b"arc-", b"x-spam-", b"x-virus-")
 _BLANK = b" \t\r\n\x00"
 _MAILBOX = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
 FROM_REPAIRED = "from-repaired"
+_LONGEST_PLACEHOLDER = 300
+_PLACEHOLDER = re.compile(
+    r"\bHTML\b.{0,80}\b(?:client|reader|viewer|program|capable|enabled|compatible|support)"
+    r"|(?:client|reader|program)\b.{0,60}\b(?:support|display|read|view)s?\b.{0,20}\bHTML\b"
+    r"|^\s*(?:view|read|open) (?:this|the) (?:e-?mail|message|newsletter)"
+    r" (?:online|in your browser)",
+    re.I | re.S,
+)
 _SAME_TEXT = 0.8  # share of an HTML body's words found in the plain one: the same text
 
 
@@ -127,7 +135,8 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
 
     body_text = _body_text(parts)
     body_html = "\n".join(parts.html) if parts.html else None
-    from_html = not body_text and body_html is not None  # an empty text/plain counts as none
+    # An empty text/plain counts as none, and so does one that only says to read the HTML.
+    from_html = body_html is not None and (not body_text or _is_placeholder(body_text))
     if from_html:
         body_text = html_to_text(body_html or "")
     reply_text = extract_reply(
@@ -175,6 +184,12 @@ def _repaired_from(raw: str, defects: list[str], charset: str | None) -> list[tu
         found = [(name.strip().strip("\"'").strip(), addresses.pop())]
     defects.append("from-unreadable-as-written")
     return found
+
+
+def _is_placeholder(text: str) -> bool:
+    """A plain version that only tells the reader to look at the HTML one ("This is an
+    HTML message; please use an HTML-capable client.", "View this email in your browser")."""
+    return len(text) <= _LONGEST_PLACEHOLDER and _PLACEHOLDER.search(text) is not None
 
 
 def _body_charset(message: Message) -> str | None:

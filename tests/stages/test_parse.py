@@ -716,3 +716,13 @@ def test_a_collapsed_newsletter_preheader_is_not_body_text() -> None:
     )
     raw = b"From: a@example.com\nSubject: s\nContent-Type: text/html\n\n" + html.encode()
     assert parse_mail(raw).body_text == "Your order 1043 has shipped.\n\nTrack it online."
+
+
+def test_a_plain_version_that_only_points_to_the_html_one_is_replaced_by_it() -> None:
+    raw = _multipart(
+        b"Content-Type: text/plain\n\nThis is an HTML message. Please use an HTML capable "
+        b"mail program to read this message.",
+        b"Content-Type: text/html\n\n<p>Your order 1043 has shipped.</p>",
+        subtype=b"alternative",
+    )
+    assert parse_mail(raw).body_text == "Your order 1043 has shipped."
