@@ -10,6 +10,7 @@ without the sender, "Thanks,\nAlex" is just how the reply ends.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from mailgate import reply_markers as markers
 
@@ -20,6 +21,31 @@ _VALEDICTION_LENGTH = 30
 _NAME_LINE_SLACK = 25  # what a name line may hold besides the name ("Me", a title)
 _TAIL_LINES = 24  # a closing paragraph, a rule and a phone's "Sent from" fit in this
 _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+_LOCAL_PART_SEPARATORS = re.compile(r"[._+\-\d]+")
+# Letters NFKD does not split into a base letter and a mark.
+_UNDECOMPOSED = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe"})
+# Address words that are roles, not names: "info@", "office@", "contact@" sign nothing.
+_ROLE_WORDS = frozenset(
+    {
+        "info",
+        "office",
+        "contact",
+        "sales",
+        "support",
+        "admin",
+        "shop",
+        "mail",
+        "hello",
+        "orders",
+        "comenzi",
+        "kontakt",
+        "biuro",
+        "sklep",
+        "loja",
+        "geral",
+        "noreply",
+    }
+)
 _DISCLAIMER_LENGTH = 2000
 # A legal disclaimer says the mail is confidential and who it is meant for, in one
 # paragraph: "This e-mail is confidential … intended recipient", "Acest mesaj este
@@ -118,18 +144,34 @@ def _signs_with(paragraph: list[str], names: list[str]) -> bool:
 
 
 def _sender_names(sender: str) -> list[str]:
-    """The ways a sender signs: address, full name, each name word of three letters or more."""
-    names = [address.lower() for address in _ADDRESS.findall(sender)]
+    """The ways a sender signs: address, full name, each name word of three letters or
+    more, and the name words of the address ("stefan.turcanu@…" signs "Ștefan Țurcanu").
+    Folded (see ``_folded``), so "Stefan" in a display name matches "Ștefan" signed."""
+    addresses = [address.lower() for address in _ADDRESS.findall(sender)]
+    names = list(addresses)
     display = re.sub(r"<[^>]*>|[\"']", " ", _ADDRESS.sub(" ", sender))
-    display = " ".join(display.split()).lower()
+    display = _folded(" ".join(display.split()))
     if display:
         names.append(display)
         names.extend(word for word in display.split() if len(word) >= 3)
-    return names
+    for address in addresses:
+        words = [w for w in _LOCAL_PART_SEPARATORS.split(address.split("@")[0]) if w]
+        if len(words) > 1:
+            names.append(" ".join(words))
+        names.extend(word for word in words if len(word) >= 3 and word not in _ROLE_WORDS)
+    return list(dict.fromkeys(names))
+
+
+def _folded(text: str) -> str:
+    """Lower case without diacritics: "Ștefan Țurcanu" → "stefan turcanu", "Łukasz" →
+    "lukasz" (people type their own name either way)."""
+    text = text.lower().translate(_UNDECOMPOSED)
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def _is_name_line(line: str, names: list[str]) -> bool:
-    text = line.strip().lower()
+    text = _folded(line.strip())
     if not text or not names:
         return False
     for name in names:
