@@ -726,3 +726,14 @@ def test_a_plain_version_that_only_points_to_the_html_one_is_replaced_by_it() ->
         subtype=b"alternative",
     )
     assert parse_mail(raw).body_text == "Your order 1043 has shipped."
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [("latin-2", "iso8859-2"), ("cp-1250", "cp1250"), ("8859-2", "iso8859-2"),
+     ("x-windows-1250", "cp1250"), ("iso_8859-16", "iso8859-16"), ("rot13", None)],
+)  # fmt: skip
+def test_loosely_written_charset_labels_are_understood(label: str, codec: str | None) -> None:
+    from mailgate.charsets import normalize_charset
+
+    assert normalize_charset(label) == codec
