@@ -186,6 +186,11 @@ def truth_facts(name: str, truth: dict[str, Any]) -> Iterator[Fact]:
             return got.startswith(spaced(start)), got[: len(start) + 40]
 
         yield Fact(name, "body", f"starts with {start!r}", body_starts)
+    if "body_equals" in truth:
+        whole = truth["body_equals"]
+        yield Fact(
+            name, "body", whole, lambda r, w=whole: (spaced(_body(r)) == spaced(w), _body(r)[:200])
+        )
     if "body_contains" in truth:
         needles = truth["body_contains"]
 
