@@ -54,6 +54,14 @@ _DISCLAIMER_LENGTH = 2000
 _CONFIDENTIAL = re.compile(
     r"confiden[tț]i|vertrouwelijk|confidencial|poufn|privileged|vertraulich", re.I
 )
+# …and says what to do with it when received in error: a merchant's own sentence about
+# a "confidential" parcel and its "recipient" says none of this.
+_WHAT_TO_DO = re.compile(
+    r"notify|delete|destroy|intended|error|mistake|unauthori[sz]ed|prohibited|"
+    r"[șşs]terge|gre[șşs]eal|interzis|verwijder|vergissing|abusievelijk|"
+    r"engano|apag|elimin|usu[ńn]|omy[łl]k|b[łl][ęe]d|zabronion|l[öo]sch|irrt[üu]m",
+    re.I,
+)
 _MEANT_FOR = re.compile(
     r"recipient|addressee|destinatar|expeditor|geadresseerde|afzender|bestemd|"
     r"destinat[áa]rio|remetente|adresat|nadawc|empf[äa]nger",
@@ -93,6 +101,7 @@ def _without_disclaimer(lines: list[str], *, text_above: bool) -> list[str]:
         len(paragraph) <= _DISCLAIMER_LENGTH
         and _CONFIDENTIAL.search(paragraph) is not None
         and _MEANT_FOR.search(paragraph) is not None
+        and _WHAT_TO_DO.search(paragraph) is not None
     ):
         return _trimmed(lines[:start])
     return lines

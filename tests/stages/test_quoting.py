@@ -312,3 +312,11 @@ def test_a_sign_off_names_the_sender_with_or_without_diacritics(text: str, sende
 def test_a_role_address_names_nobody() -> None:
     text = "Werkt niet.\n\nGroeten,\nInfo"
     assert extract_reply(text, sender="info@fietsenwinkel.nl") == text
+
+
+def test_a_closing_paragraph_about_a_confidential_parcel_is_not_a_disclaimer() -> None:
+    text = (
+        "Hi,\n\nOrder 1043 never arrived.\n\n"
+        "The parcel was marked confidential and the recipient at the depot refused it."
+    )
+    assert extract_reply(text, sender="Sarah Mitchell sarah@brightleaf.co.uk") == text
