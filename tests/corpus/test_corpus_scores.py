@@ -10,8 +10,13 @@ lists what is read wrong.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
-from paths import CORPUS
+from paths import CORPUS, REPO
+
+if str(REPO) not in sys.path:  # bench/ is not an installed package
+    sys.path.insert(0, str(REPO))
 
 from bench.corpus import Report, corpus_files, read, score_corpus, score_fixtures
 
