@@ -384,7 +384,7 @@ def _rfc2231_text(value: tuple[str | None, str | None, str]) -> str:
     else the charset its bytes show (UTF-8 sent as ``iso-8859-1''``, no charset at all)."""
     charset, _, text = value
     try:
-        data = text.encode("latin-1")  # the stdlib keeps the percent-decoded bytes so
+        data = text.encode("latin-1")  # the stdlib keeps decoded %XX bytes as Latin-1
     except UnicodeEncodeError:
         return collapse_rfc2231_value(value)
     return decode_text(data, charset or None).text
