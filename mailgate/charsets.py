@@ -75,6 +75,7 @@ _LATIN_FAMILY = frozenset(
 _GUESSES = ("cp1252", "cp1250", "iso8859-2", "iso8859-16")
 
 _UTF8_BOM = b"\xef\xbb\xbf"
+_ISO_NUMBER = re.compile(r"^(?:iso)?[-_ ]?8859[-_ ]?")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 _NON_ASCII_BYTES = re.compile(rb"[\x80-\xff]+")
 _SAMPLE_LIMIT = 8192
@@ -104,9 +105,22 @@ def _lookup(declared: str) -> str | None:
     if not label or len(label) > 40:
         return None
     label = _ALIASES.get(label, label)
-    try:
-        info = codecs.lookup(label)
-    except (LookupError, ValueError):
+    info = None
+    # Labels written loosely: "latin-2", "cp-1250", "8859-2", "x-windows-1250".
+    for candidate in dict.fromkeys(
+        (
+            label,
+            label.removeprefix("x-"),
+            label.replace("-", ""),
+            _ISO_NUMBER.sub(r"iso8859-", label),
+        )
+    ):
+        try:
+            info = codecs.lookup(_ALIASES.get(candidate, candidate))
+            break
+        except (LookupError, ValueError):
+            continue
+    if info is None:
         return None
     if info.name in _REFUSED_CODECS or not getattr(info, "_is_text_encoding", True):
         return None
@@ -248,6 +262,8 @@ def _symbol_score(char: str, before: str, after: str) -> float:
         return -3.0
     if char in _ORDINALS and (before.isdigit() or before in "Nn") and not after.isalpha():
         return 0.5
+    if char == "£" and after.isalpha() and after.islower():
+        return -2.0  # "£ukasz": Polish Ł read with the wrong table; a pound sign leads digits
     if char in _MISREAD_SYMBOLS:
         return -3.0 if before.isalpha() and after.isalpha() else -0.5
     return 0.5 if char in _TYPOGRAPHY else 0.0

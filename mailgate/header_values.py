@@ -21,6 +21,11 @@ from mailgate.charsets import decode_text, normalize_charset
 # text, lower-case encodings, odd charset names and RFC 2231 language suffixes
 # (=?utf-8*ro?Q?…?=). The text is lazy and bounded, so a lone "=?" costs little.
 _ENCODED_WORD = re.compile(r"=\?([^?\s*]{0,60})(?:\*[^?\s]{0,20})?\?([bBqQ])\?(.{0,2000}?)\?=")
+# An encoded word cut off at the end of the value (its "?=" lost to a length limit or a
+# bad fold): clients still decode it, and a reader must not see the raw form.
+_UNTERMINATED_WORD = re.compile(
+    r"=\?([^?\s*]{1,60})(?:\*[^?\s]{0,20})?\?([bBqQ])\?([^?]{1,2000})\??\s*$"
+)
 _BETWEEN_WORDS = re.compile(r"[ \t\r\n]*")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
@@ -43,23 +48,28 @@ _SIMPLE_ADDRESS = re.compile(
 _ADDR_SPEC = re.compile(r"^(?:\"[^\"\\\r\n]{1,64}\"|[^@\s<>()\[\]\\,;:\"]+)@[\w.\-\[\]:]+$")
 
 
-def unicode_value(raw: str) -> str:
-    """The raw value with 8-bit bytes (carried as surrogates) read as text."""
+def unicode_value(raw: str, charset: str | None = None) -> str:
+    """The raw value with 8-bit bytes (carried as surrogates) read as text.
+
+    ``charset`` is the mail's body charset: raw 8-bit headers are written in it by the
+    clients that send them, and mail clients read them with it (UTF-8 still comes first).
+    """
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
-        return decode_text(raw.encode("utf-8", "surrogateescape")).text
+        return decode_text(raw.encode("utf-8", "surrogateescape"), charset).text
     return raw
 
 
-def decode_header_value(raw: str) -> str:
-    """A header value as a reader sees it: unfolded, encoded words decoded, one line."""
+def decode_header_value(raw: str, charset: str | None = None) -> str:
+    """A header value as a reader sees it: unfolded, encoded words decoded, one line
+    (``charset``: the mail's body charset, for raw 8-bit bytes; see ``unicode_value``)."""
     if raw.isascii() and "=?" not in raw:
         if raw.isprintable():  # the common case: nothing to unfold, decode or clean
             return raw.strip()
         if "\n" not in raw and "\r" not in raw:
             return _CONTROL.sub(" ", raw).strip()
-    text = _FOLD.sub("", unicode_value(raw))
+    text = _FOLD.sub("", unicode_value(raw, charset))
     text = _LINE_BREAKS.sub(" ", text)
     if "=?" in text:
         text = decode_encoded_words(text)
@@ -84,8 +94,17 @@ def decode_encoded_words(text: str) -> str:
             # joining their bytes before decoding reads them whole.
             pending.append((charset.lower(), data))
         position = match.end()
+    tail = text[position:]
+    cut_off = _UNTERMINATED_WORD.search(tail)
+    if cut_off is not None and normalize_charset(cut_off[1]) is not None:
+        gap = tail[: cut_off.start()]
+        if not pending or _BETWEEN_WORDS.fullmatch(gap) is None:
+            _flush(pending, pieces)
+            pieces.append(gap)
+        pending.append((cut_off[1].lower(), _word_bytes(cut_off[2], cut_off[3])))
+        tail = ""
     _flush(pending, pieces)
-    pieces.append(text[position:])
+    pieces.append(tail)
     return "".join(pieces)
 
 
@@ -107,11 +126,14 @@ def _flush(pending: list[tuple[str, bytes]], pieces: list[str]) -> None:
     pending.clear()
 
 
-def parse_addresses(raw_values: list[str], defects: list[str]) -> list[tuple[str, str]]:
-    """Every ``(display name, lower-cased address)`` in these header values, in order."""
+def parse_addresses(
+    raw_values: list[str], defects: list[str], charset: str | None = None
+) -> list[tuple[str, str]]:
+    """Every ``(display name, lower-cased address)`` in these header values, in order
+    (``charset``: the mail's body charset, for raw 8-bit bytes)."""
     found: list[tuple[str, str]] = []
     for raw in raw_values:
-        value = _LINE_BREAKS.sub(" ", _FOLD.sub("", unicode_value(raw))).strip()
+        value = _LINE_BREAKS.sub(" ", _FOLD.sub("", unicode_value(raw, charset))).strip()
         if not value:
             continue
         pairs = _simple_addresses(value)

@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 MAX_HTML_CHARS = 512 * 1024
 _DATA_URI = re.compile(r"data:[\w/+.-]{1,100};base64,[A-Za-z0-9+/=\s]{64,}")
 _LONGEST_LABEL_PARTS = 40
+_LONGEST_SHOWN_TARGET = 100
 _SKIPPED = frozenset(
     {
         "script",
@@ -104,7 +105,15 @@ _VOID = frozenset(
         "spacer",
     }
 )
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all", re.I)
+# Hidden elements; newsletters also hide their "preheader" (the inbox preview line) by
+# collapsing it: no height and overflow hidden, or full transparency.
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all"
+    r"|opacity\s*:\s*0(?:\.0*)?\s*(?:[;!]|$)"
+    r"|max-height\s*:\s*0(?:px)?\s*[;!][^\"]*overflow\s*:\s*hidden"
+    r"|overflow\s*:\s*hidden[^\"]*max-height\s*:\s*0(?:px)?\s*(?:[;!]|$)",
+    re.I,
+)
 _TINY = re.compile(r"^\s*[01](?:\.0*)?\s*(?:px)?\s*$")
 _TINY_STYLE = re.compile(r"(?:^|;)\s*(?:width|height)\s*:\s*[01](?:\.0*)?px", re.I)
 _WHITESPACE = re.compile(r"[ \t\n\r\f\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
@@ -113,7 +122,9 @@ _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _BLANK_RUNS = re.compile(r"\n(?:[ \t>]*\n){2,}")
 
 # Elements that hold quoted history in replies, by the marks mail clients give them.
-_QUOTE_CLASSES = frozenset({"gmail_quote", "yahoo_quoted", "moz-cite-prefix", "gmail_attr"})
+_QUOTE_CLASSES = frozenset(
+    {"gmail_quote", "yahoo_quoted", "moz-cite-prefix", "gmail_attr", "protonmail_quote"}
+)
 # Elements after which everything is quoted history (Outlook's reply headers).
 _CUT_IDS = frozenset(
     {
@@ -150,7 +161,8 @@ def has_quote_markup(html: str) -> bool:
 
 
 _QUOTE_MARKS = (
-    "gmail_quote", "yahoo_quoted", "moz-cite-prefix", "<blockquote", "divrplyfwdmsg",
+    "gmail_quote", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote", "<blockquote",
+    "divrplyfwdmsg",
     "olk_src_body_section", "stopspelling", "appendonsend",
     "mail-editor-reference-message-container",
 )  # fmt: skip
@@ -176,6 +188,7 @@ class _TextWriter(HTMLParser):
         self._pre_depth = 0
         self._lists: list[list[int]] = []  # per open list: [is_ordered, counter]
         self._links: list[tuple[str, int]] = []
+        self._last_target = ""  # the link target written last
         # Per open <p>: the line breaks it ends with, and the output length when it opened.
         self._paragraphs: list[tuple[int, int]] = []  # (href, index in _parts where it began)
         self._skip_tag: str | None = None
@@ -355,10 +368,17 @@ class _TextWriter(HTMLParser):
         else:
             return
         # Only words need their target spelled out; a label that is itself an address
-        # or URL already says where it goes (and tracking redirects are noise).
+        # or URL already says where it goes. A long target is a tracking redirect, noise
+        # no reader sees, and one target is not repeated for the image and words it wraps.
         is_words = bool(label) and (" " in label or "." not in label)
-        if is_words and _bare(label) != _bare(target):
+        if (
+            is_words
+            and _bare(label) != _bare(target)
+            and len(target) <= _LONGEST_SHOWN_TARGET
+            and target != self._last_target
+        ):
             self._write(f" ({target})")
+            self._last_target = target
 
     # -- output ----------------------------------------------------------------------------
 

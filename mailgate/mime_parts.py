@@ -50,6 +50,14 @@ class MailParts:
     taken_names: set[str] = field(default_factory=set)
     parts_read: int = 0
     set_aside: SetAside = field(default_factory=SetAside)  # bodies the reader kept out
+    # HTML bodies that are not a version of a plain one (a text/html part beside a
+    # text/plain one in a multipart/mixed): (how many plain bodies came before, HTML).
+    # A client shows both, one after the other.
+    loose_html: list[tuple[int, str]] = field(default_factory=list)
+    # Text a client shows although it is a named file: inline text/plain parts with a
+    # filename ("msg.txt"); used as the body when the mail has no other.
+    inline_text: list[str] = field(default_factory=list)
+    in_alternative: int = 0  # depth of multipart/alternative being read
 
 
 def read_parts(message: Message, set_aside: SetAside | None = None) -> MailParts:
@@ -57,7 +65,23 @@ def read_parts(message: Message, set_aside: SetAside | None = None) -> MailParts
     bodies ``mime_reader`` replaced by markers before parsing."""
     parts = MailParts(set_aside=set_aside or SetAside())
     _read(message, parts, depth=0)
+    if message.get_content_type() == "message/rfc822" and not (parts.plain or parts.html):
+        _read_wrapped_text(message, parts)
     return parts
+
+
+def _read_wrapped_text(message: Message, parts: MailParts) -> None:
+    """The text of a mail that is nothing but another mail (a whole-message forward):
+    clients show the wrapped mail's text, so it is the body too, besides the ``.eml``."""
+    payload = _undecoded_body(message)
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    if not isinstance(inner, Message):
+        return
+    wrapped = MailParts(set_aside=parts.set_aside, parts_read=parts.parts_read)
+    _read(inner, wrapped, depth=1)
+    parts.plain.extend(wrapped.plain)
+    parts.html.extend(wrapped.html)
+    parts.loose_html.extend(wrapped.loose_html)
 
 
 def _read(part: Message, parts: MailParts, depth: int) -> None:
@@ -120,6 +144,14 @@ def _read_alternatives(children: list[Message], parts: MailParts, depth: int) ->
     # Versions of one body: the first plain and the first HTML version are the body;
     # a second rendering of the same text is not an attachment; a calendar invite is.
     seen: set[str] = set()
+    parts.in_alternative += 1
+    try:
+        _read_versions(children, parts, depth, seen)
+    finally:
+        parts.in_alternative -= 1
+
+
+def _read_versions(children: list[Message], parts: MailParts, depth: int, seen: set[str]) -> None:
     for child in children:
         content_type = child.get_content_type()
         if content_type.startswith("text/"):
@@ -182,6 +214,8 @@ def _read_body_text(part: Message, headers: _MimeHeaders, parts: MailParts) -> N
         _note(parts, "unknown-charset")
     if headers.content_type == "text/html":
         parts.html.append(decoded.text.replace("\x00", ""))
+        if not parts.in_alternative:
+            parts.loose_html.append((len(parts.plain), parts.html[-1]))
         return
     text = decoded.text.replace("\r\n", "\n").replace("\r", "\n")
     if headers.params.get("format", "").lower() == "flowed":
@@ -199,6 +233,9 @@ def _read_attachment(
     else:
         content, name = _payload_bytes(part, parts.set_aside), headers.filename
     filename = safe_filename(name, fallback_name(content_type), parts.taken_names)
+    if content_type == "text/plain" and disposition != "attachment" and not inline:
+        shown = decode_text(content, headers.params.get("charset")).text
+        parts.inline_text.append(_clean_text(shown))
     parts.attachments.append(
         ParsedAttachment(
             filename=filename,
@@ -326,12 +363,31 @@ class _MimeHeaders:
 
 def _params(pairs: Iterable[tuple[str, object]] | None) -> dict[str, str]:
     """Parameters by lower-case name, RFC 2231 values decoded; the first pair is the
-    header's own value (its type or disposition), kept as a key."""
+    header's own value (its type or disposition), kept as a key. An RFC 2231 value wins
+    over a plain one of the same name (RFC 6266: it is the one written for clients that
+    read it; the plain one is the ASCII fallback)."""
     found: dict[str, str] = {}
+    extended: set[str] = set()
     for name, value in pairs or ():
-        text = collapse_rfc2231_value(value) if isinstance(value, tuple) else value
-        found.setdefault(name.strip().lower(), text if isinstance(text, str) else "")
+        key = name.strip().lower()
+        if isinstance(value, tuple):
+            if key not in extended:
+                found[key] = _rfc2231_text(value)
+                extended.add(key)
+        else:
+            found.setdefault(key, value if isinstance(value, str) else "")
     return found
+
+
+def _rfc2231_text(value: tuple[str | None, str | None, str]) -> str:
+    """An RFC 2231 value's text, read like a body: the declared charset when it fits,
+    else the charset its bytes show (UTF-8 sent as ``iso-8859-1''``, no charset at all)."""
+    charset, _, text = value
+    try:
+        data = text.encode("latin-1")  # the stdlib keeps decoded %XX bytes as Latin-1
+    except UnicodeEncodeError:
+        return collapse_rfc2231_value(value)
+    return decode_text(data, charset or None).text
 
 
 def _header_view(part: Message) -> Message:

@@ -13,7 +13,9 @@ nothing raises but ``ParseFailure`` for bytes that hold no mail at all.
 from __future__ import annotations
 
 import hashlib
+import re
 from email.message import Message
+from email.utils import parseaddr
 
 from mailgate.charsets import decode_text
 from mailgate.errors import ParseFailure
@@ -53,7 +55,17 @@ _TRACE_HEADERS = frozenset(
 )
 _TRACE_PREFIXES = (b"arc-", b"x-spam-", b"x-virus-")
 _BLANK = b" \t\r\n\x00"
+_MAILBOX = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
 FROM_REPAIRED = "from-repaired"
+_LONGEST_PLACEHOLDER = 300
+_PLACEHOLDER = re.compile(
+    r"\bHTML\b.{0,80}\b(?:client|reader|viewer|program|capable|enabled|compatible|support)"
+    r"|(?:client|reader|program)\b.{0,60}\b(?:support|display|read|view)s?\b.{0,20}\bHTML\b"
+    r"|^\s*(?:view|read|open) (?:this|the) (?:e-?mail|message|newsletter)"
+    r" (?:online|in your browser)",
+    re.I | re.S,
+)
+_SAME_TEXT = 0.8  # share of an HTML body's words found in the plain one: the same text
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
@@ -101,22 +113,30 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
     for name, value in raw_headers:
         by_name.setdefault(name.strip().lower(), []).append(value)
 
+    charset = _body_charset(message)
     from_defects: list[str] = []
-    from_pairs = parse_addresses(by_name.get("from", [])[:1], from_defects)
+    from_pairs = parse_addresses(by_name.get("from", [])[:1], from_defects, charset)
+    if not from_pairs and by_name.get("from"):
+        from_pairs = _repaired_from(by_name["from"][0], from_defects, charset)
     if from_defects:
         # Which part of a broken From the parser kept is a guess: identify never matches
         # such an address to a registered user (see mailgate/from_check.py).
         defects.extend([*from_defects, FROM_REPAIRED])
     from_name, from_address = _sender(from_pairs, defects)
+    if not from_pairs and by_name.get("from"):
+        # "MAILER DAEMON <>": no address, but the name is what a reader sees.
+        raw_from = unicode_value(by_name["from"][0], charset)
+        from_name = decode_header_value(parseaddr(raw_from)[0])
     if len(by_name.get("from", [])) > 1:
         defects.append("several-from-headers")
     subjects = by_name.get("subject", [])
     if len(subjects) > 1:
         defects.append("several-subject-headers")
 
-    body_text = "\n\n".join(text for text in parts.plain if text)
+    body_text = _body_text(parts)
     body_html = "\n".join(parts.html) if parts.html else None
-    from_html = not body_text and body_html is not None  # an empty text/plain counts as none
+    # An empty text/plain counts as none, and so does one that only says to read the HTML.
+    from_html = body_html is not None and (not body_text or _is_placeholder(body_text))
     if from_html:
         body_text = html_to_text(body_html or "")
     reply_text = extract_reply(
@@ -128,10 +148,10 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
         message_id=next(iter(parse_message_ids(_first(by_name, "message-id"))), None),
         from_address=from_address,
         from_name=from_name,
-        to=_addresses(by_name, "to", defects),
-        cc=_addresses(by_name, "cc", defects),
-        reply_to=_addresses(by_name, "reply-to", defects),
-        subject=decode_header_value(subjects[0]) if subjects else "",
+        to=_addresses(by_name, "to", defects, charset),
+        cc=_addresses(by_name, "cc", defects, charset),
+        reply_to=_addresses(by_name, "reply-to", defects, charset),
+        subject=decode_header_value(subjects[0], charset) if subjects else "",
         date=parse_date(_first(by_name, "date")),
         in_reply_to=parse_message_ids(_first(by_name, "in-reply-to")),
         references=parse_message_ids(" ".join(by_name.get("references", []))),
@@ -140,13 +160,69 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
         body_html=body_html,
         attachments=tuple(parts.attachments),
         headers=tuple(
-            (unicode_value(name).strip(), decode_header_value(value)) for name, value in raw_headers
+            (unicode_value(name).strip(), decode_header_value(value, charset))
+            for name, value in raw_headers
         ),
         content_digest=content_digest(raw),
         from_header_count=len(by_name.get("from", [])),
         defects=tuple(dict.fromkeys(defects)),
         content_language=first_language(_first(by_name, "content-language")),
     )
+
+
+def _repaired_from(raw: str, defects: list[str], charset: str | None) -> list[tuple[str, str]]:
+    """The one mailbox a broken From shows a reader: a whole "Name <addr>" sent as one
+    encoded word, an unclosed "<addr", a stray ";" after it. Noted as a defect, so the
+    address is shown but never trusted as a known user's (see from_check)."""
+    decoded = decode_header_value(raw, charset)
+    found = parse_addresses([decoded], []) if decoded != raw.strip() else []
+    if not found:
+        addresses = {match.lower() for match in _MAILBOX.findall(decoded)}
+        if len(addresses) != 1:
+            return []
+        name = decoded.split("<", 1)[0] if "<" in decoded else ""
+        found = [(name.strip().strip("\"'").strip(), addresses.pop())]
+    defects.append("from-unreadable-as-written")
+    return found
+
+
+def _is_placeholder(text: str) -> bool:
+    """A plain version that only tells the reader to look at the HTML one ("This is an
+    HTML message; please use an HTML-capable client.", "View this email in your browser")."""
+    return len(text) <= _LONGEST_PLACEHOLDER and _PLACEHOLDER.search(text) is not None
+
+
+def _body_charset(message: Message) -> str | None:
+    """The charset the mail's first text part declares (for raw 8-bit header bytes)."""
+    try:
+        for part in message.walk():
+            if part.get_content_maintype() == "text":
+                charset = part.get_param("charset")
+                return charset if isinstance(charset, str) and charset.isascii() else None
+            if not part.is_multipart() and part is not message:
+                return None
+    except (LookupError, UnicodeError, ValueError, TypeError, IndexError, RecursionError):
+        pass  # a broken Content-Type: no hint
+    return None
+
+
+def _body_text(parts: MailParts) -> str:
+    """The text a mail client shows: the plain bodies, with any HTML body that is not a
+    version of a plain one read as text in its place; failing those, inline text files."""
+    plain = list(parts.plain)
+    if any(plain) and parts.loose_html:
+        words = set("\n".join(plain).split())
+        for position, html in reversed(parts.loose_html):
+            text = html_to_text(html)
+            # Some mailers put the two versions of one body side by side in a
+            # multipart/mixed: a second rendering of the plain text is not shown twice.
+            html_words = text.split()
+            if sum(word in words for word in html_words) < _SAME_TEXT * len(html_words):
+                plain.insert(position, text)
+    text = "\n\n".join(text for text in plain if text)
+    if not text and not parts.html:
+        text = "\n\n".join(text for text in parts.inline_text if text)
+    return text
 
 
 def _unreadable(raw: bytes, defect: str) -> ParsedMail:
@@ -172,8 +248,10 @@ def _sender(pairs: list[tuple[str, str]], defects: list[str]) -> tuple[str, str 
     return pairs[0]
 
 
-def _addresses(by_name: dict[str, list[str]], name: str, defects: list[str]) -> tuple[str, ...]:
-    pairs = parse_addresses(by_name.get(name, []), defects)
+def _addresses(
+    by_name: dict[str, list[str]], name: str, defects: list[str], charset: str | None
+) -> tuple[str, ...]:
+    pairs = parse_addresses(by_name.get(name, []), defects, charset)
     return tuple(dict.fromkeys(address for _, address in pairs))
 
 

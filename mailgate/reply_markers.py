@@ -17,7 +17,7 @@ from mailparser_reply.constants import MAIL_LANGUAGES
 
 # Attribution lines that end with the verb (the name comes before it).
 _CLOSERS = (
-    r"wrote|a\s+scris|escreveu|pisze|napisał(?:\(a\)|a)?|napisała|написал(?:\(а\)|а)?|"  # noqa: RUF001
+    r"wrote|a\s+scris|escreveu|pisze|napisa[łl](?:\(a\)|a)?|napisała|написал(?:\(а\)|а)?|"  # noqa: RUF001
     r"a\s+écrit|escribió|ha\s+scritto|skrev|kirjoitti|schrieb|schreef|"
     r"het\s+volgende\s+geschreven|geschreven"
 )
@@ -28,6 +28,9 @@ _ATTRIBUTION_VERB = re.compile(
     r"\b(?:schreef|schrieb|escreveu\s+no\s+dia|wrote\s+on)\b.{0,200}:\s*$", re.I
 )
 _VERBS_BEFORE_NAME = ("schreef", "schrieb", "escreveu", "wrote")
+# …and those that open with the verb and end with the date: Apple Mail in Polish,
+# "Wiadomość napisana przez Jan <j@x.pl> w dniu 3 mar 2025, o godz. 10:12:".
+_ATTRIBUTION_OPENING = re.compile(r"^Wiadomo[śs][ćc]\s+napisana\s+przez\s.{3,300}:\s*$", re.I)
 _ATTRIBUTION_START = re.compile(
     r"^(?:-+\s*)?(?:On|Op|Em|În|In|Pe|La|W\s+dniu|Dnia|Am|Le|El|Il)\s", re.I
 )
@@ -59,7 +62,8 @@ _CLOSING_WORDS = 48  # the verb and the colon sit in a line's last characters
 _FROM_FIELDS = r"From|De|De\s+la|Van|Od|Von|Da|Från|Fra|От|Från|发件人"
 _OTHER_FIELDS = (
     r"Sent|Date|To|Cc|Bcc|Subject|Reply-To|Organization|Trimis|Dat[ăa]|Către|Catre|Subiect|"
-    r"Verzonden|Datum|Aan|Onderwerp|Enviad[oa]|Data|Para|Assunto|Wysłano|Wysłane|Do|Temat|DW|"
+    r"Verzonden|Verstuurd|Datum|Aan|Onderwerp|Enviad[oa]s?(?:\s+em)?|Data|Para|Assunto|"
+    r"Wys[łl]ano|Wys[łl]ane|Do|Temat|DW|"
     r"Gesendet|An|Betreff|Envoyé|À|Objet|Fecha|Asunto|Inviato|Oggetto|A|Отправлено|Кому|Тема|"
     r"Дата|Копия|Skickat|Till|Ämne|Sendt|Til|Emne|发送时间|收件人|主题|抄送"
 )
@@ -131,6 +135,8 @@ _DEVICE_SIGNATURE = re.compile(
     r"(?:\s+[^\s,;.!?]+){1,3}\s*$",
     re.I,
 )
+# The target html_text writes after a link's words: "Outlook for Android (https://…)".
+_LINK_TARGET = re.compile(r"\s*\((?:https?://|mailto:)[^()\s]{1,300}\)")
 _SENT_FROM = re.compile(rf"^\s*(?:{_SENT_FROM_PHRASES})(?:\s+[^\s,;.!?]+){{1,5}}\s*$", re.I)
 
 
@@ -150,6 +156,8 @@ def is_attribution(line: str) -> bool:
     has_verb = any(verb in lowered for verb in _VERBS_BEFORE_NAME) and bool(
         _ATTRIBUTION_VERB.search(text)
     )
+    if _ATTRIBUTION_OPENING.match(text) is not None:
+        return _EVIDENCE.search(text) is not None
     if has_verb or _ATTRIBUTION_END.search(text, tail):
         return _EVIDENCE.search(text) is not None or _ATTRIBUTION_START.match(text) is not None
     return _FOREIGN_ATTRIBUTION.match(text) is not None
@@ -228,5 +236,10 @@ def is_valediction(line: str) -> bool:
 
 
 def is_sent_from(line: str) -> bool:
-    """A mobile-client signature: "Sent from my iPhone", "Trimis de pe iPhone-ul meu"."""
-    return len(line) < 100 and _SENT_FROM.match(line) is not None
+    """A mobile-client signature: "Sent from my iPhone", "Trimis de pe iPhone-ul meu",
+    also as an HTML body renders it ("Get Outlook for Android (https://aka.ms/…)",
+    "Sent with Proton Mail (https://proton.me/) secure email.")."""
+    if len(line) >= 160:
+        return False
+    bare = _LINK_TARGET.sub("", line).rstrip().removesuffix(".")
+    return len(bare) < 100 and _SENT_FROM.match(bare) is not None

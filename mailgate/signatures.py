@@ -1,4 +1,5 @@
-"""Signatures at the end of a reply: a phone's "Sent from…" line and the sender's sign-off.
+"""Signatures at the end of a reply: a phone's "Sent from…" line, a legal disclaimer and
+the sender's sign-off.
 
 Part of the ``parse`` stage, used by ``quoting.extract_reply`` once quoted history and
 "-- " signature blocks are gone. Only the closing lines are looked at. A sign-off
@@ -9,6 +10,7 @@ without the sender, "Thanks,\nAlex" is just how the reply ends.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from mailgate import reply_markers as markers
 
@@ -19,6 +21,52 @@ _VALEDICTION_LENGTH = 30
 _NAME_LINE_SLACK = 25  # what a name line may hold besides the name ("Me", a title)
 _TAIL_LINES = 24  # a closing paragraph, a rule and a phone's "Sent from" fit in this
 _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+_LOCAL_PART_SEPARATORS = re.compile(r"[._+\-\d]+")
+# Letters NFKD does not split into a base letter and a mark.
+_UNDECOMPOSED = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe"})
+# Address words that are roles, not names: "info@", "office@", "contact@" sign nothing.
+_ROLE_WORDS = frozenset(
+    {
+        "info",
+        "office",
+        "contact",
+        "sales",
+        "support",
+        "admin",
+        "shop",
+        "mail",
+        "hello",
+        "orders",
+        "comenzi",
+        "kontakt",
+        "biuro",
+        "sklep",
+        "loja",
+        "geral",
+        "noreply",
+    }
+)
+_DISCLAIMER_LENGTH = 2000
+# A legal disclaimer says the mail is confidential and who it is meant for, in one
+# paragraph: "This e-mail is confidential … intended recipient", "Acest mesaj este
+# confidențial … destinatarului", "Dit bericht is vertrouwelijk … geadresseerde",
+# "Esta mensagem é confidencial … destinatário", "Ta wiadomość jest poufna … adresata".
+_CONFIDENTIAL = re.compile(
+    r"confiden[tț]i|vertrouwelijk|confidencial|poufn|privileged|vertraulich", re.I
+)
+# …and says what to do with it when received in error: a merchant's own sentence about
+# a "confidential" parcel and its "recipient" says none of this.
+_WHAT_TO_DO = re.compile(
+    r"notify|delete|destroy|intended|error|mistake|unauthori[sz]ed|prohibited|"
+    r"[șşs]terge|gre[șşs]eal|interzis|verwijder|vergissing|abusievelijk|"
+    r"engano|apag|elimin|usu[ńn]|omy[łl]k|b[łl][ęe]d|zabronion|l[öo]sch|irrt[üu]m",
+    re.I,
+)
+_MEANT_FOR = re.compile(
+    r"recipient|addressee|destinatar|expeditor|geadresseerde|afzender|bestemd|"
+    r"destinat[áa]rio|remetente|adresat|nadawc|empf[äa]nger",
+    re.I,
+)
 
 
 def without_closing_signature(reply: str, sender: str | None) -> str:
@@ -37,8 +85,25 @@ def _without_trailing_signature(
     lines = _trimmed(lines)
     if lines and markers.is_sent_from(lines[-1]) and (len(lines) > 1 or text_above):
         lines = _trimmed(lines[:-1])
+    lines = _without_disclaimer(lines, text_above=text_above)
     if sender:
         lines = _without_name_signature(lines, sender, text_above=text_above)
+    return lines
+
+
+def _without_disclaimer(lines: list[str], *, text_above: bool) -> list[str]:
+    """Drop a closing legal disclaimer paragraph (never the reply's only paragraph)."""
+    start = _last_paragraph_start(lines)
+    if not (start or text_above):
+        return lines
+    paragraph = " ".join(lines[start:])
+    if (
+        len(paragraph) <= _DISCLAIMER_LENGTH
+        and _CONFIDENTIAL.search(paragraph) is not None
+        and _MEANT_FOR.search(paragraph) is not None
+        and _WHAT_TO_DO.search(paragraph) is not None
+    ):
+        return _trimmed(lines[:start])
     return lines
 
 
@@ -88,18 +153,34 @@ def _signs_with(paragraph: list[str], names: list[str]) -> bool:
 
 
 def _sender_names(sender: str) -> list[str]:
-    """The ways a sender signs: address, full name, each name word of three letters or more."""
-    names = [address.lower() for address in _ADDRESS.findall(sender)]
+    """The ways a sender signs: address, full name, each name word of three letters or
+    more, and the name words of the address ("stefan.turcanu@…" signs "Ștefan Țurcanu").
+    Folded (see ``_folded``), so "Stefan" in a display name matches "Ștefan" signed."""
+    addresses = [address.lower() for address in _ADDRESS.findall(sender)]
+    names = list(addresses)
     display = re.sub(r"<[^>]*>|[\"']", " ", _ADDRESS.sub(" ", sender))
-    display = " ".join(display.split()).lower()
+    display = _folded(" ".join(display.split()))
     if display:
         names.append(display)
         names.extend(word for word in display.split() if len(word) >= 3)
-    return names
+    for address in addresses:
+        words = [w for w in _LOCAL_PART_SEPARATORS.split(address.split("@")[0]) if w]
+        if len(words) > 1:
+            names.append(" ".join(words))
+        names.extend(word for word in words if len(word) >= 3 and word not in _ROLE_WORDS)
+    return list(dict.fromkeys(names))
+
+
+def _folded(text: str) -> str:
+    """Lower case without diacritics: "Ștefan Țurcanu" → "stefan turcanu", "Łukasz" →
+    "lukasz" (people type their own name either way)."""
+    text = text.lower().translate(_UNDECOMPOSED)
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def _is_name_line(line: str, names: list[str]) -> bool:
-    text = line.strip().lower()
+    text = _folded(line.strip())
     if not text or not names:
         return False
     for name in names:

@@ -568,3 +568,172 @@ def test_safe_filename_output_is_always_safe(
     assert len(result.encode("utf-8")) <= MAX_FILENAME_BYTES
     assert result.casefold() not in taken_before
     assert result.casefold() in taken
+
+
+# -- read as a mail client shows it (found scoring the public corpus, bench/corpus.py) -----
+
+
+def _multipart(*parts: bytes, subtype: bytes = b"mixed") -> bytes:
+    head = b"From: a@example.com\nSubject: s\nMIME-Version: 1.0\n"
+    body = b"".join(b"--BB\n" + part + b"\n" for part in parts)
+    return head + b"Content-Type: multipart/" + subtype + b"; boundary=BB\n\n" + body + b"--BB--\n"
+
+
+def _attachment_named(disposition: bytes) -> str:
+    raw = _multipart(
+        b"Content-Type: text/plain\n\nSee the file.",
+        b"Content-Type: application/pdf\nContent-Disposition: " + disposition + b"\n\nQUJD",
+    )
+    return parse_mail(raw).attachments[0].filename
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        (b"attachment; filename*=iso-8859-1''P%B3atno%9C%E6.pdf", "Płatność.pdf"),  # cp1250
+        (b"attachment; filename*=utf-8''P%B3atno%9C%E6.pdf", "Płatność.pdf"),
+        (b"attachment; filename*=''Factur%C4%83.pdf", "Factură.pdf"),  # no charset: UTF-8
+        (b"attachment; filename*=iso-8859-2''Faktura%20p%B3atno%B6%E6.pdf", "Faktura płatność.pdf"),
+        (b"attachment; filename=\"Factura.pdf\"; filename*=UTF-8''Factur%C4%83.pdf", "Factură.pdf"),
+        (
+            b"attachment;\n filename*0*=utf-8''Factur%C4%83%20;\n filename*1*=lung%C4%83.pdf",
+            "Factură lungă.pdf",
+        ),
+    ],
+)
+def test_rfc2231_filenames_are_read_like_text(disposition: bytes, name: str) -> None:
+    assert _attachment_named(disposition) == name
+
+
+def test_an_encoded_word_cut_off_at_the_end_is_still_decoded() -> None:
+    result = parse_mail(mail("From: a@example.com\nSubject: Re: =?utf-8?Q?Pl=C4=83=C8=9Bi_blocate"))
+    assert result.subject == "Re: Plăți blocate"
+
+
+def test_a_from_without_an_address_keeps_its_name() -> None:
+    result = parse_mail(mail("From: MAILER DAEMON <>\nSubject: Undeliverable"))
+    assert (result.from_address, result.from_name) == (None, "MAILER DAEMON")
+
+
+def test_an_html_part_beside_a_plain_one_is_shown_in_its_place() -> None:
+    raw = _multipart(
+        b"Content-Type: text/html; charset=utf-8\n\n<p>The order <b>1043</b> is stuck.</p>",
+        b"Content-Type: image/png\nContent-Disposition: inline\n\nQUJD",
+        b"Content-Type: text/plain\n\nSent from the shop's contact form.",
+    )
+    result = parse_mail(raw)
+    assert result.body_text == "The order 1043 is stuck.\n\nSent from the shop's contact form."
+
+
+def test_html_versions_of_a_plain_body_are_not_repeated() -> None:
+    raw = _multipart(
+        b"Content-Type: text/plain\n\nHello.",
+        b"Content-Type: text/html\n\n<p>Hello.</p>",
+        subtype=b"alternative",
+    )
+    assert parse_mail(raw).body_text == "Hello."
+
+
+def test_inline_text_files_are_the_body_of_a_mail_without_one() -> None:
+    raw = _multipart(
+        b'Content-Type: text/plain\nContent-Disposition: inline; filename="note.txt"\n\n'
+        b"Please call me."
+    )
+    result = parse_mail(raw)
+    assert result.body_text == "Please call me."
+    assert [a.filename for a in result.attachments] == ["note.txt"]
+
+
+def test_a_whole_message_forward_shows_the_wrapped_text() -> None:
+    raw = (
+        b"From: a@example.com\nSubject: Fwd\nMIME-Version: 1.0\nContent-Type: message/rfc822\n\n"
+        b"From: b@example.com\nSubject: Order 8812\nContent-Type: text/plain\n\nCharged twice.\n"
+    )
+    result = parse_mail(raw)
+    assert result.body_text == "Charged twice."
+    assert [a.content_type for a in result.attachments] == ["message/rfc822"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "From: =?utf-8?B?yJh0ZWZhbiDImnVyY2FudSA8c3RlZmFuQHgucm8+?=",  # all one encoded word
+        "From: Ștefan Țurcanu <stefan@x.ro",  # never closed
+        'From: "Ștefan Țurcanu" <stefan@x.ro>; ',  # a stray separator
+    ],
+)
+def test_a_broken_from_shows_its_mailbox_but_is_marked_repaired(header: str) -> None:
+    result = parse_mail(mail(f"{header}\nSubject: s"))
+    assert (result.from_address, result.from_name) == ("stefan@x.ro", "Ștefan Țurcanu")
+    assert "from-repaired" in result.defects  # never taken as a registered user's address
+
+
+def test_a_polish_name_labelled_latin1_is_read_as_windows_1250() -> None:
+    result = parse_mail(mail("From: =?iso-8859-1?Q?=A3ukasz_Wi=9Cniewski?= <l@x.pl>\nSubject: s"))
+    assert result.from_name == "Łukasz Wiśniewski"
+    assert parse_mail(mail("From: a@x.pl\nSubject: Cena =?iso-8859-1?Q?=A350?=")).subject == (
+        "Cena £50"
+    )
+
+
+def test_a_plain_and_html_version_side_by_side_in_a_mixed_multipart_show_once() -> None:
+    raw = _multipart(
+        b"Content-Type: text/plain\n\nThe order 1043 is stuck since Monday.",
+        b"Content-Type: text/html\n\n<p>The order <b>1043</b> is stuck since Monday.</p>",
+    )
+    assert parse_mail(raw).body_text == "The order 1043 is stuck since Monday."
+
+
+@pytest.mark.parametrize(
+    ("charset", "subject"),
+    [("windows-1251", "Заказ не пришёл"), ("iso-8859-2", "Zażółć gęślą"), ("gb2312", "订单")],
+)
+def test_raw_8bit_headers_are_read_in_the_body_charset(charset: str, subject: str) -> None:
+    raw = (
+        b"From: a@example.com\nSubject: " + subject.encode(charset) + b"\nMIME-Version: 1.0\n"
+        b"Content-Type: text/plain; charset=" + charset.encode() + b"\n\n" + subject.encode(charset)
+    )
+    assert parse_mail(raw).subject == subject
+
+
+def test_html_links_keep_short_targets_but_not_tracking_redirects() -> None:
+    redirect = "https://t.example/r/?u=" + "a1b2c3d4" * 20
+    html = (
+        f'<p><a href="{redirect}">Profile</a> <a href="https://shop.example/help">Help</a></p>'
+        '<p><a href="https://shop.example/help"><img src="x.png" alt="Help"> Help again</a></p>'
+    )
+    raw = b"From: a@example.com\nSubject: s\nContent-Type: text/html\n\n" + html.encode()
+    assert parse_mail(raw).body_text == (
+        "Profile Help (https://shop.example/help)\n\n[Help] Help again"
+    )
+
+
+def test_a_collapsed_newsletter_preheader_is_not_body_text() -> None:
+    html = (
+        '<span style="font-size:0;max-height:0;overflow:hidden">Up to 50% off!</span>'
+        '<div style="opacity:0">Preview</div><p>Your order 1043 has shipped.</p>'
+        '<div style="max-height:200px;overflow:hidden">Track it online.</div>'
+    )
+    raw = b"From: a@example.com\nSubject: s\nContent-Type: text/html\n\n" + html.encode()
+    assert parse_mail(raw).body_text == "Your order 1043 has shipped.\n\nTrack it online."
+
+
+def test_a_plain_version_that_only_points_to_the_html_one_is_replaced_by_it() -> None:
+    raw = _multipart(
+        b"Content-Type: text/plain\n\nThis is an HTML message. Please use an HTML capable "
+        b"mail program to read this message.",
+        b"Content-Type: text/html\n\n<p>Your order 1043 has shipped.</p>",
+        subtype=b"alternative",
+    )
+    assert parse_mail(raw).body_text == "Your order 1043 has shipped."
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [("latin-2", "iso8859-2"), ("cp-1250", "cp1250"), ("8859-2", "iso8859-2"),
+     ("x-windows-1250", "cp1250"), ("iso_8859-16", "iso8859-16"), ("rot13", None)],
+)  # fmt: skip
+def test_loosely_written_charset_labels_are_understood(label: str, codec: str | None) -> None:
+    from mailgate.charsets import normalize_charset
+
+    assert normalize_charset(label) == codec

@@ -294,3 +294,29 @@ def test_extract_reply_never_raises_and_only_keeps_text_it_was_given(text: str) 
 def test_html_replies_never_raise(html: str) -> None:
     reply = extract_reply("", html)
     assert "\x00" not in reply
+
+
+@pytest.mark.parametrize(
+    ("text", "sender"),
+    [
+        ("Nu merge plata.\n\nCu stimă,\nȘtefan Țurcanu", "Magazinul Verde stefan.turcanu@mv.ro"),
+        ("Nu merge plata.\n\nCu stimă,\nȘtefan", "Stefan Turcanu stefan@mv.ro"),
+        ("Nie działa.\n\nPozdrawiam,\nŁukasz", "Lukasz Wisniewski lukasz@sz.pl"),
+        ("Não funciona.\n\nObrigado,\nJoão", "joao@ldm.pt"),
+    ],
+)
+def test_a_sign_off_names_the_sender_with_or_without_diacritics(text: str, sender: str) -> None:
+    assert extract_reply(text, sender=sender) == text.split("\n\n", maxsplit=1)[0]
+
+
+def test_a_role_address_names_nobody() -> None:
+    text = "Werkt niet.\n\nGroeten,\nInfo"
+    assert extract_reply(text, sender="info@fietsenwinkel.nl") == text
+
+
+def test_a_closing_paragraph_about_a_confidential_parcel_is_not_a_disclaimer() -> None:
+    text = (
+        "Hi,\n\nOrder 1043 never arrived.\n\n"
+        "The parcel was marked confidential and the recipient at the depot refused it."
+    )
+    assert extract_reply(text, sender="Sarah Mitchell sarah@brightleaf.co.uk") == text
