@@ -1,0 +1,150 @@
+"""Ingest speed: ``mailgate import`` and SMTP end to end, on a fresh store each time.
+
+    python -m bench.ingest import --mails 1000 [--url URL] [--seed 1]
+    python -m bench.ingest smtp --mails 2000 --clients 8 64 [--url URL] [--seed 1]
+
+``import`` writes ``--mails`` mails of ``bench.generate`` to an mbox (in a child process,
+so that the generator's memory is not counted), then runs the import path of ``mailgate
+import`` (``import_mails``: prepare in threads, commit in batches of ``[store]
+batch_size``) in this process into a fresh store — SQLite in a temporary folder unless
+``--url`` names an empty database. It prints mails/s (the import alone; opening the store
+and its migrations are not counted), the p50/p99 of a mail's latency (from the start of
+its batch, reading included, to that batch's commit) and this process's peak resident
+set (``VmHWM``): the whole import, Python and the libraries included.
+
+``smtp`` starts ``mailgate serve`` as a process on a free port with a fresh store and
+outbound mail to a maildir, then, per ``--clients`` count, ``clients`` threads each on its
+own SMTP connection send their share of the mails and wait for each 250, which the
+gateway answers only after the mail's commit. It prints mails/s, p50/p99 latency (start
+of a send to its 250) and the serve process's peak resident set. A fresh store and a
+fresh ``serve`` for each client count. PostgreSQL with one and two gateways:
+``bench.instances``.
+
+The load generator shares the machine with the gateway (and on a shared machine with
+whatever else runs): the load average before each run is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.generate import describe, generate
+from bench.smtp_load import (
+    REPO,
+    free_port,
+    rss_kb,
+    send_all,
+    start_serve,
+    stop_serve,
+    wait_listening,
+    write_config,
+)
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def import_run(args: argparse.Namespace) -> None:
+    from mailgate.app import build_gateway
+    from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
+    from mailgate.sources.importer import import_mails
+
+    work = Path(tempfile.mkdtemp(prefix="ingest-import-"))
+    corpus = work / "corpus.mbox"
+    subprocess.run(
+        [sys.executable, "-m", "bench.generate", "--mails", str(args.mails), "--seed",
+         str(args.seed), str(corpus)],
+        cwd=REPO,
+        check=True,
+    )  # fmt: skip
+    url = args.url or f"sqlite:///{work}/mailgate.db"
+    store = StoreSettings(url=url, raw=str(work / "raw"), attachments=str(work / "att"))
+    settings = Settings(
+        store=store,
+        smtp=SmtpSettings(addresses=("support@localhost",)),
+        outbound=OutboundSettings(transport=f"maildir:{work}/out"),
+    )
+    gateway = build_gateway(settings)
+    latencies: list[float] = []
+    load = _load()
+    began = batch_began = time.perf_counter()
+
+    def progress(n: int) -> None:
+        nonlocal batch_began
+        now = time.perf_counter()
+        latencies.extend([now - batch_began] * n)
+        batch_began = now
+
+    summary = import_mails(
+        gateway.pipeline,
+        corpus,
+        clock=gateway.clock,
+        batch_size=store.batch_size,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - began
+    gateway.close()
+    peak = rss_kb("self", "VmHWM")
+    latencies.sort()
+    print(f"{summary.total} mails ({dict(summary.counts)}) into {url.split(':')[0]}")
+    print("| mails | mails/s | p50 ms | p99 ms | peak RSS MB | load before |")
+    print("|---:|---:|---:|---:|---:|---|")
+    print(
+        f"| {summary.total} | {summary.total / seconds:.0f} |"
+        f" {statistics.median(latencies) * 1000:.0f} |"
+        f" {latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000:.0f} |"
+        f" {peak / 1024:.0f} | {load} |"
+    )
+
+
+def smtp_run(args: argparse.Namespace) -> None:
+    corpus = list(generate(args.mails, args.seed))
+    print(describe(corpus))
+    print("| clients | mails | mails/s | p50 ms | p99 ms | refused | serve peak RSS MB | load before |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for clients in args.clients:
+        work = Path(tempfile.mkdtemp(prefix="ingest-smtp-"))
+        port = free_port()
+        url = args.url or f"sqlite:///{work}/mailgate.db"
+        config = write_config(work / "mailgate.toml", url=url, port=port, work=work)
+        server = start_serve(config)
+        try:
+            wait_listening(port)
+            load = _load()
+            result = send_all(corpus, [port], clients)
+            peak = rss_kb(server.pid, "VmHWM")
+        finally:
+            stop_serve([server])
+        print(
+            f"| {clients} | {len(result.latencies)} | {result.per_second:.0f} |"
+            f" {statistics.median(result.latencies) * 1000:.0f} |"
+            f" {result.percentile_ms(0.99):.0f} | {result.refused} | {peak / 1024:.0f} |"
+            f" {load} |",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("import", help="mails/s and peak RSS of the import path")
+    one.add_argument("--mails", type=int, default=1000)
+    two = commands.add_parser("smtp", help="mails/s and latency of SMTP end to end")
+    two.add_argument("--mails", type=int, default=2000)
+    two.add_argument("--clients", type=int, nargs="+", default=[8, 64])
+    for sub in (one, two):
+        sub.add_argument("--url", help="an empty database (default: SQLite in a temp folder)")
+        sub.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    import_run(args) if args.command == "import" else smtp_run(args)
+
+
+if __name__ == "__main__":
+    main()
