@@ -32,6 +32,9 @@ TO = "support@localhost"
 REPLY_SHARE = 0.3
 HTML_SHARE = 0.2
 SCREENSHOT_SHARE = 0.05
+# Delivery, payment, invoice (a confidential request: held for unverified senders, as
+# rare as in a real helpdesk), log-in, images.
+SUBJECT_WEIGHTS = (35, 30, 4, 11, 20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ LANGUAGES: dict[str, Language] = {
             "Order {n} was paid a week ago but the customer has not received anything.",
             "The checkout page shows an error when customers choose card payment.",
             "Since this morning the product images on the category pages are broken.",
-            "Could you please check why the invoice lists the wrong tax rate?",
+            "Could you please check why the shipping cost is added twice in the cart?",
             "We changed nothing in the theme, it simply stopped working after the update.",
             "The courier says the parcel was returned to the warehouse, which is odd.",
         ),
@@ -85,7 +88,7 @@ LANGUAGES: dict[str, Language] = {
             "Comanda {n} a fost plătită acum o săptămână, dar clienta încă așteaptă coletul.",
             "Pagina de finalizare a comenzii afișează o eroare la plata cu cardul.",
             "De azi dimineață imaginile din categorii nu mai apar deloc.",
-            "Vă rog să verificați de ce factura are cota de TVA greșită.",
+            "Vă rog să verificați de ce costul de livrare apare de două ori în coș.",
             "Nu am schimbat nimic în temă, pur și simplu s-a oprit după actualizare.",
             "Curierul spune că pachetul s-a întors în depozit, ceea ce e ciudat.",
         ),
@@ -111,7 +114,7 @@ LANGUAGES: dict[str, Language] = {
             "Bestelling {n} is een week geleden betaald, maar de klant heeft niets ontvangen.",
             "De afrekenpagina geeft een foutmelding als klanten met een creditcard betalen.",
             "Sinds vanochtend zijn de productfoto's op de categoriepagina's kapot.",
-            "Kunt u nagaan waarom de factuur het verkeerde btw-tarief vermeldt?",
+            "Kunt u nagaan waarom de verzendkosten twee keer in het winkelmandje staan?",
             "We hebben niets aan het thema veranderd; het werkt niet meer sinds de update.",
             "De koerier zegt dat het pakket terug is naar het magazijn, dat is vreemd.",
         ),
@@ -137,7 +140,7 @@ LANGUAGES: dict[str, Language] = {
             "A encomenda {n} foi paga há uma semana, mas a cliente ainda não recebeu nada.",
             "A página de pagamento mostra um erro quando os clientes escolhem cartão.",
             "Desde esta manhã as imagens das categorias deixaram de aparecer.",
-            "Podem verificar por que razão a fatura indica a taxa de IVA errada?",
+            "Podem verificar por que razão os portes aparecem duas vezes no carrinho?",
             "Não mudámos nada no tema; simplesmente deixou de funcionar após a atualização.",
             "A transportadora diz que a encomenda voltou ao armazém, o que é estranho.",
         ),
@@ -163,7 +166,7 @@ LANGUAGES: dict[str, Language] = {
             "Zamówienie {n} zostało opłacone tydzień temu, a klientka nadal nic nie dostała.",
             "Strona płatności pokazuje błąd, gdy klienci wybierają kartę.",
             "Od dzisiejszego ranka zdjęcia w kategoriach w ogóle się nie wyświetlają.",
-            "Czy możecie sprawdzić, dlaczego faktura ma złą stawkę podatku?",
+            "Czy możecie sprawdzić, dlaczego koszt wysyłki pojawia się w koszyku dwa razy?",
             "Niczego nie zmienialiśmy w szablonie, po prostu przestało działać po aktualizacji.",
             "Kurier twierdzi, że paczka wróciła do magazynu, co jest dziwne.",
         ),
@@ -216,7 +219,7 @@ def generate(count: int, seed: int = 1) -> Iterator[Mail]:
         language = LANGUAGES[lang]
         order = 10_000 + rng.randrange(90_000)
         if parent is None:
-            subject = rng.choice(language.subjects).format(n=order)
+            subject = rng.choices(language.subjects, SUBJECT_WEIGHTS)[0].format(n=order)
             said = rng.sample(language.sentences, rng.randint(2, 5))
         else:
             subject = f"{language.reply_prefix} {_unprefixed(parent.subject)}"
