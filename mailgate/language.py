@@ -116,5 +116,12 @@ def _identifier() -> LanguageIdentifier:
         if not _loaded:
             identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
             identifier.set_languages(list(LOCALES))
+            # set_languages keeps the 142-language table (28 MB) to allow a reset we never
+            # ask for: keep only our five columns (py3langid 0.4.0, pinned).
+            identifier._full_model = (
+                identifier.nb_ptc,
+                identifier.nb_pc,
+                identifier.nb_classes,
+            )
             _loaded.append(identifier)
         return _loaded[0]
