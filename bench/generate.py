@@ -7,7 +7,7 @@ nl, pt, pl, with their real diacritics in bodies, subjects and display names, so
 are RFC 2047-encoded), 70 % new requests and 30 % replies to earlier generated mails,
 threaded by ``In-Reply-To``/``References`` only (no ``[#ID]`` in the subject: the threader
 has to find the parent by Message-ID), a fifth as HTML ``multipart/alternative``, and
-about 5 % carrying a 50–200 KB PNG screenshot (a valid PNG of incompressible pixels, as a
+about 5 % carrying a 50-200 KB PNG screenshot (a valid PNG of incompressible pixels, as a
 real screenshot's compressed data is). Everything comes from ``random.Random(seed)`` and
 a fixed clock, MIME boundaries included, so a seed always gives the same bytes.
 """
@@ -236,7 +236,9 @@ def generate(count: int, seed: int = 1) -> Iterator[Mail]:
         msg["To"] = f"Support <{TO}>"
         msg["Subject"] = subject
         msg["Date"] = format_datetime(NOW + timedelta(seconds=37 * n))
-        msg["Message-ID"] = message_id = f"<{seed}.{n}.{rng.randrange(1 << 32):x}@mail.{lang}.example>"
+        msg["Message-ID"] = message_id = (
+            f"<{seed}.{n}.{rng.randrange(1 << 32):x}@mail.{lang}.example>"
+        )
         references = ""
         if parent is not None:
             references = f"{parent.references} {parent.message_id}".strip()

@@ -2,6 +2,7 @@
 
     python -m bench.ingest import --mails 1000 [--url URL] [--seed 1]
     python -m bench.ingest smtp --mails 2000 --clients 8 64 [--url URL] [--seed 1]
+    python -m bench.ingest stages --mails 500 [--url URL] [--seed 1]
 
 ``import`` writes ``--mails`` mails of ``bench.generate`` to an mbox (in a child process,
 so that the generator's memory is not counted), then runs the import path of ``mailgate
@@ -19,6 +20,12 @@ gateway answers only after the mail's commit. It prints mails/s, p50/p99 latency
 of a send to its 250) and the serve process's peak resident set. A fresh store and a
 fresh ``serve`` for each client count. PostgreSQL with one and two gateways:
 ``bench.instances``.
+
+``stages`` runs the two halves of the pipeline one after the other in one thread —
+``prepare`` for every mail, then ``commit`` in batches of 64 — and prints the CPU time
+(``thread_time``, which other processes on the machine do not inflate) and the wall time
+per mail of each half, per outcome kind: where a mail's time goes, and what a single
+gateway process can reach at best (its Python runs on one core at a time).
 
 The load generator shares the machine with the gateway (and on a shared machine with
 whatever else runs): the load average before each run is printed with the figures.
@@ -107,7 +114,7 @@ def import_run(args: argparse.Namespace) -> None:
 def smtp_run(args: argparse.Namespace) -> None:
     corpus = list(generate(args.mails, args.seed))
     print(describe(corpus))
-    print("| clients | mails | mails/s | p50 ms | p99 ms | refused | serve peak RSS MB | load before |")
+    print("| clients | mails | mails/s | p50 ms | p99 ms | refused | serve peak MB | load before |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for clients in args.clients:
         work = Path(tempfile.mkdtemp(prefix="ingest-smtp-"))
@@ -131,6 +138,58 @@ def smtp_run(args: argparse.Namespace) -> None:
         )
 
 
+def stages_run(args: argparse.Namespace) -> None:
+    from mailgate.app import build_gateway
+    from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
+    from mailgate.values import Arrival, Envelope, Source
+
+    work = Path(tempfile.mkdtemp(prefix="ingest-stages-"))
+    url = args.url or f"sqlite:///{work}/mailgate.db"
+    store = StoreSettings(url=url, raw=str(work / "raw"), attachments=str(work / "att"))
+    settings = Settings(
+        store=store,
+        smtp=SmtpSettings(addresses=("support@localhost",)),
+        outbound=OutboundSettings(transport=f"maildir:{work}/out"),
+    )
+    gateway = build_gateway(settings)
+    pipeline = gateway.pipeline
+    corpus = [mail.raw for mail in generate(args.mails, args.seed)]
+    source = Source("import")
+    load = _load()
+    cpu, wall = time.thread_time(), time.perf_counter()
+    prepared = [
+        pipeline.prepare(Arrival(raw, Envelope(), source, gateway.clock())) for raw in corpus
+    ]
+    prepare_cpu, prepare_wall = time.thread_time() - cpu, time.perf_counter() - wall
+    by_kind: dict[str, list[float]] = {}
+    cpu, wall = time.thread_time(), time.perf_counter()
+    for start in range(0, len(prepared), 64):
+        batch_cpu = time.thread_time()
+        outcomes = pipeline.commit(prepared[start : start + 64])
+        share = (time.thread_time() - batch_cpu) / len(outcomes)
+        for outcome in outcomes:
+            by_kind.setdefault(outcome.kind, []).append(share)
+    commit_cpu, commit_wall = time.thread_time() - cpu, time.perf_counter() - wall
+    gateway.close()
+    n = len(corpus)
+    print(f"{n} mails, load before {load}")
+    print("| half | CPU ms/mail | wall ms/mail |")
+    print("|---|---:|---:|")
+    print(f"| prepare | {1000 * prepare_cpu / n:.1f} | {1000 * prepare_wall / n:.1f} |")
+    print(f"| commit | {1000 * commit_cpu / n:.1f} | {1000 * commit_wall / n:.1f} |")
+    print(
+        f"one process's ceiling: {n / (prepare_cpu + commit_cpu):.0f} mails/s of CPU;"
+        f" commit alone (the single writer): {n / commit_cpu:.0f} mails/s"
+    )
+    # A batch's CPU is shared out evenly, so these are batch mixes, not exact per kind.
+    print(
+        "commit CPU ms/mail by batch, per outcome: "
+        + ", ".join(
+            f"{kind} {1000 * statistics.mean(v):.1f} ({len(v)})" for kind, v in by_kind.items()
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -139,11 +198,13 @@ def main() -> None:
     two = commands.add_parser("smtp", help="mails/s and latency of SMTP end to end")
     two.add_argument("--mails", type=int, default=2000)
     two.add_argument("--clients", type=int, nargs="+", default=[8, 64])
-    for sub in (one, two):
+    three = commands.add_parser("stages", help="CPU and wall time per mail of each half")
+    three.add_argument("--mails", type=int, default=500)
+    for sub in (one, two, three):
         sub.add_argument("--url", help="an empty database (default: SQLite in a temp folder)")
         sub.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    import_run(args) if args.command == "import" else smtp_run(args)
+    {"import": import_run, "smtp": smtp_run, "stages": stages_run}[args.command](args)
 
 
 if __name__ == "__main__":
