@@ -4,11 +4,11 @@
 
 For each set-up and client count: a fresh PostgreSQL database, ``mailgate serve``
 process(es) on free ports, then ``--clients`` threads, each on one SMTP connection (as an
-MTA keeps one), sending its share of ``--mails`` mails of ``bench.generate`` (five languages, 30 %
-replies, HTML, 5 % screenshots; strangers, so every new mail is a ticket and an
-acknowledgement)
-and waiting for each 250 — which comes only after the commit. Prints mails/s and the
-p50/p99 latency from the start of a send to its 250.
+MTA keeps one), sending its share of ``--mails`` mails of ``bench.generate`` (five
+languages, 30 % replies, HTML, 5 % screenshots; strangers, so every new mail is a ticket
+and an acknowledgement) and waiting for each 250 — which comes only after the commit.
+Prints mails/s and the p50/p99 latency from the start of a send to its 250. SQLite:
+``bench.ingest smtp``.
 
 - ``one``: one ``serve`` process.
 - ``workers2``: ``serve --workers 2``: two gateway processes on one port (SO_REUSEPORT).
