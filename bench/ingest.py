@@ -11,7 +11,8 @@ batch_size``) in this process into a fresh store — SQLite in a temporary folde
 ``--url`` names an empty database. It prints mails/s (the import alone; opening the store
 and its migrations are not counted), the p50/p99 of a mail's latency (from the start of
 its batch, reading included, to that batch's commit) and this process's peak resident
-set (``VmHWM``): the whole import, Python and the libraries included.
+set (``VmHWM``): the whole import, Python and the libraries included. Every run's
+temporary folder is removed afterwards.
 
 ``smtp`` starts ``mailgate serve`` as a process on a free port with a fresh store and
 outbound mail to a maildir, then, per ``--clients`` count, ``clients`` threads each on its
@@ -34,6 +35,7 @@ whatever else runs): the load average before each run is printed with the figure
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,6 +100,7 @@ def import_run(args: argparse.Namespace) -> None:
     )
     seconds = time.perf_counter() - began
     gateway.close()
+    shutil.rmtree(work)
     peak = rss_kb("self", "VmHWM")
     latencies.sort()
     print(f"{summary.total} mails ({dict(summary.counts)}) into {url.split(':')[0]}")
@@ -129,6 +132,7 @@ def smtp_run(args: argparse.Namespace) -> None:
             peak = rss_kb(server.pid, "VmHWM")
         finally:
             stop_serve([server])
+            shutil.rmtree(work, ignore_errors=True)
         print(
             f"| {clients} | {len(result.latencies)} | {result.per_second:.0f} |"
             f" {statistics.median(result.latencies) * 1000:.0f} |"
@@ -171,6 +175,7 @@ def stages_run(args: argparse.Namespace) -> None:
             by_kind.setdefault(outcome.kind, []).append(share)
     commit_cpu, commit_wall = time.thread_time() - cpu, time.perf_counter() - wall
     gateway.close()
+    shutil.rmtree(work)
     n = len(corpus)
     print(f"{n} mails, load before {load}")
     print("| half | CPU ms/mail | wall ms/mail |")

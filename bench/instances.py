@@ -23,6 +23,7 @@ machine, never as a timed test.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import uuid
@@ -83,6 +84,7 @@ def main() -> None:
     for clients in args.clients:
         for setup in args.setups:
             print(run(setup, clients, args.mails, args.admin_url, work), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
