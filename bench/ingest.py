@@ -18,7 +18,8 @@ temporary folder is removed afterwards.
 outbound mail to a maildir, then, per ``--clients`` count, ``clients`` threads each on its
 own SMTP connection send their share of the mails and wait for each 250, which the
 gateway answers only after the mail's commit. It prints mails/s, p50/p99 latency (start
-of a send to its 250) and the serve process's peak resident set. A fresh store and a
+of a send to its 250), the raw mails in the store afterwards (each 250 must have one) and
+the serve process's peak resident set. A fresh store and a
 fresh ``serve`` for each client count. PostgreSQL with one and two gateways:
 ``bench.instances``.
 
@@ -117,8 +118,8 @@ def import_run(args: argparse.Namespace) -> None:
 def smtp_run(args: argparse.Namespace) -> None:
     corpus = list(generate(args.mails, args.seed))
     print(describe(corpus))
-    print("| clients | mails | mails/s | p50 ms | p99 ms | refused | serve peak MB | load before |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| clients | mails | mails/s | p50 ms | p99 ms | refused | stored | serve MB | load |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for clients in args.clients:
         work = Path(tempfile.mkdtemp(prefix="ingest-smtp-"))
         port = free_port()
@@ -132,14 +133,27 @@ def smtp_run(args: argparse.Namespace) -> None:
             peak = rss_kb(server.pid, "VmHWM")
         finally:
             stop_serve([server])
-            shutil.rmtree(work, ignore_errors=True)
+        stored = _stored(url)
+        shutil.rmtree(work, ignore_errors=True)
         print(
             f"| {clients} | {len(result.latencies)} | {result.per_second:.0f} |"
             f" {statistics.median(result.latencies) * 1000:.0f} |"
-            f" {result.percentile_ms(0.99):.0f} | {result.refused} | {peak / 1024:.0f} |"
+            f" {result.percentile_ms(0.99):.0f} | {result.refused} | {stored} |"
+            f" {peak / 1024:.0f} |"
             f" {load} |",
             flush=True,
         )
+
+
+def _stored(url: str) -> int:
+    """Raw mails in the store: every mail answered 250 must be there (not fewer)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        count = int(conn.execute(sa.text("SELECT count(*) FROM raw_mails")).scalar_one())
+    engine.dispose()
+    return count
 
 
 def stages_run(args: argparse.Namespace) -> None:
