@@ -7,8 +7,8 @@
 ``import_mails``: prepare in threads, commit in batches) into a fresh store and samples
 the process's resident set (VmRSS) after every batch; it prints RSS every 10,000 mails
 and the spread after the first 10,000 (warm-up: caches, connection pool, templates).
-Without ``--corpus`` it writes an mbox of generated mails first (five languages, 30 %
-replies, a few hundred senders); any mbox, maildir or folder of .eml can be given.
+Without ``--corpus`` it writes an mbox of ``bench.generate`` mails first (five languages,
+30 % replies, HTML, 5 % screenshots); any mbox, maildir or folder of .eml can be given.
 
 ``attachment`` starts ``mailgate serve`` as a process, sends one mail carrying an
 attachment of ``--mb`` MB of random bytes over SMTP (the listener's size limit raised
@@ -20,57 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import smtplib
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime
 from pathlib import Path
 
-NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-LINES = {
-    "ro": "Bună ziua, comanda {n} nu a fost livrată și clienta așteaptă de o săptămână.",
-    "pl": "Dzień dobry, zamówienie {n} nie dotarło, klientka czeka od tygodnia.",
-    "nl": "Goedendag, bestelling {n} is niet geleverd en de klant wacht al een week.",
-    "pt": "Bom dia, a encomenda {n} não foi entregue e a cliente espera há uma semana.",
-    "en": "Hello, order {n} was not delivered and the customer has waited a week.",
-}
-
-
-def rss_kb(pid: int | str = "self", field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} for {pid}")
-
-
-def write_mbox(path: Path, count: int, seed: int = 1) -> None:
-    """``count`` generated mails as an mbox (mboxrd "From " lines, CRLF-free)."""
-    rng = random.Random(seed)
-    earlier: list[str] = []
-    with path.open("wb") as out:
-        for n in range(count):
-            lang = rng.choice(list(LINES))
-            sender = f"user{rng.randrange(600)}@shop{rng.randrange(300)}.{lang}.example"
-            msg = EmailMessage()
-            msg["From"] = sender
-            msg["To"] = "support@localhost"
-            msg["Date"] = format_datetime(NOW - timedelta(minutes=count - n))
-            msg["Message-ID"] = mid = f"<m{n}.{seed}@bench.example>"
-            if earlier and rng.random() < 0.3:
-                parent = rng.choice(earlier[-500:])
-                msg["Subject"] = f"Re: Comanda {n}"
-                msg["In-Reply-To"] = msg["References"] = parent
-            else:
-                msg["Subject"] = f"Comanda {n}"
-            msg.set_content("\n".join(LINES[lang].format(n=n) for _ in range(rng.randint(2, 12))))
-            earlier.append(mid)
-            raw = msg.as_bytes().replace(b"\nFrom ", b"\n>From ")
-            out.write(b"From bench@example " + NOW.strftime("%a %b %d %H:%M:%S %Y").encode())
-            out.write(b"\n" + raw + b"\n")
+from bench.generate import write_mbox
+from bench.smtp_load import free_port, rss_kb, wait_listening
 
 
 def flat(args: argparse.Namespace) -> None:
@@ -121,7 +79,7 @@ def attachment(args: argparse.Namespace) -> None:
     import sys
 
     work = Path(tempfile.mkdtemp(prefix="mailgate-attachment-"))
-    port = _free_port()
+    port = free_port()
     url = args.url or f"sqlite:///{work}/mailgate.db"
     size = int(args.mb * 1_000_000)
     config = work / "mailgate.toml"
@@ -137,7 +95,7 @@ def attachment(args: argparse.Namespace) -> None:
         stderr=(work / "serve.log").open("wb"),
     )
     try:
-        _wait_for_port(port)
+        wait_listening(port, timeout=60)
         idle = rss_kb(server.pid)
         msg = EmailMessage()
         msg["From"] = "Ana Pop <ana@magazin.ro>"
@@ -163,27 +121,6 @@ def attachment(args: argparse.Namespace) -> None:
     finally:
         server.terminate()
         server.wait(60)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 60) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("serve did not start")
 
 
 def main() -> None:

@@ -1,0 +1,230 @@
+"""Ingest speed: ``mailgate import`` and SMTP end to end, on a fresh store each time.
+
+    python -m bench.ingest import --mails 1000 [--url URL] [--seed 1]
+    python -m bench.ingest smtp --mails 2000 --clients 8 64 [--url URL] [--seed 1]
+    python -m bench.ingest stages --mails 500 [--url URL] [--seed 1]
+
+``import`` writes ``--mails`` mails of ``bench.generate`` to an mbox (in a child process,
+so that the generator's memory is not counted), then runs the import path of ``mailgate
+import`` (``import_mails``: prepare in threads, commit in batches of ``[store]
+batch_size``) in this process into a fresh store — SQLite in a temporary folder unless
+``--url`` names an empty database. It prints mails/s (the import alone; opening the store
+and its migrations are not counted), the p50/p99 of a mail's latency (from the start of
+its batch, reading included, to that batch's commit) and this process's peak resident
+set (``VmHWM``): the whole import, Python and the libraries included. Every run's
+temporary folder is removed afterwards.
+
+``smtp`` starts ``mailgate serve`` as a process on a free port with a fresh store and
+outbound mail to a maildir, then, per ``--clients`` count, ``clients`` threads each on its
+own SMTP connection send their share of the mails and wait for each 250, which the
+gateway answers only after the mail's commit. It prints mails/s, p50/p99 latency (start
+of a send to its 250), the raw mails in the store afterwards (each 250 must have one) and
+the serve process's peak resident set. A fresh store and a
+fresh ``serve`` for each client count. PostgreSQL with one and two gateways:
+``bench.instances``.
+
+``stages`` runs the two halves of the pipeline one after the other in one thread —
+``prepare`` for every mail, then ``commit`` in batches of 64 — and prints the CPU time
+(``thread_time``, which other processes on the machine do not inflate) and the wall time
+per mail of each half, per outcome kind: where a mail's time goes, and what a single
+gateway process can reach at best (its Python runs on one core at a time).
+
+The load generator shares the machine with the gateway (and on a shared machine with
+whatever else runs): the load average before each run is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.generate import describe, generate
+from bench.smtp_load import (
+    REPO,
+    free_port,
+    rss_kb,
+    send_all,
+    start_serve,
+    stop_serve,
+    wait_listening,
+    write_config,
+)
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def import_run(args: argparse.Namespace) -> None:
+    from mailgate.app import build_gateway
+    from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
+    from mailgate.sources.importer import import_mails
+
+    work = Path(tempfile.mkdtemp(prefix="ingest-import-"))
+    corpus = work / "corpus.mbox"
+    subprocess.run(
+        [sys.executable, "-m", "bench.generate", "--mails", str(args.mails), "--seed",
+         str(args.seed), str(corpus)],
+        cwd=REPO,
+        check=True,
+    )  # fmt: skip
+    url = args.url or f"sqlite:///{work}/mailgate.db"
+    store = StoreSettings(url=url, raw=str(work / "raw"), attachments=str(work / "att"))
+    settings = Settings(
+        store=store,
+        smtp=SmtpSettings(addresses=("support@localhost",)),
+        outbound=OutboundSettings(transport=f"maildir:{work}/out"),
+    )
+    gateway = build_gateway(settings)
+    latencies: list[float] = []
+    load = _load()
+    began = batch_began = time.perf_counter()
+
+    def progress(n: int) -> None:
+        nonlocal batch_began
+        now = time.perf_counter()
+        latencies.extend([now - batch_began] * n)
+        batch_began = now
+
+    summary = import_mails(
+        gateway.pipeline,
+        corpus,
+        clock=gateway.clock,
+        batch_size=store.batch_size,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - began
+    gateway.close()
+    shutil.rmtree(work)
+    peak = rss_kb("self", "VmHWM")
+    latencies.sort()
+    print(f"{summary.total} mails ({dict(summary.counts)}) into {url.split(':')[0]}")
+    print("| mails | mails/s | p50 ms | p99 ms | peak RSS MB | load before |")
+    print("|---:|---:|---:|---:|---:|---|")
+    print(
+        f"| {summary.total} | {summary.total / seconds:.0f} |"
+        f" {statistics.median(latencies) * 1000:.0f} |"
+        f" {latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000:.0f} |"
+        f" {peak / 1024:.0f} | {load} |"
+    )
+
+
+def smtp_run(args: argparse.Namespace) -> None:
+    corpus = list(generate(args.mails, args.seed))
+    print(describe(corpus))
+    print("| clients | mails | mails/s | p50 ms | p99 ms | refused | stored | serve MB | load |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for clients in args.clients:
+        work = Path(tempfile.mkdtemp(prefix="ingest-smtp-"))
+        port = free_port()
+        url = args.url or f"sqlite:///{work}/mailgate.db"
+        config = write_config(work / "mailgate.toml", url=url, port=port, work=work)
+        server = start_serve(config)
+        try:
+            wait_listening(port)
+            load = _load()
+            result = send_all(corpus, [port], clients)
+            peak = rss_kb(server.pid, "VmHWM")
+        finally:
+            stop_serve([server])
+        stored = _stored(url)
+        shutil.rmtree(work, ignore_errors=True)
+        print(
+            f"| {clients} | {len(result.latencies)} | {result.per_second:.0f} |"
+            f" {statistics.median(result.latencies) * 1000:.0f} |"
+            f" {result.percentile_ms(0.99):.0f} | {result.refused} | {stored} |"
+            f" {peak / 1024:.0f} |"
+            f" {load} |",
+            flush=True,
+        )
+
+
+def _stored(url: str) -> int:
+    """Raw mails in the store: every mail answered 250 must be there (not fewer)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        count = int(conn.execute(sa.text("SELECT count(*) FROM raw_mails")).scalar_one())
+    engine.dispose()
+    return count
+
+
+def stages_run(args: argparse.Namespace) -> None:
+    from mailgate.app import build_gateway
+    from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
+    from mailgate.values import Arrival, Envelope, Source
+
+    work = Path(tempfile.mkdtemp(prefix="ingest-stages-"))
+    url = args.url or f"sqlite:///{work}/mailgate.db"
+    store = StoreSettings(url=url, raw=str(work / "raw"), attachments=str(work / "att"))
+    settings = Settings(
+        store=store,
+        smtp=SmtpSettings(addresses=("support@localhost",)),
+        outbound=OutboundSettings(transport=f"maildir:{work}/out"),
+    )
+    gateway = build_gateway(settings)
+    pipeline = gateway.pipeline
+    corpus = [mail.raw for mail in generate(args.mails, args.seed)]
+    source = Source("import")
+    load = _load()
+    cpu, wall = time.thread_time(), time.perf_counter()
+    prepared = [
+        pipeline.prepare(Arrival(raw, Envelope(), source, gateway.clock())) for raw in corpus
+    ]
+    prepare_cpu, prepare_wall = time.thread_time() - cpu, time.perf_counter() - wall
+    by_kind: dict[str, list[float]] = {}
+    cpu, wall = time.thread_time(), time.perf_counter()
+    for start in range(0, len(prepared), 64):
+        batch_cpu = time.thread_time()
+        outcomes = pipeline.commit(prepared[start : start + 64])
+        share = (time.thread_time() - batch_cpu) / len(outcomes)
+        for outcome in outcomes:
+            by_kind.setdefault(outcome.kind, []).append(share)
+    commit_cpu, commit_wall = time.thread_time() - cpu, time.perf_counter() - wall
+    gateway.close()
+    shutil.rmtree(work)
+    n = len(corpus)
+    print(f"{n} mails, load before {load}")
+    print("| half | CPU ms/mail | wall ms/mail |")
+    print("|---|---:|---:|")
+    print(f"| prepare | {1000 * prepare_cpu / n:.1f} | {1000 * prepare_wall / n:.1f} |")
+    print(f"| commit | {1000 * commit_cpu / n:.1f} | {1000 * commit_wall / n:.1f} |")
+    print(
+        f"one process's ceiling: {n / (prepare_cpu + commit_cpu):.0f} mails/s of CPU;"
+        f" commit alone (the single writer): {n / commit_cpu:.0f} mails/s"
+    )
+    # A batch's CPU is shared out evenly, so these are batch mixes, not exact per kind.
+    print(
+        "commit CPU ms/mail by batch, per outcome: "
+        + ", ".join(
+            f"{kind} {1000 * statistics.mean(v):.1f} ({len(v)})" for kind, v in by_kind.items()
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("import", help="mails/s and peak RSS of the import path")
+    one.add_argument("--mails", type=int, default=1000)
+    two = commands.add_parser("smtp", help="mails/s and latency of SMTP end to end")
+    two.add_argument("--mails", type=int, default=2000)
+    two.add_argument("--clients", type=int, nargs="+", default=[8, 64])
+    three = commands.add_parser("stages", help="CPU and wall time per mail of each half")
+    three.add_argument("--mails", type=int, default=500)
+    for sub in (one, two, three):
+        sub.add_argument("--url", help="an empty database (default: SQLite in a temp folder)")
+        sub.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    {"import": import_run, "smtp": smtp_run, "stages": stages_run}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

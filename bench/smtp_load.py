@@ -1,0 +1,138 @@
+"""What the SMTP benchmarks share: ``mailgate serve`` processes on free ports, and clients
+that each keep one SMTP connection (as an MTA does) and wait for every 250.
+
+Used by ``bench.ingest smtp`` (SQLite) and ``bench.instances`` (PostgreSQL, one and two
+gateways). A 250 comes only after the mail's commit, so the latency measured from the
+start of a send to its 250 is the whole of ingest: DATA, prepare, group commit.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.generate import TO, Mail
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kb(pid: int | str = "self", field: str = "VmRSS") -> int:
+    """A process's resident set (``VmRSS``) or its peak (``VmHWM``), in KiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def write_config(path: Path, *, url: str, port: int, work: Path) -> Path:
+    """A gateway's config: the store at ``url``, outbound mail to a maildir under ``work``.
+
+    The per-connection mail budget is lifted: the clients here keep one connection for
+    their whole share, which the default (100 MAIL per connection) would cut short.
+    """
+    path.write_text(
+        f'[store]\nurl = "{url}"\nraw = "{work}/raw"\nattachments = "{work}/att"\n'
+        f"[smtp]\nport = {port}\nmax_messages_per_connection = 1000000\n"
+        f'[outbound]\ntransport = "maildir:{work}/out"\n[log]\nmail_lines = false\n'
+    )
+    return path
+
+
+def start_serve(config: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``mailgate serve`` as a process of this checkout; its stderr goes to a log beside
+    the config."""
+    with (config.parent / f"serve-{config.stem}.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "--config", str(config), "serve", *args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+def stop_serve(servers: Sequence[subprocess.Popen[bytes]]) -> None:
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        server.wait(120)
+
+
+def wait_listening(port: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@dataclass
+class LoadResult:
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    refused: int = 0
+    load_before: str = ""
+
+    @property
+    def per_second(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile_ms(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def send_all(corpus: Sequence[Mail], ports: Sequence[int], clients: int) -> LoadResult:
+    """``clients`` threads, each on its own connection to ``ports[i % len(ports)]``, send
+    every ``clients``-th mail of ``corpus`` and wait for each reply."""
+    latencies: list[float] = []
+    refused = 0
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        nonlocal refused
+        port = ports[index % len(ports)]
+        smtp: smtplib.SMTP | None = None
+        for mail in corpus[index::clients]:
+            started = time.perf_counter()
+            try:
+                if smtp is None:  # a dropped connection is opened again, as an MTA would
+                    smtp = smtplib.SMTP("127.0.0.1", port, timeout=120)
+                smtp.sendmail(mail.sender, [TO], mail.raw)
+            except OSError as exc:  # smtplib's errors are OSErrors too
+                with lock:
+                    refused += 1
+                answered = isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code != 421
+                if not answered and smtp is not None:
+                    smtp.close()
+                    smtp = None
+                continue
+            took = time.perf_counter() - started
+            with lock:
+                latencies.append(took)
+        if smtp is not None:
+            smtp.quit()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    load_before = Path("/proc/loadavg").read_text().split()[0]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(time.perf_counter() - began, latencies, refused, load_before)
