@@ -116,5 +116,8 @@ def _identifier() -> LanguageIdentifier:
         if not _loaded:
             identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
             identifier.set_languages(list(LOCALES))
+            # set_languages keeps the model of all 97 languages to start again from: 27 MB
+            # of every gateway process (bench/README.md, Memory) for a call never made again.
+            identifier._full_model = (identifier.nb_ptc, identifier.nb_pc, identifier.nb_classes)
             _loaded.append(identifier)
         return _loaded[0]
