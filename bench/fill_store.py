@@ -283,6 +283,24 @@ class Filler:
                     created + timedelta(hours=rng.choice((4, 8, 16, 40))) if open_work else None
                 ),
                 "follow_up_of": None, "merged_into": None,
+                # Workflow columns (store/sla.py): the clock runs while new or open
+                # (24/7 for immediate), pauses while pending or on hold, stops once solved.
+                "status_since": updated, "standby_reminded_at": None,
+                "suggested_sector": None,
+                "sla_clock": (
+                    ("always" if priority == "immediate" else "business")
+                    if status in ("new", "open") else "paused"
+                ),
+                "sla_since": updated if status in ("new", "open") else None,
+                "sla_used_seconds": rng.uniform(0, 4 * 3600),
+                "sla_first_response_seconds": (
+                    None if status == "new" else rng.uniform(60, 8 * 3600)
+                ),
+                "sla_resolution_seconds": (
+                    rng.uniform(600, 40 * 3600) if status in ("solved", "closed") else None
+                ),
+                "sla_warned": None, "budget_hours": None, "budget_rate": None,
+                "budget_state": None, "deadline": None,
             }
         )  # fmt: skip
         parts.append({"ticket_id": ticket_id, "email": requester, "role": "requester"})

@@ -90,12 +90,19 @@ class DkimVerdict:
 def verify_signatures(
     raw: bytes, from_domain: str, resolver: Resolver, *, strict: bool, timeout: float = 5.0
 ) -> DkimVerdict:
-    """Verify ``raw``'s signatures aligned with ``from_domain`` until one passes in full."""
+    """Verify ``raw``'s signatures aligned with ``from_domain`` until one passes in full.
+
+    dkimpy splits the whole mail into lines as it is given it (about 3.6 times the mail's
+    size in memory: 124 MB for a 25 MB attachment), so it is given the headers alone
+    first, and the whole mail only when a signature is there to verify.
+    """
     try:
-        message = dkim.DKIM(raw, logger=_LIBRARY_LOG, timeout=timeout)
+        message = dkim.DKIM(_header_block(raw), logger=_LIBRARY_LOG, timeout=timeout)
+        signatures = [v for n, v in message.headers if n.lower() == b"dkim-signature"]
+        if signatures:
+            message = dkim.DKIM(raw, logger=_LIBRARY_LOG, timeout=timeout)
     except dkim.DKIMException as exc:  # a header line dkimpy cannot read
         return DkimVerdict("permerror", (SignatureCheck("", "", False, "permerror", str(exc)),))
-    signatures = [v for n, v in message.headers if n.lower() == b"dkim-signature"]
     duplicated = _duplicated_singletons(message.headers)
     checks: list[SignatureCheck] = []
     accepted: SignatureCheck | None = None
@@ -114,6 +121,13 @@ def verify_signatures(
         if check.result == "pass" and _covers_more(check, accepted):
             accepted = check
     return DkimVerdict(_overall(checks, accepted), tuple(checks), accepted)
+
+
+def _header_block(raw: bytes) -> bytes:
+    """``raw`` up to the blank line that ends its headers (all of it when there is none):
+    dkimpy reads the same header fields from it as from the whole mail."""
+    ends = [end for end in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if end != -1]
+    return raw[: min(ends) + 1] if ends else raw
 
 
 def _tags_of(value: bytes, from_domain: str, strict: bool) -> SignatureCheck:

@@ -372,6 +372,30 @@ def test_other_content_gives_another_digest() -> None:
     assert content_digest(original) != content_digest(original.replace(b"RE: [#13]", b"[#13]"))
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 64, 1 << 20])
+def test_the_digest_does_not_depend_on_how_the_mail_is_read(chunk_size: int) -> None:
+    """The digest is taken a piece at a time (a 25 MB mail is not copied whole): CRLF and
+    CR split across pieces, an mbox envelope line, trailing blank lines, no body."""
+    original = (DATA / "reply-nl-outlook.eml").read_bytes()
+    mails = [
+        original,
+        original.replace(b"\n", b"\r\n"),
+        original.replace(b"\n", b"\r"),
+        b"From jan@winkel.nl Wed Nov  6 09:04:00 2024\n" + original + b"\n\n\r\n",
+        b"Subject: no body\r\nFrom: a@b.example\r\n",
+        b"From only an envelope line",
+        b"Fro",
+        b"",
+        b"\r\n\r\nbody after a blank first line\r\r\n",
+    ]
+    for raw in mails:
+        assert content_digest(raw, chunk_size) == content_digest(raw), raw[:60]
+    # As the whole-mail version computed it: dedupe keys already stored stay valid.
+    assert content_digest(mails[3], chunk_size) == (
+        "54f40a1daea3824b70c72b6678a8874a78614d36365a71e6b94bf59dd4bbb584"
+    )
+
+
 # -- what is not a mail --------------------------------------------------------------------
 
 

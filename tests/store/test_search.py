@@ -66,6 +66,22 @@ def test_search_folds_letters_without_a_decomposition(db: Database) -> None:
     assert _found(db, "Płatność") == [polish]
 
 
+def test_romanian_cedilla_and_comma_below_letters_find_each_other(db: Database) -> None:
+    """Romanian s/t are written with a comma below (ș ț, U+0219 U+021B) or, by older
+    keyboards and fonts, with a cedilla (ş ţ, U+015F U+0163): a merchant and an agent may
+    use either, or leave the accents out; each form finds the others."""
+    comma = _ticket(db, "Plata nu funcționează", "Clientul așteaptă coletul.", language="ro")
+    cedilla = _ticket(db, "Eroare la funcţionare", "Comanda aşteaptă în ŞABLON.", language="ro")
+    for word in ("funcționează", "funcţionează", "functioneaza", "FUNCŢIONEAZĂ", "FUNCȚIONEAZĂ"):
+        assert comma in _found(db, word, statuses=("all",)), word
+    for word in ("funcţionare", "funcționare", "functionare"):
+        assert _found(db, word, statuses=("all",)) == [cedilla], word
+    for word in ("așteaptă", "aşteaptă", "asteapta", "AŞTEAPTĂ", "AȘTEAPTĂ"):
+        assert _found(db, word, statuses=("all",)) == [comma, cedilla], word
+    for word in ("șablon", "şablon", "sablon"):
+        assert _found(db, word, statuses=("all",)) == [cedilla], word
+
+
 def test_every_word_must_occur_somewhere_in_the_ticket(db: Database) -> None:
     both = _ticket(db, "Plata nu merge", "Cardul Visa este refuzat.")
     _ticket(db, "Cardul meu", "Altceva.")
