@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.generate import describe, generate
 from bench.smtp_load import (
@@ -61,9 +62,27 @@ def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+if TYPE_CHECKING:
+    from mailgate.config import Settings
+
+
+def scratch_settings(work: Path, url: str | None) -> Settings:
+    """A gateway's settings with everything in ``work`` (the store too, unless ``url``)."""
+    from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
+
+    return Settings(
+        store=StoreSettings(
+            url=url or f"sqlite:///{work}/mailgate.db",
+            raw=str(work / "raw"),
+            attachments=str(work / "att"),
+        ),
+        smtp=SmtpSettings(addresses=("support@localhost",)),
+        outbound=OutboundSettings(transport=f"maildir:{work}/out"),
+    )
+
+
 def import_run(args: argparse.Namespace) -> None:
     from mailgate.app import build_gateway
-    from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
     from mailgate.sources.importer import import_mails
 
     work = Path(tempfile.mkdtemp(prefix="ingest-import-"))
@@ -74,13 +93,7 @@ def import_run(args: argparse.Namespace) -> None:
         cwd=REPO,
         check=True,
     )  # fmt: skip
-    url = args.url or f"sqlite:///{work}/mailgate.db"
-    store = StoreSettings(url=url, raw=str(work / "raw"), attachments=str(work / "att"))
-    settings = Settings(
-        store=store,
-        smtp=SmtpSettings(addresses=("support@localhost",)),
-        outbound=OutboundSettings(transport=f"maildir:{work}/out"),
-    )
+    settings = scratch_settings(work, args.url)
     gateway = build_gateway(settings)
     latencies: list[float] = []
     load = _load()
@@ -96,7 +109,7 @@ def import_run(args: argparse.Namespace) -> None:
         gateway.pipeline,
         corpus,
         clock=gateway.clock,
-        batch_size=store.batch_size,
+        batch_size=settings.store.batch_size,
         progress=progress,
     )
     seconds = time.perf_counter() - began
@@ -104,7 +117,7 @@ def import_run(args: argparse.Namespace) -> None:
     shutil.rmtree(work)
     peak = rss_kb("self", "VmHWM")
     latencies.sort()
-    print(f"{summary.total} mails ({dict(summary.counts)}) into {url.split(':')[0]}")
+    print(f"{summary.total} mails ({dict(summary.counts)}) into {settings.store.url.split(':')[0]}")
     print("| mails | mails/s | p50 ms | p99 ms | peak RSS MB | load before |")
     print("|---:|---:|---:|---:|---:|---|")
     print(
@@ -158,18 +171,10 @@ def _stored(url: str) -> int:
 
 def stages_run(args: argparse.Namespace) -> None:
     from mailgate.app import build_gateway
-    from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
     from mailgate.values import Arrival, Envelope, Source
 
     work = Path(tempfile.mkdtemp(prefix="ingest-stages-"))
-    url = args.url or f"sqlite:///{work}/mailgate.db"
-    store = StoreSettings(url=url, raw=str(work / "raw"), attachments=str(work / "att"))
-    settings = Settings(
-        store=store,
-        smtp=SmtpSettings(addresses=("support@localhost",)),
-        outbound=OutboundSettings(transport=f"maildir:{work}/out"),
-    )
-    gateway = build_gateway(settings)
+    gateway = build_gateway(scratch_settings(work, args.url))
     pipeline = gateway.pipeline
     corpus = [mail.raw for mail in generate(args.mails, args.seed)]
     source = Source("import")
