@@ -11,7 +11,7 @@ import logging
 import mailbox
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mailgate.apply import Outcome
 from mailgate.clock import Clock
-from mailgate.pipeline import Pipeline, Prepared
+from mailgate.pipeline import Pipeline
 from mailgate.values import Arrival, Envelope, Source
 
 log = logging.getLogger(__name__)
@@ -94,36 +94,16 @@ def import_mails(
     progress: Progress | None = None,
 ) -> ImportSummary:
     """Feed every mail under ``path`` to the pipeline; raises ``StoreUnavailable`` if the
-    store goes away (what was committed stays committed; run the import again).
-
-    The next batch is prepared while this one commits: preparing is mostly waiting for
-    the disk (each raw mail is fsync'd before it may be committed), which the threads do
-    without the GIL, so it hides behind the commit instead of adding to it.
-    """
+    store goes away (what was committed stays committed; run the import again)."""
     summary = ImportSummary()
     mails = iter_mails(path)
     source = Source("import", mailbox=str(path))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="import") as pool:
-
-        def start_batch() -> list[Future[Prepared]]:
-            chunk = list(islice(mails, batch_size))
-            return [
-                pool.submit(pipeline.prepare, Arrival(raw, Envelope(), source, clock()))
-                for _, raw in chunk
-            ]
-
-        pending = start_batch()
-        while pending:
-            prepared = [future.result() for future in pending]
-            unreadable: OSError | None = None
-            try:
-                pending = start_batch()
-            except OSError as exc:  # this batch is committed first, as before
-                unreadable, pending = exc, []
+        while chunk := list(islice(mails, batch_size)):
+            arrivals = [Arrival(raw, Envelope(), source, clock()) for _, raw in chunk]
+            prepared = list(pool.map(pipeline.prepare, arrivals))
             for outcome in pipeline.commit(prepared):
                 summary.add(outcome)
             if progress is not None:
-                progress(len(prepared))
-            if unreadable is not None:
-                raise unreadable
+                progress(len(chunk))
     return summary
