@@ -211,12 +211,12 @@ class Pipeline:
     ) -> Outcome:
         if prepared.failure is not None:
             return self._shunt(session, prepared, prepared.failure, now, nested=False)
-        original = reader.duplicate_of(prepared.dedupe_key)
-        if original is not None:
-            return _record_duplicate(session, prepared, original)
         mail = prepared.mail
+        earlier = reader.earlier_delivery(prepared.dedupe_key, mail.message_id)
+        if earlier.duplicate_of is not None:
+            return _record_duplicate(session, prepared, earlier.duplicate_of)
         flags: tuple[str, ...] = ()
-        if mail.message_id and reader.message_id_seen(mail.message_id):
+        if earlier.message_id_reused:
             flags = ("message_id_reused",)
         if UNSIGNED_TAIL_DEFECT in mail.defects:
             flags = (*flags, "unsigned_text_dropped")

@@ -152,7 +152,10 @@ def open_ticket(session: Session, new: NewTicket, *, actor: str, now: datetime) 
     session.add(ticket)
     session.flush()
     assert ticket.id is not None
-    add_participant(session, ticket.id, new.requester, ParticipantRole.REQUESTER)
+    requester = Participant(
+        ticket_id=ticket.id, email=new.requester.lower(), role=ParticipantRole.REQUESTER.value
+    )
+    session.add(requester)  # a new ticket has no participants yet: nothing to look up
     detail = f"follow-up of #{new.follow_up_of}" if new.follow_up_of else ""
     audit(session, ticket.id, actor=actor, action="created", now=now, detail=detail)
     return ticket
