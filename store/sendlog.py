@@ -26,13 +26,18 @@ def record_recipients(
     automatic: bool,
     now: datetime,
 ) -> None:
-    for email in dict.fromkeys(e.lower() for e in emails):
-        session.add(
-            NotificationLog(
-                ticket_id=ticket_id, email=email, kind=kind, automatic=automatic, created_at=now
-            )
-        )
-    session.flush()
+    rows = [
+        {
+            "ticket_id": ticket_id,
+            "email": email,
+            "kind": kind,
+            "automatic": automatic,
+            "created_at": now,
+        }
+        for email in dict.fromkeys(e.lower() for e in emails)
+    ]
+    if rows:  # plain inserts: the rows are only ever counted, never loaded as objects
+        session.execute(sa.insert(NotificationLog.__table__), rows)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
