@@ -269,18 +269,17 @@ class Pipeline:
         """Keep a mail that a stage could not handle as suspended ``processing_error``."""
 
         def write() -> Outcome:
-            row = record_raw(session, _raw_of(prepared), RawOutcome.SUSPENDED)
-            assert row.id is not None
+            raw_id = record_raw(session, _raw_of(prepared), RawOutcome.SUSPENDED)
             suspend(
                 session,
-                raw_id=row.id,
+                raw_id=raw_id,
                 reason="processing_error",
                 detail=why,
                 from_address=prepared.mail.from_address,
                 subject=prepared.mail.subject,
                 now=now,
             )
-            return Outcome("suspended", row.id, reason="processing_error")
+            return Outcome("suspended", raw_id, reason="processing_error")
 
         if not nested:
             return write()
@@ -298,9 +297,8 @@ def _raw_of(prepared: Prepared) -> NewRaw:
 
 
 def _record_duplicate(session: Session, prepared: Prepared, original: int) -> Outcome:
-    row = record_raw(session, _raw_of(prepared), RawOutcome.DUPLICATE, duplicate_of=original)
-    assert row.id is not None
-    return Outcome("duplicate", row.id, reason=f"same delivery as raw mail {original}")
+    raw_id = record_raw(session, _raw_of(prepared), RawOutcome.DUPLICATE, duplicate_of=original)
+    return Outcome("duplicate", raw_id, reason=f"same delivery as raw mail {original}")
 
 
 def _failed(arrival: Arrival, raw: BlobRef, why: str) -> Prepared:

@@ -100,6 +100,9 @@ class NewMessage:
     attachments: tuple[NewAttachment, ...] = field(default_factory=tuple)
 
 
+_RAW_INSERT = sa.insert(RawMail.__table__).returning(RawMail.__table__.c.id)  # type: ignore[attr-defined]
+
+
 def record_raw(
     session: Session,
     raw: NewRaw,
@@ -107,25 +110,29 @@ def record_raw(
     *,
     ticket_id: int | None = None,
     duplicate_of: int | None = None,
-) -> RawMail:
-    """Record one accepted mail; duplicates keep no dedupe key (it belongs to the first)."""
-    row = RawMail(
-        sha256=raw.sha256,
-        size=raw.size,
-        received_at=raw.received_at,
-        source=raw.source,
-        mailbox=raw.mailbox,
-        mail_from=raw.mail_from,
-        rcpt_tos=",".join(raw.rcpt_tos),
-        message_id=raw.message_id,
-        dedupe_key=None if outcome is RawOutcome.DUPLICATE else raw.dedupe_key,
-        outcome=outcome.value,
-        ticket_id=ticket_id,
-        duplicate_of=duplicate_of,
+) -> int:
+    """Record one accepted mail and return its id; duplicates keep no dedupe key (it
+    belongs to the first). A plain insert: the row is never changed in this transaction.
+    A delivery already taken raises ``IntegrityError`` on the unique dedupe key."""
+    return int(
+        session.execute(
+            _RAW_INSERT,
+            {
+                "sha256": raw.sha256,
+                "size": raw.size,
+                "received_at": raw.received_at,
+                "source": raw.source,
+                "mailbox": raw.mailbox,
+                "mail_from": raw.mail_from,
+                "rcpt_tos": ",".join(raw.rcpt_tos),
+                "message_id": raw.message_id,
+                "dedupe_key": None if outcome is RawOutcome.DUPLICATE else raw.dedupe_key,
+                "outcome": outcome.value,
+                "ticket_id": ticket_id,
+                "duplicate_of": duplicate_of,
+            },
+        ).scalar_one()
     )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def open_ticket(session: Session, new: NewTicket, *, actor: str, now: datetime) -> Ticket:
