@@ -7,9 +7,13 @@ dispatcher at the same second) until ``max_attempts``, then ``failed``; a perman
 failure is ``failed`` at once. ``serve`` calls it on a timer, tests call it directly.
 
 Delivery is at-least-once: if the process dies (or the store fails) between the relay's
-"250" and ``mark_sent``, the row's lease runs out and the mail is sent again, with the
-same bytes and the same Message-ID, so clients show it once. Losing a notification would
-be worse than a duplicate.
+"250" and the row being marked sent, the row's lease runs out and the mail is sent
+again, with the same bytes and the same Message-ID, so clients show it once. Losing a
+notification would be worse than a duplicate. The rows of a claimed chunk (at most
+``CLAIM_CHUNK``) are marked sent together, in one transaction: under a burst of incoming
+mail each write waits for its turn behind the committer, and one wait per mail held the
+dispatcher to a few mails a second. So the crash window is up to one chunk; a chunk whose
+relay is slow is marked early, once half its lease is gone.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Dispatcher:
         self._clock = clock
         self._settings = settings
         self._lease = lease_seconds
+        self._mark_margin = timedelta(seconds=lease_seconds / 2)
         self._rng = rng or random.Random()
 
     def run_once(self, limit: int = 100) -> DispatchReport:
@@ -84,8 +89,19 @@ class Dispatcher:
                 if not batch:
                     break
                 claimed += len(batch)
+                sent: list[int] = []
                 for mail in batch:
-                    counts[self._deliver(mail)] += 1
+                    if sent and self._clock() >= mail.next_attempt_at - self._mark_margin:
+                        # Half the lease is gone (a slow relay): record what went out
+                        # before another dispatcher may take those mails again.
+                        outbox.mark_all_sent(self._db, sent, self._clock())
+                        sent.clear()
+                    outcome = self._deliver(mail)
+                    counts[outcome] += 1
+                    if outcome == "sent":
+                        assert mail.id is not None
+                        sent.append(mail.id)
+                outbox.mark_all_sent(self._db, sent, self._clock())
         return DispatchReport(
             sent=counts["sent"], retried=counts["retried"], failed=counts["failed"]
         )
@@ -121,9 +137,8 @@ class Dispatcher:
             # A bug in a transport must cost one attempt, not the whole round.
             log.exception("outbox %s: transport crashed", mail.id)
             return self._after_failure(mail, f"{type(exc).__name__}: {exc}", permanent=False)
-        outbox.mark_sent(self._db, mail.id, self._clock())
         log.info("outbox %s: sent %s for ticket #%s", mail.id, mail.kind, mail.ticket_id)
-        return "sent"
+        return "sent"  # recorded by run_once, with the rest of its chunk
 
     def _after_failure(self, mail: OutboxMail, error: str, *, permanent: bool) -> Outcome:
         assert mail.id is not None

@@ -228,6 +228,30 @@ def test_a_crash_between_send_and_mark_sent_resends_the_same_message_id(
     assert row(db, id).attempts == 2
 
 
+def test_a_chunk_is_recorded_sent_in_one_transaction(
+    db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a burst each write waits its turn behind the committer: one per mail sent
+    held the dispatcher to a few mails a second."""
+    ids = [queue_ack(db, clock, to=f"m{i}@shop.example") for i in range(25)]
+    writes = 0
+    real_write = db.write
+
+    def counting_write() -> object:
+        nonlocal writes
+        writes += 1
+        return real_write()
+
+    monkeypatch.setattr(db, "write", counting_write)
+    transport = RecordingTransport()
+    assert dispatcher(db, transport, clock).run_once() == DispatchReport(sent=25)
+    monkeypatch.undo()
+    assert len(transport.sent) == 25
+    assert all(row(db, id).state == OutboxState.SENT for id in ids)
+    # Chunks of 10: 3 claims and 3 marks, and the empty claim that ends the round.
+    assert writes == 2 * 3 + 1
+
+
 class SlowTransport(RecordingTransport):
     """Each send takes ``seconds`` on the test clock (a relay near its timeout)."""
 
