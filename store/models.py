@@ -94,6 +94,7 @@ class Ticket(SQLModel, table=True):
         _backlog_index("ix_tickets_backlog_queue", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_sector", "sector", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_counts", "sector", "priority", "status"),
+        _backlog_index("ix_tickets_backlog_assignee", "assignee", "status", "due_at"),  # stats
         # stats over a reporting period (store/stats.py): every figure from one range of
         # this index, read without touching the table. Partial: merged tickets are
         # duplicates and never counted.
@@ -111,6 +112,7 @@ class Ticket(SQLModel, table=True):
             "sla_resolution_seconds",
             "due_at",
             "first_responder",
+            "merged_into",  # the condition's own column: SQLite then needs no table row
             postgresql_where=_NOT_MERGED,
             sqlite_where=_NOT_MERGED,
         ),

@@ -71,22 +71,28 @@ def time_spent(session: Session, ticket_id: int) -> TimeSpent:
     return TimeSpent(int(minutes), int(calls or 0))
 
 
-def time_by_shop(session: Session) -> dict[str, TimeSpent]:
-    """Minutes and calls per shop name (tickets without a shop under ``""``)."""
-    rows = session.exec(
+def time_by_shop(session: Session, *, since: datetime | None = None) -> dict[str, TimeSpent]:
+    """Minutes and calls per shop name (tickets without a shop under ``""``), of the time
+    entries made since ``since`` (None: all)."""
+    query = (
         select(Shop.name, func.sum(TimeEntry.minutes), _calls())
         .select_from(TimeEntry)
         .join(Ticket, col(Ticket.id) == col(TimeEntry.ticket_id))
         .join(Shop, col(Shop.id) == col(Ticket.shop_id), isouter=True)
         .group_by(Shop.name)
-    ).all()
+    )
+    if since is not None:
+        query = query.where(col(TimeEntry.at) >= since)
+    rows = session.exec(query).all()
     return {name or "": TimeSpent(int(m or 0), int(c or 0)) for name, m, c in rows}
 
 
-def time_by_agent(session: Session) -> dict[str, TimeSpent]:
-    rows = session.exec(
-        select(TimeEntry.agent, func.sum(TimeEntry.minutes), _calls()).group_by(TimeEntry.agent)
-    ).all()
+def time_by_agent(session: Session, *, since: datetime | None = None) -> dict[str, TimeSpent]:
+    """Minutes and calls per agent, of the time entries made since ``since`` (None: all)."""
+    query = select(TimeEntry.agent, func.sum(TimeEntry.minutes), _calls()).group_by(TimeEntry.agent)
+    if since is not None:
+        query = query.where(col(TimeEntry.at) >= since)
+    rows = session.exec(query).all()
     return {agent: TimeSpent(int(m or 0), int(c or 0)) for agent, m, c in rows}
 
 

@@ -5,7 +5,8 @@ New nullable columns on ``tickets`` (kept from now on by ``store/durations.py`` 
 ticket is answered, solved or reopened): ``first_response_wall_seconds``,
 ``first_response_business_seconds``, ``first_responder``, ``resolution_wall_seconds``,
 ``resolution_business_seconds``. Indexes: ``ix_tickets_stats`` (created_at and every
-column the figures read, over tickets not merged away), ``ix_messages_replies``
+column the figures read, over tickets not merged away), ``ix_tickets_backlog_assignee``
+(each agent's open and overdue tickets), ``ix_messages_replies``
 (direction, created_at, author) and ``ix_audit_events_status`` (action, new, at, old,
 ticket_id).
 
@@ -55,7 +56,9 @@ STATS_COLUMNS = [
     "sla_resolution_seconds",
     "due_at",
     "first_responder",
+    "merged_into",
 ]
+BACKLOG = sa.text("status <> 'closed'")
 FIRST_RESPONDER = (
     "(SELECT m.author FROM messages m WHERE m.ticket_id = tickets.id"
     " AND m.direction = 'out' AND m.author IS NOT NULL AND m.author <> ''"
@@ -104,6 +107,14 @@ def upgrade() -> None:
         sqlite_where=NOT_MERGED,
     )
     op.create_index(
+        "ix_tickets_backlog_assignee",
+        "tickets",
+        ["assignee", "status", "due_at"],
+        unique=False,
+        postgresql_where=BACKLOG,
+        sqlite_where=BACKLOG,
+    )
+    op.create_index(
         "ix_messages_replies", "messages", ["direction", "created_at", "author"], unique=False
     )
     op.create_index(
@@ -117,6 +128,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_audit_events_status", table_name="audit_events")
     op.drop_index("ix_messages_replies", table_name="messages")
+    op.drop_index("ix_tickets_backlog_assignee", table_name="tickets")
     op.drop_index("ix_tickets_stats", table_name="tickets")
     op.execute("DELETE FROM meta WHERE key = 'stats_business_backfill'")
     # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35): a batch copy of the table would
