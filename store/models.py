@@ -95,15 +95,15 @@ class Ticket(SQLModel, table=True):
         _backlog_index("ix_tickets_backlog_sector", "sector", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_counts", "sector", "priority", "status"),
         _backlog_index("ix_tickets_backlog_assignee", "assignee", "status", "due_at"),  # stats
-        # stats over a reporting period (store/stats.py): every figure from one range of
-        # this index, read without touching the table. Partial: merged tickets are
-        # duplicates and never counted.
+        # stats over a reporting period (store/stats.py), read without touching the table.
+        # Grouped first: SQLite walks the period of each (priority, type, sector) with a
+        # skip-scan and groups without sorting. Partial: merged tickets are never counted.
         sa.Index(
             "ix_tickets_stats",
-            "created_at",
             "priority",
             "type",
             "sector",
+            "created_at",
             "first_response_wall_seconds",
             "first_response_business_seconds",
             "resolution_wall_seconds",
@@ -111,8 +111,17 @@ class Ticket(SQLModel, table=True):
             "sla_first_response_seconds",
             "sla_resolution_seconds",
             "due_at",
-            "first_responder",
             "merged_into",  # the condition's own column: SQLite then needs no table row
+            postgresql_where=_NOT_MERGED,
+            sqlite_where=_NOT_MERGED,
+        ),
+        # stats: first responses per agent over the period, in agent order
+        sa.Index(
+            "ix_tickets_stats_responder",
+            "first_responder",
+            "created_at",
+            "first_response_wall_seconds",
+            "merged_into",
             postgresql_where=_NOT_MERGED,
             sqlite_where=_NOT_MERGED,
         ),
@@ -175,7 +184,7 @@ class TimeEntry(SQLModel, table=True):
     minutes: int
     call: bool = Field(default=False)
     note: str = Field(default="", max_length=500)
-    at: datetime = _time()
+    at: datetime = _time(index=True)  # stats: minutes logged over a reporting period
 
 
 class Participant(SQLModel, table=True):

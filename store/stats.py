@@ -378,13 +378,16 @@ def _first_responses(
     else:
         # Every first response of the period, numbered in order within its agent; the
         # median is the middle row (or the mean of the two middle rows).
+        # One window (an agent's values in order), so SQLite sorts once, within each agent
+        # (the index gives the agents in order).
+        whole = (None, None)  # the frame: every row of the agent
         ranked = (
             sa.select(
                 agent.label("agent"),
                 _fw.label("seconds"),
                 func.row_number().over(partition_by=agent, order_by=_fw).label("rank"),
-                func.count().over(partition_by=agent).label("n"),
-                func.sum(_fw).over(partition_by=agent).label("total"),
+                func.count(_fw).over(partition_by=agent, order_by=_fw, rows=whole).label("n"),
+                func.sum(_fw).over(partition_by=agent, order_by=_fw, rows=whole).label("total"),
             )
             .where(*where)
             .subquery()
