@@ -241,6 +241,8 @@ def _medians(
         column = _COLUMNS[key]
         middle = session.execute(
             sa.select(column)
+            # the period's rows from the covering index (not created_at and the table)
+            .with_hint(Ticket, "INDEXED BY ix_tickets_stats", "sqlite")
             .where(*period, column.is_not(None))
             .order_by(column)
             .limit(2 - count % 2)
