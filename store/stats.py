@@ -41,7 +41,7 @@ from sqlmodel import Session, col, select
 
 from store.durations import business_backfill_pending
 from store.enums import Direction, Priority, Status
-from store.models import AuditEvent, Message, Ticket
+from store.models import AuditEvent, Message, Ticket, UTCDateTime
 from store.sla import Phase, SlaPolicy
 from store.timelog import time_by_agent, time_by_shop
 from store.views import in_backlog
@@ -107,6 +107,7 @@ def workflow_stats(
     medians = _medians(
         session,
         period,
+        since,
         {"fw": first_wall, "fb": first_business, "rw": done_wall, "rb": done_business},
     )
     for key, summary in (
@@ -223,7 +224,10 @@ _COLUMNS = {"fw": _fw, "fb": _fb, "rw": _rw, "rb": _rb}
 
 
 def _medians(
-    session: Session, period: list[ColumnElement[bool]], summaries: dict[str, dict[str, Any]]
+    session: Session,
+    period: list[ColumnElement[bool]],
+    since: datetime | None,
+    summaries: dict[str, dict[str, Any]],
 ) -> dict[str, float | None]:
     """The median (seconds) of each duration over the period."""
     wanted = {key: s["count"] for key, s in summaries.items() if s["count"]}
@@ -236,21 +240,50 @@ def _medians(
             ).where(*period)
         ).one()
         return {key: float(value) for key, value in zip(wanted, row, strict=True)}
-    found: dict[str, float | None] = {}
-    for key, count in wanted.items():
-        column = _COLUMNS[key]
-        middle = session.execute(
-            sa.select(column)
-            # the period's rows from the covering index (not created_at and the table)
-            .with_hint(Ticket, "INDEXED BY ix_tickets_stats", "sqlite")
-            .where(*period, column.is_not(None))
-            .order_by(column)
-            .limit(2 - count % 2)
-            .offset((count - 1) // 2)
-        ).scalars()
-        values = [float(v) for v in middle]
-        found[key] = sum(values) / len(values) if values else None
-    return found
+    return {
+        key: _sqlite_middle(session, "ix_tickets_stats", _NAMES[key], since, count)
+        for key, count in wanted.items()
+    }
+
+
+_NAMES = {
+    "fw": "first_response_wall_seconds",
+    "fb": "first_response_business_seconds",
+    "rw": "resolution_wall_seconds",
+    "rb": "resolution_business_seconds",
+}
+
+
+def _sqlite_middle(
+    session: Session,
+    index: str,
+    column: str,
+    since: datetime | None,
+    count: int,
+    *,
+    responder: str | None = None,
+) -> float | None:
+    """SQLite: the median of ``count`` values of ``column`` over the period (of one first
+    responder), the middle one or two of them in order. Written out to name the covering
+    index (``INDEXED BY``): on its own the planner takes ``created_at``'s and reads every
+    ticket row of the period."""
+    where = ["merged_into IS NULL", f"{column} IS NOT NULL"]
+    params: dict[str, Any] = {"n": 2 - count % 2, "skip": (count - 1) // 2}
+    binds: list[Any] = [sa.bindparam("n"), sa.bindparam("skip")]
+    if since is not None:
+        where.append("created_at >= :since")
+        params["since"] = since
+        binds.append(sa.bindparam("since", type_=UTCDateTime()))
+    if responder is not None:
+        where.append("first_responder = :responder")
+        params["responder"] = responder
+        binds.append(sa.bindparam("responder"))
+    statement = sa.text(
+        f"SELECT {column} FROM tickets INDEXED BY {index} WHERE {' AND '.join(where)}"
+        f" ORDER BY {column} LIMIT :n OFFSET :skip"
+    ).bindparams(*binds)
+    values = [float(v) for v in session.execute(statement, params).scalars()]
+    return sum(values) / len(values) if values else None
 
 
 def _is_postgresql(session: Session) -> bool:
@@ -302,13 +335,15 @@ def _reopen_rate(session: Session, since: datetime | None) -> dict[str, Any]:
     tickets = func.count(func.distinct(col(AuditEvent.ticket_id)))
     solved_where = _status_events(since, old=None, new=Status.SOLVED.value)
     solved = session.execute(sa.select(tickets).where(*solved_where)).scalar_one()
-    solved_ids = sa.select(col(AuditEvent.ticket_id)).where(*solved_where)
-    reopened = session.execute(
-        sa.select(tickets).where(
+    # Both sets from ix_audit_events_status alone.
+    both = sa.intersect(
+        sa.select(col(AuditEvent.ticket_id)).where(
             *_status_events(since, old=Status.SOLVED.value, new=Status.OPEN.value),
-            col(AuditEvent.ticket_id).in_(solved_ids),
-        )
-    ).scalar_one()
+            col(AuditEvent.ticket_id).is_not(None),
+        ),
+        sa.select(col(AuditEvent.ticket_id)).where(*solved_where),
+    ).subquery()
+    reopened = session.execute(sa.select(func.count()).select_from(both)).scalar_one()
     rate = round(reopened / solved, 3) if solved else None
     return {"solved": solved, "reopened": reopened, "rate": rate}
 
@@ -330,7 +365,7 @@ def _agents(
     if since is not None:
         replies_query = replies_query.where(col(Message.created_at) >= since)
     replies = {name: int(n) for name, n in session.execute(replies_query).all()}
-    answered = _first_responses(session, period)
+    answered = _first_responses(session, period, since)
     open_work: dict[str, tuple[int, int]] = {}
     assignee = col(Ticket.assignee)
     for name, count, breached in session.execute(
@@ -364,53 +399,36 @@ def _agents(
 
 
 def _first_responses(
-    session: Session, period: list[ColumnElement[bool]]
+    session: Session, period: list[ColumnElement[bool]], since: datetime | None
 ) -> dict[str, dict[str, Any]]:
     """Per first responder: count, mean and median of the wall-clock first response."""
     agent = col(Ticket.first_responder)
     where = [*period, _fw.is_not(None), agent.is_not(None), agent != ""]
+    rows: list[tuple[Any, ...]]
     if _is_postgresql(session):
-        rows = session.execute(
+        rows = [tuple(row) for row in session.execute(
             sa.select(
                 agent, func.count(_fw), func.sum(_fw), func.percentile_cont(0.5).within_group(_fw)
             )
             .where(*where)
             .group_by(agent)
-        ).all()
+        ).all()]  # fmt: skip
     else:
-        # Every first response of the period, numbered in order within its agent; the
-        # median is the middle row (or the mean of the two middle rows).
-        # One window (an agent's values in order), so SQLite sorts once, within each agent
-        # (the index gives the agents in order).
-        whole = (None, None)  # the frame: every row of the agent
-        ranked = (
-            sa.select(
-                agent.label("agent"),
-                _fw.label("seconds"),
-                func.row_number().over(partition_by=agent, order_by=_fw).label("rank"),
-                func.count(_fw).over(partition_by=agent, order_by=_fw, rows=whole).label("n"),
-                func.sum(_fw).over(partition_by=agent, order_by=_fw, rows=whole).label("total"),
-            )
-            .where(*where)
-            .subquery()
-        )
-        rows = session.execute(
-            sa.select(
-                ranked.c.agent,
-                func.max(ranked.c.n),
-                func.max(ranked.c.total),
-                func.avg(ranked.c.seconds),
-            )
-            .where(
-                ranked.c.rank.in_([(ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2]),
-            )
-            .group_by(ranked.c.agent)
-        ).all()
+        # Counts and sums in agent order from ix_tickets_stats_responder, then each agent's
+        # middle values: a short sort per agent (one window over all of them sorts far more).
+        rows = [
+            (name, count, total, _sqlite_middle(
+                session, "ix_tickets_stats_responder", _NAMES["fw"], since, count, responder=name
+            ))
+            for name, count, total in session.execute(
+                sa.select(agent, func.count(_fw), func.sum(_fw)).where(*where).group_by(agent)
+            ).all()
+        ]  # fmt: skip
     return {
         name: {
             "count": int(count),
             "mean": _rounded_minutes(float(total) / count),
-            "median": _rounded_minutes(float(median)),
+            "median": _rounded_minutes(None if median is None else float(median)),
         }
         for name, count, total, median in rows
     }
