@@ -35,12 +35,15 @@ def db_upgrade(ctx: typer.Context) -> None:
 
     settings = cli_context(ctx).settings
     gateway = build_gateway(settings)
+    shown = [0]
+
+    def progress(count: int) -> None:
+        if count - shown[0] >= 50_000:
+            shown[0] = count
+            console.print(f"  business times of older tickets: {count}", highlight=False)
+
     try:
-        done = backfill_business_seconds(
-            gateway.db,
-            gateway.sla.calendar,
-            progress=lambda n: console.print(f"  business times: {n} tickets", highlight=False),
-        )
+        done = backfill_business_seconds(gateway.db, gateway.sla.calendar, progress=progress)
     finally:
         gateway.close()
     console.print(f"schema of {settings.store.url} is up to date")
