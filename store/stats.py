@@ -31,6 +31,7 @@ PostgreSQL and an ordered ``LIMIT 1/2 OFFSET (n-1)/2`` (overall) or a window fun
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -240,10 +241,13 @@ def _medians(
             ).where(*period)
         ).one()
         return {key: float(value) for key, value in zip(wanted, row, strict=True)}
-    return {
-        key: _sqlite_middle(session, "ix_tickets_stats", _NAMES[key], since, count)
-        for key, count in wanted.items()
-    }
+    middles = _sqlite_middles(
+        session,
+        "ix_tickets_stats",
+        since,
+        [_Middle(_NAMES[key], count) for key, count in wanted.items()],
+    )
+    return dict(zip(wanted, middles, strict=True))
 
 
 _NAMES = {
@@ -254,36 +258,52 @@ _NAMES = {
 }
 
 
-def _sqlite_middle(
-    session: Session,
-    index: str,
-    column: str,
-    since: datetime | None,
-    count: int,
-    *,
-    responder: str | None = None,
-) -> float | None:
-    """SQLite: the median of ``count`` values of ``column`` over the period (of one first
-    responder), the middle one or two of them in order. Written out to name the covering
-    index (``INDEXED BY``): on its own the planner takes ``created_at``'s and reads every
-    ticket row of the period."""
-    where = ["merged_into IS NULL", f"{column} IS NOT NULL"]
-    params: dict[str, Any] = {"n": 2 - count % 2, "skip": (count - 1) // 2}
-    binds: list[Any] = [sa.bindparam("n"), sa.bindparam("skip")]
-    if since is not None:
-        where.append("created_at >= :since")
-        params["since"] = since
-        binds.append(sa.bindparam("since", type_=UTCDateTime()))
-    if responder is not None:
-        where.append("first_responder = :responder")
-        params["responder"] = responder
-        binds.append(sa.bindparam("responder"))
-    statement = sa.text(
-        f"SELECT {column} FROM tickets INDEXED BY {index} WHERE {' AND '.join(where)}"
-        f" ORDER BY {column} LIMIT :n OFFSET :skip"
-    ).bindparams(*binds)
-    values = [float(v) for v in session.execute(statement, params).scalars()]
-    return sum(values) / len(values) if values else None
+@dataclass(frozen=True, slots=True)
+class _Middle:
+    """One median SQLite is asked for: of ``column`` (of one first responder), ``count``
+    values in the period."""
+
+    column: str
+    count: int
+    responder: str | None = None
+
+
+_COMPOUND_LIMIT = 200  # SELECTs per statement (SQLite allows 500 by default)
+
+
+def _sqlite_middles(
+    session: Session, index: str, since: datetime | None, wanted: list[_Middle]
+) -> list[float | None]:
+    """SQLite: the medians asked for, each the middle one or two values in order, in one
+    statement (a UNION ALL of ORDER BY ... LIMIT ... OFFSET subqueries). Written out to
+    name the covering index (``INDEXED BY``): on its own the planner takes created_at's
+    and reads every ticket row of the period."""
+    found: dict[int, list[float]] = {n: [] for n in range(len(wanted))}
+    for start in range(0, len(wanted), _COMPOUND_LIMIT):
+        parts: list[str] = []
+        params: dict[str, Any] = {}
+        binds: list[Any] = []
+        if since is not None:
+            params["since"] = since
+            binds.append(sa.bindparam("since", type_=UTCDateTime()))
+        for n, middle in enumerate(wanted[start : start + _COMPOUND_LIMIT], start):
+            column = middle.column
+            where = ["merged_into IS NULL", f"{column} IS NOT NULL"]
+            if since is not None:
+                where.append("created_at >= :since")
+            if middle.responder is not None:
+                where.append(f"first_responder = :who{n}")
+                params[f"who{n}"] = middle.responder
+            params[f"n{n}"] = 2 - middle.count % 2
+            params[f"skip{n}"] = (middle.count - 1) // 2
+            parts.append(
+                f"SELECT {n} AS k, v FROM (SELECT {column} AS v FROM tickets INDEXED BY {index}"
+                f" WHERE {' AND '.join(where)} ORDER BY {column} LIMIT :n{n} OFFSET :skip{n})"
+            )
+        statement = sa.text(" UNION ALL ".join(parts)).bindparams(*binds)
+        for k, value in session.execute(statement, params).all():
+            found[k].append(float(value))
+    return [sum(v) / len(v) if v else None for v in found.values()]
 
 
 def _is_postgresql(session: Session) -> bool:
@@ -416,14 +436,16 @@ def _first_responses(
     else:
         # Counts and sums in agent order from ix_tickets_stats_responder, then each agent's
         # middle values: a short sort per agent (one window over all of them sorts far more).
-        rows = [
-            (name, count, total, _sqlite_middle(
-                session, "ix_tickets_stats_responder", _NAMES["fw"], since, count, responder=name
-            ))
-            for name, count, total in session.execute(
-                sa.select(agent, func.count(_fw), func.sum(_fw)).where(*where).group_by(agent)
-            ).all()
-        ]  # fmt: skip
+        sums = session.execute(
+            sa.select(agent, func.count(_fw), func.sum(_fw)).where(*where).group_by(agent)
+        ).all()
+        middles = _sqlite_middles(
+            session,
+            "ix_tickets_stats_responder",
+            since,
+            [_Middle(_NAMES["fw"], count, name) for name, count, _ in sums],
+        )
+        rows = [(*row, middle) for row, middle in zip(sums, middles, strict=True)]
     return {
         name: {
             "count": int(count),
