@@ -195,6 +195,10 @@ def test_revision_0003_backfills_durations_and_db_upgrade_the_business_times(
     with db.read() as s:
         assert get_value(s, BACKFILL_KEY) == "pending"
         got = {t.id: t for t in s.exec(select(Ticket)).all()}
+        pending = workflow_stats(s, SLA, NOW, since=None)
+    assert pending["period"]["business_time_complete"] is False
+    assert pending["first_response_minutes"]["wall_clock"]["count"] == 3
+    assert pending["first_response_minutes"]["business"]["count"] == 0  # not known yet
     wall_first = (answered - created).total_seconds()
     assert got[1].first_response_wall_seconds == pytest.approx(wall_first, abs=1e-3)
     assert got[1].resolution_wall_seconds == pytest.approx((solved - created).total_seconds())
@@ -214,6 +218,10 @@ def test_revision_0003_backfills_durations_and_db_upgrade_the_business_times(
     assert got[2].resolution_business_seconds is None
     assert got[4].first_response_business_seconds == 0
     assert backfill_business_seconds(db, SLA.calendar) == 0  # done: nothing left
+    with db.read() as s:
+        done = workflow_stats(s, SLA, NOW, since=None)
+    assert done["period"]["business_time_complete"] is True
+    assert done["first_response_minutes"]["business"]["count"] == 3
     db.dispose()
 
 
