@@ -1,7 +1,7 @@
 """Ingest speed: ``mailgate import`` and SMTP end to end, on a fresh store each time.
 
     python -m bench.ingest import --mails 1000 [--url URL] [--seed 1]
-    python -m bench.ingest smtp --mails 2000 --clients 8 64 [--url URL] [--seed 1]
+    python -m bench.ingest smtp --mails 2000 --clients 8 64 [--workers 1] [--url URL] [--seed 1]
     python -m bench.ingest stages --mails 500 [--url URL] [--seed 1]
 
 ``import`` writes ``--mails`` mails of ``bench.generate`` to an mbox (in a child process,
@@ -19,8 +19,8 @@ outbound mail to a maildir, then, per ``--clients`` count, ``clients`` threads e
 own SMTP connection send their share of the mails and wait for each 250, which the
 gateway answers only after the mail's commit. It prints mails/s, p50/p99 latency (start
 of a send to its 250), the raw mails in the store afterwards (each 250 must have one) and
-the serve process's peak resident set. A fresh store and a
-fresh ``serve`` for each client count. PostgreSQL with one and two gateways:
+the serve process's peak resident set (with ``--workers N``, the largest worker's). A
+fresh store and a fresh ``serve`` for each client count. PostgreSQL with one and two gateways:
 ``bench.instances``.
 
 ``stages`` runs the two halves of the pipeline one after the other in one thread —
@@ -138,12 +138,13 @@ def smtp_run(args: argparse.Namespace) -> None:
         port = free_port()
         url = args.url or f"sqlite:///{work}/mailgate.db"
         config = write_config(work / "mailgate.toml", url=url, port=port, work=work)
-        server = start_serve(config)
+        server = start_serve(config, "--workers", str(args.workers))
         try:
             wait_listening(port)
+            time.sleep(2 if args.workers > 1 else 0)  # every worker listening
             load = _load()
             result = send_all(corpus, [port], clients)
-            peak = rss_kb(server.pid, "VmHWM")
+            peak = max(rss_kb(pid, "VmHWM") for pid in _gateway_pids(server.pid))
         finally:
             stop_serve([server])
         stored = _stored(url)
@@ -156,6 +157,12 @@ def smtp_run(args: argparse.Namespace) -> None:
             f" {load} |",
             flush=True,
         )
+
+
+def _gateway_pids(pid: int) -> list[int]:
+    """The processes that take mail: ``serve`` itself, or its workers under ``--workers``."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children] or [pid]
 
 
 def _stored(url: str) -> int:
@@ -222,6 +229,7 @@ def main() -> None:
     two = commands.add_parser("smtp", help="mails/s and latency of SMTP end to end")
     two.add_argument("--mails", type=int, default=2000)
     two.add_argument("--clients", type=int, nargs="+", default=[8, 64])
+    two.add_argument("--workers", type=int, default=1, help="serve --workers N")
     three = commands.add_parser("stages", help="CPU and wall time per mail of each half")
     three.add_argument("--mails", type=int, default=500)
     for sub in (one, two, three):

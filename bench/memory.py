@@ -14,9 +14,10 @@ Without ``--corpus`` it writes an mbox of ``bench.generate`` mails first (five l
 ``attachment`` starts ``mailgate serve`` as a process, sends one mail carrying an
 attachment of ``--mb`` MB of random bytes over SMTP (the listener's size limit and the
 attachment limits raised to fit it, so that it is stored), waits for the 250, and reads
-the serve process's peak resident set (VmHWM) — the whole path: aiosmtpd's DATA buffer,
-parse, screen, DKIM check, keep, commit (and, for this first mail, loading the language
-detection model). The mail is not DKIM-signed: dkimpy's own copies are not in the figure.
+the serve process's peak resident set (VmHWM) — the whole path: the DATA buffer,
+parse, screen, DKIM check, keep, commit (the language detection model is loaded before
+`serve` listens, so it is in the idle figure). The mail is not DKIM-signed: dkimpy's own
+copies are not in the figure.
 """
 
 from __future__ import annotations

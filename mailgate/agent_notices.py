@@ -101,6 +101,8 @@ class AgentNotices:
         **extra: Any,
     ) -> int:
         assert ticket.id is not None
+        if not agents:
+            return 0
         in_reply_to, references = thread_ids(session, ticket.id)
         reply_address = self._reply_address(ticket.id)
         context = {

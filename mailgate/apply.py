@@ -138,11 +138,10 @@ class Applier:
             # One of our own mails came back: the bounce belongs to that mail's ticket.
             returned = find_returned_mail(session, facts.mail, self.notifier.composer)
             ticket_id = returned.ticket_id if returned is not None else None
-        raw = record_raw(session, _raw_of(facts), RawOutcome.SUSPENDED, ticket_id=ticket_id)
-        assert raw.id is not None
+        raw_id = record_raw(session, _raw_of(facts), RawOutcome.SUSPENDED, ticket_id=ticket_id)
         row = suspend(
             session,
-            raw_id=raw.id,
+            raw_id=raw_id,
             reason=reason,
             detail=detail,
             from_address=facts.mail.from_address,
@@ -154,8 +153,8 @@ class Applier:
             assert row.id is not None
             record_delivery_failure(session, returned, reason=detail, suspended_id=row.id, now=now)
         if returned is not None and self.trust is not None:
-            self.trust.after_bounce(session, returned, detail, raw.id, now)
-        return Outcome("suspended", raw.id, ticket_id, reason=reason)
+            self.trust.after_bounce(session, returned, detail, raw_id, now)
+        return Outcome("suspended", raw_id, ticket_id, reason=reason)
 
     def _new_ticket(
         self,
@@ -213,12 +212,12 @@ class Applier:
                 detail="; ".join(triage.reasons),
             )
         self._add_copied(session, ticket, mail)
-        raw = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
+        raw_id = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
         message = add_message(
-            session, ticket, inbound_message(facts, thread), raw_id=raw.id, now=now
+            session, ticket, inbound_message(facts, thread), raw_id=raw_id, now=now
         )
         held = self.trust is not None and self.trust.after_new_ticket(
-            session, ticket, facts, raw.id, now
+            session, ticket, facts, raw_id, now
         )
         if not held:  # a held request gets the identity notice instead (no echo of it)
             self.notifier.to_merchants(
@@ -233,8 +232,7 @@ class Applier:
                 },
             )
         self.workflow.ticket_opened(session, ticket, mail.reply_text or mail.body_text, now=now)
-        assert raw.id is not None
-        return Outcome("ticket_created", raw.id, ticket.id, message.id)
+        return Outcome("ticket_created", raw_id, ticket.id, message.id)
 
     def _reply(
         self,
@@ -247,16 +245,16 @@ class Applier:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None and ticket.id is not None
         sender = facts.sender
-        raw = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
+        raw_id = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
         message = add_message(
-            session, ticket, inbound_message(facts, thread), raw_id=raw.id, now=now
+            session, ticket, inbound_message(facts, thread), raw_id=raw_id, now=now
         )
         if sender.kind is not SenderKind.AGENT:
             self._add_copied(session, ticket, facts.mail)
             if has_too_large(facts.attachments):
                 self._tell_attachments_too_large(session, ticket, facts, now)
             if self.trust is not None:
-                self.trust.after_reply(session, ticket, facts, raw.id, now)
+                self.trust.after_reply(session, ticket, facts, raw_id, now)
             self.workflow.merchant_wrote(
                 session,
                 ticket,
@@ -266,8 +264,7 @@ class Applier:
                 now=now,
                 forged=facts.auth.dmarc == "fail",
             )
-        assert raw.id is not None
-        return Outcome("message_added", raw.id, ticket.id, message.id)
+        return Outcome("message_added", raw_id, ticket.id, message.id)
 
     def _agent_reply(
         self,
@@ -280,8 +277,7 @@ class Applier:
         sender, instructions = facts.sender, facts.instructions
         assert sender.address is not None
         agent = sender.address
-        raw = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket_id)
-        assert raw.id is not None
+        raw_id = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket_id)
         changes, wants_note = _changes_from(instructions.commands)
         evidence = thread.evidence
         errors = instructions.errors
@@ -307,7 +303,7 @@ class Applier:
                             body,
                             agent=agent,
                             now=now,
-                            raw_id=raw.id,
+                            raw_id=raw_id,
                             threaded_by=thread.by.value,
                             evidence=evidence,
                         )
@@ -319,7 +315,7 @@ class Applier:
                                 text,
                                 agent=agent,
                                 now=now,
-                                raw_id=raw.id,
+                                raw_id=raw_id,
                                 threaded_by=thread.by.value,
                                 evidence=evidence,
                                 confirm_identity=any(
@@ -335,14 +331,14 @@ class Applier:
                                 f"Not sent to the merchant: {refused}\n\n{text}",
                                 agent=agent,
                                 now=now,
-                                raw_id=raw.id,
+                                raw_id=raw_id,
                                 threaded_by=thread.by.value,
                                 evidence=evidence,
                             )
                             return Outcome(
-                                "message_added", raw.id, ticket_id, message.id, reason="held"
+                                "message_added", raw_id, ticket_id, message.id, reason="held"
                             )
-                return Outcome("message_added", raw.id, ticket_id, message.id)
+                return Outcome("message_added", raw_id, ticket_id, message.id)
             except (InvalidInput, IllegalTransition) as exc:
                 errors = (str(exc),)
         # Bad commands are never relayed: keep the mail as a note, and tell the agent why.
@@ -353,14 +349,14 @@ class Applier:
             f"{text}\n\n{instructions.body_text}",
             agent=agent,
             now=now,
-            raw_id=raw.id,
+            raw_id=raw_id,
             threaded_by=thread.by.value,
             evidence=evidence,
         )
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None
         self.workflow.notices.command_error(session, ticket, agent, errors, now=now)
-        return Outcome("message_added", raw.id, ticket_id, message.id, reason="bad_command")
+        return Outcome("message_added", raw_id, ticket_id, message.id, reason="bad_command")
 
     def _tell_attachments_too_large(
         self, session: Session, ticket: Ticket, facts: MailFacts, now: datetime

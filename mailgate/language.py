@@ -13,6 +13,10 @@ guess either: restricted to our five, the model would pick the nearest of them a
 a German merchant in Dutch, so the text is first checked against the other languages in
 the Latin script (and against the script itself, which all five of ours use); English is
 the platform's common language.
+
+The model is py3langid's, shipped already cut down to the languages below
+(``language_model.npz``, see ``mailgate/language_model.py``): loading py3langid's whole
+model and cutting it at run time cost every gateway process ~115 MB at its peak.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from store.enums import LOCALES
 
 if TYPE_CHECKING:
-    from py3langid.langid import LanguageIdentifier
+    from mailgate.language_model import TrieIdentifier
 
 DEFAULT_LANGUAGE = "en"
 MIN_CONFIDENCE = 0.5  # measured: no wrong guess above it on the sample mails, even 3 words
@@ -39,6 +44,10 @@ OTHER_LATIN_LANGUAGES = (
     "sq", "tr", "sv", "da", "no", "nn", "fi", "et", "lv", "lt", "af", "fy", "lb", "mt",
     "ga", "cy", "is", "id", "ms", "vi", "la", "eo", "oc",
 )  # fmt: skip
+# The columns of py3langid's model we ship (language_model.npz, written by
+# scripts/language_model.py, which must be run again when this list changes).
+MODEL_LANGUAGES = (*LOCALES, *OTHER_LATIN_LANGUAGES)
+MODEL_PATH = Path(__file__).with_name("language_model.npz")
 MIN_LETTERS = 4  # fewer letters than this carry no language
 MAX_DETECTION_CHARS = 2000  # the first lines say it; a long paste (a log) only costs time
 
@@ -127,22 +136,22 @@ def detect_language(text: str) -> tuple[str, float] | None:
 
 
 _lock = threading.Lock()
-_loaded: list[LanguageIdentifier] = []
+_loaded: list[TrieIdentifier] = []
 
 
-def _identifier() -> LanguageIdentifier:
-    # Imported and loaded on first use (about a second, with numpy), once per process, so
-    # CLI commands that never open a ticket do not pay for it. After ``set_languages`` the
-    # model is only read, so threads may share it.
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+def load_language_model() -> None:
+    """Load the detector now rather than with the first mail that needs it (``serve`` does,
+    before it listens); once per process, and only read afterwards, so threads share it."""
+    _identifier()
 
+
+def _identifier() -> TrieIdentifier:
+    # Imported and loaded on first use (0.2 s, 26 MB with numpy), so
+    # CLI commands that never open a ticket do not pay for it. The file holds only our
+    # columns of py3langid's model: its whole model is never loaded (see language_model).
     with _lock:
         if not _loaded:
-            identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-            identifier.set_languages([*LOCALES, *OTHER_LATIN_LANGUAGES])
-            # set_languages keeps the table of all 142 languages (28 MB of every gateway
-            # process) to start again from, which we never do: keep only the columns in use
-            # (py3langid 0.4.0, pinned).
-            identifier._full_model = (identifier.nb_ptc, identifier.nb_pc, identifier.nb_classes)
-            _loaded.append(identifier)
+            from mailgate import language_model
+
+            _loaded.append(language_model.load(MODEL_PATH, MODEL_LANGUAGES))
         return _loaded[0]

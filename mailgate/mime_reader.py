@@ -79,8 +79,8 @@ class ReadMessage:
 
 def read_message(raw: bytes) -> ReadMessage:
     """``raw`` parsed by the stdlib (compat32), as mail-parser does, behind the guards."""
-    lowered = raw.lower()
-    if _nesting_depth(lowered) > MAX_DEPTH:
+    lowered = _Lowered(raw)
+    if _nesting_depth(raw, lowered) > MAX_DEPTH:
         return ReadMessage(_headers_only(raw), flat=True, defects=["nesting-too-deep"])
     defects: list[str] = []
     set_aside = SetAside(raw)
@@ -91,7 +91,7 @@ def read_message(raw: bytes) -> ReadMessage:
             stripped = raw.lstrip(_BLANK)
             set_aside = SetAside(stripped)
             message = email.message_from_bytes(
-                _without_base64_bodies(stripped, stripped.lower(), set_aside)
+                _without_base64_bodies(stripped, _Lowered(stripped), set_aside)
             )
     except RecursionError:
         return ReadMessage(_headers_only(raw), flat=True, defects=["nesting-too-deep"])
@@ -115,11 +115,47 @@ def _headers_only(raw: bytes) -> Message:
     return BytesParser().parsebytes(raw, headersonly=True)
 
 
-def _nesting_depth(lowered: bytes) -> int:
+class _Lowered:
+    """``raw.lower()``'s ``find``, lowering a slice of ``raw`` at a time: the whole mail
+    lowered at once was a copy of a 25 MB attachment (bench/README.md, Memory)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self._at = 0
+        self._slice = b""  # raw[_at : _at + len(_slice)].lower()
+
+    def find(self, needle: bytes, start: int = 0) -> int:
+        size = len(self._raw)
+        while start <= size - len(needle):
+            end = self._at + len(self._slice)
+            if not self._at <= start <= end - len(needle):
+                self._at = start
+                self._slice = self._raw[
+                    start : start + max(_CHECKED_AT_ONCE, 2 * len(needle))
+                ].lower()
+                end = start + len(self._slice)
+            found = self._slice.find(needle, start - self._at)
+            if found != -1:
+                return self._at + found
+            start = end - len(needle) + 1  # where a needle across the slice's end begins
+        return -1
+
+    def count_above(self, needle: bytes, limit: int) -> bool:
+        """Whether ``needle`` occurs more than ``limit`` times (not overlapping)."""
+        found = -len(needle)
+        for _ in range(limit + 1):
+            found = self.find(needle, found + len(needle))
+            if found == -1:
+                return False
+        return True
+
+
+def _nesting_depth(raw: bytes, scan: _Lowered) -> int:
     """How deep multiparts nest, from boundary declarations and closing delimiters only
     (a quick scan; exact for well-formed mail, an upper bound for broken mail)."""
-    if lowered.count(b"boundary") <= MAX_DEPTH:
+    if not scan.count_above(b"boundary", MAX_DEPTH):
         return 0  # it cannot nest deeper than the number of boundaries it declares
+    lowered = raw.lower()  # a mail with this many boundaries is an attack: no need to spare
     events = sorted(
         [(m.start(), 1, m[1].strip(b"\"'")) for m in _BOUNDARY_PARAM.finditer(lowered)]
         + [(m.start(), -1, m[1]) for m in _CLOSING_DELIMITER.finditer(lowered)]
@@ -135,14 +171,14 @@ def _nesting_depth(lowered: bytes) -> int:
     return deepest
 
 
-def _without_base64_bodies(raw: bytes, lowered: bytes, set_aside: SetAside) -> bytes:
+def _without_base64_bodies(raw: bytes, lowered: _Lowered, set_aside: SetAside) -> bytes:
     """``raw`` with each long base64 part body replaced by a marker line."""
     pieces: list[bytes] = []
     copied_to = 0
     search_from = 0
     while (found := lowered.find(b"base64", search_from)) != -1:
         search_from = found + 6
-        start = _base64_body_start(lowered, found)
+        start = _base64_body_start(raw, found)
         end = _base64_body_end(raw, start) if start is not None else None
         if start is None or end is None:
             continue
@@ -154,16 +190,16 @@ def _without_base64_bodies(raw: bytes, lowered: bytes, set_aside: SetAside) -> b
     return b"".join(pieces)
 
 
-def _base64_body_start(lowered: bytes, found: int) -> int | None:
+def _base64_body_start(raw: bytes, found: int) -> int | None:
     """Where the body starts when ``found`` is in a "Content-Transfer-Encoding: base64"
     header line (the blank line ending the part's headers is near), else None."""
-    line_start = lowered.rfind(b"\n", 0, found) + 1
-    if not lowered.startswith(_CTE_HEADER, line_start):
+    line_start = raw.rfind(b"\n", 0, found) + 1
+    if raw[line_start : line_start + len(_CTE_HEADER)].lower() != _CTE_HEADER:
         return None
     ends = [
         end + len(blank)
         for blank in (b"\n\n", b"\n\r\n")
-        if (end := lowered.find(blank, found, found + _LONGEST_PART_HEADER)) != -1
+        if (end := raw.find(blank, found, found + _LONGEST_PART_HEADER)) != -1
     ]
     return min(ends) if ends else None
 

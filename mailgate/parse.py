@@ -57,6 +57,7 @@ _TRACE_HEADERS = frozenset(
 )
 _TRACE_PREFIXES = (b"arc-", b"x-spam-", b"x-virus-")
 _BLANK = b" \t\r\n\x00"
+_NOT_BLANK = re.compile(rb"[^ \t\r\n\x00]")
 _MAILBOX = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
 FROM_REPAIRED = "from-repaired"
 _LONGEST_PLACEHOLDER = 300
@@ -76,7 +77,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     Raises ``ParseFailure`` only when ``raw`` holds nothing at all (empty or blank).
     """
     raw = bytes(raw)
-    if not raw.strip(_BLANK):
+    if _NOT_BLANK.search(raw) is None:  # not raw.strip(): that would copy the whole mail
         raise ParseFailure("the message is empty")
     try:
         read = read_message(raw)

@@ -211,12 +211,12 @@ class Pipeline:
     ) -> Outcome:
         if prepared.failure is not None:
             return self._shunt(session, prepared, prepared.failure, now, nested=False)
-        original = reader.duplicate_of(prepared.dedupe_key)
-        if original is not None:
-            return _record_duplicate(session, prepared, original)
         mail = prepared.mail
+        earlier = reader.earlier_delivery(prepared.dedupe_key, mail.message_id)
+        if earlier.duplicate_of is not None:
+            return _record_duplicate(session, prepared, earlier.duplicate_of)
         flags: tuple[str, ...] = ()
-        if mail.message_id and reader.message_id_seen(mail.message_id):
+        if earlier.message_id_reused:
             flags = ("message_id_reused",)
         if UNSIGNED_TAIL_DEFECT in mail.defects:
             flags = (*flags, "unsigned_text_dropped")
@@ -269,18 +269,17 @@ class Pipeline:
         """Keep a mail that a stage could not handle as suspended ``processing_error``."""
 
         def write() -> Outcome:
-            row = record_raw(session, _raw_of(prepared), RawOutcome.SUSPENDED)
-            assert row.id is not None
+            raw_id = record_raw(session, _raw_of(prepared), RawOutcome.SUSPENDED)
             suspend(
                 session,
-                raw_id=row.id,
+                raw_id=raw_id,
                 reason="processing_error",
                 detail=why,
                 from_address=prepared.mail.from_address,
                 subject=prepared.mail.subject,
                 now=now,
             )
-            return Outcome("suspended", row.id, reason="processing_error")
+            return Outcome("suspended", raw_id, reason="processing_error")
 
         if not nested:
             return write()
@@ -298,9 +297,8 @@ def _raw_of(prepared: Prepared) -> NewRaw:
 
 
 def _record_duplicate(session: Session, prepared: Prepared, original: int) -> Outcome:
-    row = record_raw(session, _raw_of(prepared), RawOutcome.DUPLICATE, duplicate_of=original)
-    assert row.id is not None
-    return Outcome("duplicate", row.id, reason=f"same delivery as raw mail {original}")
+    raw_id = record_raw(session, _raw_of(prepared), RawOutcome.DUPLICATE, duplicate_of=original)
+    return Outcome("duplicate", raw_id, reason=f"same delivery as raw mail {original}")
 
 
 def _failed(arrival: Arrival, raw: BlobRef, why: str) -> Prepared:

@@ -28,7 +28,7 @@ from mailgate.config import LimitSettings
 from store.directory import is_active_agent
 from store.models import Ticket
 from store.participants import is_participant
-from store.sendlog import bounced_at, count_sent, record_recipients
+from store.sendlog import count_sent, record_recipients
 from store.tickets import audit
 
 _DAY = timedelta(days=1)
@@ -74,18 +74,27 @@ class RecipientGate:
         if not automatic:
             return None
         limits = self.limits
-        bounced = bounced_at(session, address)
+        assert ticket.id is not None
+        sent = count_sent(
+            session,
+            address,
+            automatic_since=now - _DAY,
+            ticket_id=ticket.id,
+            ticket_since=now - timedelta(minutes=limits.per_ticket_minutes),
+        )
+        bounced = sent.bounced_at
         if bounced is not None and now - bounced < timedelta(days=limits.bounce_quiet_days):
             return f"mail to it bounced on {bounced:%Y-%m-%d}"
-        daily = count_sent(session, address, now - _DAY, automatic_only=True)
         # Our own agents hear of every new ticket and reply in their sectors: a busy day is
         # far over the daily cap, which is there for merchants and forged senders.
+        daily = sent.automatic
         if daily >= limits.automatic_per_address_per_day and not is_active_agent(session, address):
             return f"{daily} automatic mails to it in 24 hours"
-        window = timedelta(minutes=limits.per_ticket_minutes)
-        recent = count_sent(session, address, now - window, ticket_id=ticket.id)
-        if recent >= limits.per_ticket_recipient:
-            return f"{recent} mails to it for this ticket in {limits.per_ticket_minutes} minutes"
+        if sent.for_ticket >= limits.per_ticket_recipient:
+            return (
+                f"{sent.for_ticket} mails to it for this ticket in"
+                f" {limits.per_ticket_minutes} minutes"
+            )
         return None
 
     def record(

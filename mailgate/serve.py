@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from mailgate.app import Gateway
+from mailgate.language import load_language_model
 from mailgate.sources.smtp import SmtpHandler, SmtpListener
 from store.errors import StoreUnavailable
 
@@ -31,6 +32,9 @@ async def run_gateway(
     reuse_port: bool = False,
 ) -> None:
     settings = gateway.settings
+    # Before the first mail, so that no mail waits for it and no mail's peak memory
+    # includes it (bench/README.md, Memory); every worker of ``serve --workers`` runs this.
+    load_language_model()
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
     committer = gateway.committer()
     handler = SmtpHandler(

@@ -1,14 +1,15 @@
 """The database: engine, sessions, SQLite pragmas, error mapping and schema upgrades.
 
 ``Database.write()`` opens one transaction (``BEGIN IMMEDIATE`` on SQLite, so writers queue
-on the busy timeout instead of failing on a lock upgrade); ``Database.read()`` a read-only
-one. Driver errors that mean "not now" (locked, refused, gone) become ``StoreUnavailable``.
+on the busy timeout instead of failing on a lock upgrade, and the writers of one process
+take turns in order: ``store.turns``); ``Database.read()`` a read-only one. Driver errors
+that mean "not now" (locked, refused, gone) become ``StoreUnavailable``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from store.errors import StoreUnavailable
+from store.turns import WriteTurns
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,6 +31,8 @@ class Database:
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._busy_timeout = busy_timeout_ms / 1000
+        self._turns = WriteTurns() if self.is_sqlite else None
         self.engine = _make_engine(url, busy_timeout_ms=busy_timeout_ms, echo=echo)
         self._writer = (
             self.engine.execution_options(sqlite_begin="IMMEDIATE")
@@ -40,6 +44,7 @@ class Database:
     def write(self) -> Iterator[Session]:
         """A session whose work is committed at the end of the block, or rolled back."""
         with (
+            self._turns.turn(self._busy_timeout) if self._turns else nullcontext(),
             _unavailable_on_driver_errors("write"),
             Session(self._writer, expire_on_commit=False) as session,
             session.begin(),

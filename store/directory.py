@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from store.enums import LOCALES
 from store.errors import InvalidInput, RecordNotFound
+from store.lookups import active_agents
 from store.models import Agent, Shop, ShopUser
 
 _ADDRESS = re.compile(
@@ -119,18 +120,12 @@ def list_agents(session: Session) -> list[Agent]:
 
 
 def is_active_agent(session: Session, email: str) -> bool:
-    agent = session.exec(
-        select(Agent.id).where(Agent.email == email.lower(), Agent.active == True)  # noqa: E712
-    ).first()
-    return agent is not None
+    return email.lower() in active_agents(session)
 
 
 def sector_agents(session: Session, sector: str) -> tuple[str, ...]:
     """Addresses of the active agents subscribed to ``sector``, in order of address."""
-    agents = session.exec(
-        select(Agent).where(Agent.active == True).order_by(col(Agent.email))  # noqa: E712
-    ).all()
-    return tuple(a.email for a in agents if sector in a.sector_list)
+    return tuple(a.email for a in active_agents(session).values() if sector in a.sectors)
 
 
 # --- CSV import ------------------------------------------------------------------------

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Select, bindparam, exists
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from store.enums import RawOutcome
+from store.memo import remembered
 from store.models import Agent, Message, OutboxMail, Participant, RawMail, Shop, ShopUser, Ticket
 
 
@@ -35,12 +38,49 @@ class AgentRef:
 
 
 @dataclass(frozen=True, slots=True)
+class EarlierDelivery:
+    duplicate_of: int | None  # the raw mail that holds this exact delivery
+    message_id_reused: bool  # an earlier, different mail carried the same Message-ID
+
+
+@dataclass(frozen=True, slots=True)
 class ShopUserRef:
     id: int
     email: str
     name: str
     shop_id: int
     shop_locale: str | None  # None: the shop has no fixed language
+
+
+def active_agents(session: Session) -> dict[str, AgentRef]:
+    """The active agents by address, in order of address (read once per transaction)."""
+
+    def read() -> dict[str, AgentRef]:
+        rows = session.exec(
+            select(Agent).where(Agent.active == True).order_by(col(Agent.email))  # noqa: E712
+        ).all()
+        return {
+            a.email: AgentRef(a.id, a.email, a.name, tuple(a.sector_list))
+            for a in rows
+            if a.id is not None
+        }
+
+    return remembered(session, "active_agents", read)
+
+
+def _earlier_delivery_query() -> Select[tuple[int | None, bool]]:
+    raw = RawMail.__table__.c  # type: ignore[attr-defined]
+    same = sa_select(raw.id).where(raw.dedupe_key == bindparam("key")).scalar_subquery()
+    reused = exists().where(
+        raw.message_id == bindparam("message_id"),
+        raw.outcome != RawOutcome.DUPLICATE.value,
+    )
+    return sa_select(same, reused)
+
+
+# Built once: every mail asks it, and only the values change. A mail without a
+# Message-ID compares with NULL, which matches nothing.
+_EARLIER_DELIVERY = _earlier_delivery_query()
 
 
 class StoreReader:
@@ -52,23 +92,17 @@ class StoreReader:
         """The raw-mail id that already holds this exact delivery, if any."""
         return self.session.exec(select(RawMail.id).where(RawMail.dedupe_key == dedupe_key)).first()
 
-    def message_id_seen(self, message_id: str) -> bool:
-        """True when an earlier, different mail carried the same Message-ID."""
-        found = self.session.exec(
-            select(RawMail.id).where(
-                RawMail.message_id == message_id, RawMail.outcome != RawOutcome.DUPLICATE.value
-            )
-        ).first()
-        return found is not None
+    def earlier_delivery(self, dedupe_key: str, message_id: str | None) -> EarlierDelivery:
+        """What the store holds of this mail: the same delivery, or its Message-ID on
+        another mail (one statement for both, each part through its own index)."""
+        raw_id, other = self.session.execute(
+            _EARLIER_DELIVERY, {"key": dedupe_key, "message_id": message_id or None}
+        ).one()
+        return EarlierDelivery(raw_id, bool(other))
 
     # --- directory ----------------------------------------------------------------
     def agent(self, email: str) -> AgentRef | None:
-        row = self.session.exec(
-            select(Agent).where(Agent.email == email.lower(), Agent.active == True)  # noqa: E712
-        ).first()
-        if row is None or row.id is None:
-            return None
-        return AgentRef(row.id, row.email, row.name, tuple(row.sector_list))
+        return active_agents(self.session).get(email.lower())
 
     def shop_user(self, email: str) -> ShopUserRef | None:
         row = self.session.exec(

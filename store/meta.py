@@ -8,12 +8,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from store.db import Database
+from store.memo import remembered
 from store.models import MetaValue
 
 
 def get_value(session: Session, key: str) -> str | None:
-    row = session.get(MetaValue, key)
-    return row.value if row else None
+    def read() -> str | None:
+        row = session.get(MetaValue, key)
+        return row.value if row else None
+
+    return remembered(session, ("meta", key), read)
 
 
 def set_value(session: Session, key: str, value: str) -> None:

@@ -8,6 +8,7 @@ newest one counting; ``clear_bounce`` forgets one.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -25,34 +26,67 @@ def record_recipients(
     automatic: bool,
     now: datetime,
 ) -> None:
-    for email in dict.fromkeys(e.lower() for e in emails):
-        session.add(
-            NotificationLog(
-                ticket_id=ticket_id, email=email, kind=kind, automatic=automatic, created_at=now
-            )
-        )
-    session.flush()
+    rows = [
+        {
+            "ticket_id": ticket_id,
+            "email": email,
+            "kind": kind,
+            "automatic": automatic,
+            "created_at": now,
+        }
+        for email in dict.fromkeys(e.lower() for e in emails)
+    ]
+    if rows:  # plain inserts: the rows are only ever counted, never loaded as objects
+        session.execute(sa.insert(NotificationLog.__table__), rows)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class SentCounts:
+    automatic: int  # automatic mails to the address since ``automatic_since``
+    for_ticket: int  # mails to the address about one ticket since ``ticket_since``
+    bounced_at: datetime | None  # when mail to it last bounced for good
+
+
+def _sent_counts_query() -> sa.Select[tuple[int, int, datetime | None]]:
+    log = NotificationLog.__table__.c  # type: ignore[attr-defined]
+    bounced = BouncedAddress.__table__.c  # type: ignore[attr-defined]
+    email: sa.BindParameter[str] = sa.bindparam("email")
+    automatic = sa.and_(log.automatic == sa.true(), log.created_at >= sa.bindparam("automatic"))
+    recent = sa.and_(
+        log.ticket_id == sa.bindparam("ticket"), log.created_at >= sa.bindparam("recent")
+    )
+    return sa.select(
+        sa.func.coalesce(sa.func.sum(sa.case((automatic, 1), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((recent, 1), else_=0)), 0),
+        sa.select(bounced.bounced_at).where(bounced.email == email).scalar_subquery(),
+    ).where(log.email == email, log.created_at >= sa.bindparam("since"))
+
+
+# Built once: every notification asks it per recipient, and only the values change.
+_SENT_COUNTS = _sent_counts_query()
 
 
 def count_sent(
     session: Session,
     email: str,
-    since: datetime,
     *,
-    ticket_id: int | None = None,
-    automatic_only: bool = False,
-) -> int:
-    """Mails put in the outbox for ``email`` since ``since`` (for one ticket, if given)."""
-    query = (
-        select(sa.func.count())
-        .select_from(NotificationLog)
-        .where(NotificationLog.email == email.lower(), col(NotificationLog.created_at) >= since)
-    )
-    if ticket_id is not None:
-        query = query.where(NotificationLog.ticket_id == ticket_id)
-    if automatic_only:
-        query = query.where(NotificationLog.automatic == True)  # noqa: E712
-    return int(session.exec(query).one())
+    automatic_since: datetime,
+    ticket_id: int,
+    ticket_since: datetime,
+) -> SentCounts:
+    """What the send limits need to know of ``email``, in one statement: the automatic
+    mails to it, those about one ticket, and its last hard bounce."""
+    row = session.execute(
+        _SENT_COUNTS,
+        {
+            "email": email.lower(),
+            "automatic": automatic_since,
+            "ticket": ticket_id,
+            "recent": ticket_since,
+            "since": min(automatic_since, ticket_since),
+        },
+    ).one()
+    return SentCounts(int(row[0]), int(row[1]), row[2])
 
 
 def was_mailed(session: Session, email: str, since: datetime) -> bool:

@@ -1,4 +1,5 @@
-"""An installed (non-editable) wheel carries the templates and renders notifications."""
+"""An installed (non-editable) wheel carries the templates and renders notifications, and
+the language model (mailgate/language_model.npz) and detects a language with it."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ composer = Composer(OutboundSettings(), b"secret", lambda: datetime.now(timezone
 mail = composer.render(Notification(kind="ack", ticket_id=7, language="en",
                                     to=("ana@example.com",), context={"ticket": {"id": 7}}))
 assert b"[#7]" in mail.raw
+from mailgate.language import MODEL_PATH, detect_language
+assert str(MODEL_PATH).startswith(sys.argv[1]) and MODEL_PATH.is_file(), MODEL_PATH
+assert detect_language("buna ziua, clientii nu pot plati cu cardul")[0] == "ro"
 print("ok")
 """
 
 
 @pytest.mark.slow
-def test_wheel_ships_templates(tmp_path: Path) -> None:
+def test_wheel_ships_templates_and_the_language_model(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     subprocess.run(
         [

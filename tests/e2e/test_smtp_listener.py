@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 import socket
 import sqlite3
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from mailgate_testing import make_gateway, make_settings, raw_mail, running_listener
 
+from mailgate import language
 from mailgate.app import Gateway
 from mailgate.config import SmtpSettings
 from mailgate.sources import replies
@@ -187,3 +189,43 @@ def test_bare_lf_smuggling_does_not_split_a_mail(listener) -> None:  # type: ign
         assert f.readline().startswith(b"250")
         sock.sendall(b"QUIT\r\n")
     assert _count(gateway) == 1
+
+
+def test_the_mail_is_kept_as_sent_with_its_dots_unstuffed(listener) -> None:  # type: ignore[no-untyped-def]
+    """DATA is read into one buffer (not aiosmtpd's list of lines): lines starting with a
+    dot (doubled by the client), a lone dot in the text, CRLF kept as sent."""
+    gateway, host, port = listener
+    mail = raw_mail(body=".\n..two\n. one\nmiddle\n.\n").replace(b"\n", b"\r\n")
+    with smtplib.SMTP(host, port) as client:
+        client.sendmail("ana@magazin.ro", ["support@localhost"], mail)
+    assert gateway.raws.read(hashlib.sha256(mail).hexdigest()) == mail
+
+
+def test_a_line_over_the_limit_is_500_after_the_whole_mail(tmp_path: Path, sqlite_url: str) -> None:
+    settings = make_settings(
+        tmp_path,
+        sqlite_url,
+        smtp=SmtpSettings(port=0, addresses=("support@localhost",), line_length_limit=1000),
+    )
+    gateway, _, _ = make_gateway(settings)
+    with running_listener(gateway) as (host, port), smtplib.SMTP(host, port) as client:
+        client.ehlo()
+        client.mail("ana@magazin.ro")
+        client.rcpt("support@localhost")
+        code, text = client.data(raw_mail(body="a" * 1500))
+        assert f"{code} {text.decode()}" == replies.LINE_TOO_LONG
+        # The session goes on: the next mail is taken.
+        client.sendmail("ana@magazin.ro", ["support@localhost"], raw_mail())
+    assert _count(gateway) == 1
+    gateway.close()
+
+
+def test_the_language_model_is_loaded_before_the_listener_is_ready(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not with the first mail: no mail waits for it, and no mail's peak memory holds it."""
+    monkeypatch.setattr(language, "_loaded", [])
+    gateway, _, _ = make_gateway(make_settings(tmp_path, sqlite_url))
+    with running_listener(gateway):
+        assert len(language._loaded) == 1
+    gateway.close()

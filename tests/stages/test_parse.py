@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailgate import mime_reader
 from mailgate.errors import ParseFailure
 from mailgate.filenames import MAX_FILENAME_BYTES, safe_filename
 from mailgate.parse import content_digest, parse_mail
@@ -394,6 +395,29 @@ def test_the_digest_does_not_depend_on_how_the_mail_is_read(chunk_size: int) -> 
     assert content_digest(mails[3], chunk_size) == (
         "54f40a1daea3824b70c72b6678a8874a78614d36365a71e6b94bf59dd4bbb584"
     )
+
+
+@pytest.mark.parametrize("slice_size", [6, 7, 8, 13, 1 << 20])
+@given(raw=st.binary(max_size=200) | st.text("aAbB46sSeE\n-", max_size=200).map(str.encode))
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_base64_scan_finds_what_the_lowered_mail_would(
+    slice_size: int, raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mail is lowered a slice at a time (a 25 MB mail is not copied whole to find
+    "base64"): a word across two slices, or at the very end, is still found."""
+    monkeypatch.setattr(mime_reader, "_CHECKED_AT_ONCE", slice_size)
+    raw = raw + b"Base64 BASE64" * (len(raw) % 3)
+    scan = mime_reader._Lowered(raw)
+    for needle in (b"base64", b"boundary", b"a"):
+        for start in range(0, len(raw) + 2, 5):
+            assert scan.find(needle, start) == raw.lower().find(needle, start), (needle, start)
+        found, expected = [], [m.start() for m in re.finditer(re.escape(needle), raw.lower())]
+        at = scan.find(needle)
+        while at != -1:
+            found.append(at)
+            at = scan.find(needle, at + len(needle))
+        assert found == expected or needle == b"a"  # "a": finditer does not overlap either
+        assert scan.count_above(needle, 2) == (raw.lower().count(needle) > 2)
 
 
 # -- what is not a mail --------------------------------------------------------------------

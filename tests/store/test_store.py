@@ -55,7 +55,7 @@ def _ticket(db: Database, **kw: object) -> int:
             actor="ana@shop.example",
             now=NOW,
         )
-        raw = record_raw(s, _raw(), RawOutcome.MESSAGE, ticket_id=t.id)
+        raw_id = record_raw(s, _raw(), RawOutcome.MESSAGE, ticket_id=t.id)
         add_message(
             s,
             t,
@@ -68,7 +68,7 @@ def _ticket(db: Database, **kw: object) -> int:
                 to=("support@localhost",),
                 attachments=(NewAttachment("screen.png", "image/png", 3, "b" * 64),),
             ),
-            raw_id=raw.id,
+            raw_id=raw_id,
             now=NOW,
         )
         assert t.id is not None
@@ -100,10 +100,10 @@ def test_ticket_round_trip_with_times_in_utc(db: Database) -> None:
 def test_dedupe_key_is_unique_but_duplicates_are_recorded(db: Database) -> None:
     with db.write() as s:
         first = record_raw(s, _raw("same"), RawOutcome.MESSAGE)
-        dup = record_raw(s, _raw("same"), RawOutcome.DUPLICATE, duplicate_of=first.id)
-        assert dup.dedupe_key is None
+        dup = record_raw(s, _raw("same"), RawOutcome.DUPLICATE, duplicate_of=first)
+        assert s.exec(select(RawMail.dedupe_key).where(RawMail.id == dup)).one() is None
     with db.read() as s:
-        assert StoreReader(s).duplicate_of("same") == first.id
+        assert StoreReader(s).duplicate_of("same") == first
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"), db.write() as s:
         record_raw(s, _raw("same"), RawOutcome.MESSAGE)
 
@@ -224,11 +224,10 @@ def test_directory(db: Database) -> None:
 
 def test_suspended_release_frees_the_dedupe_key(db: Database) -> None:
     with db.write() as s:
-        raw = record_raw(s, _raw("held"), RawOutcome.SUSPENDED)
-        assert raw.id is not None
+        raw_id = record_raw(s, _raw("held"), RawOutcome.SUSPENDED)
         one = suspend(
             s,
-            raw_id=raw.id,
+            raw_id=raw_id,
             reason="auto_reply",
             detail="x",
             from_address="a@x",
@@ -236,9 +235,8 @@ def test_suspended_release_frees_the_dedupe_key(db: Database) -> None:
             now=NOW,
         )
         raw2 = record_raw(s, _raw("held2"), RawOutcome.SUSPENDED)
-        assert raw2.id is not None
         two = suspend(
-            s, raw_id=raw2.id, reason="bounce", detail="", from_address=None, subject="", now=NOW
+            s, raw_id=raw2, reason="bounce", detail="", from_address=None, subject="", now=NOW
         )
     with db.write() as s:
         assert one.id is not None and two.id is not None
@@ -249,7 +247,7 @@ def test_suspended_release_frees_the_dedupe_key(db: Database) -> None:
     with db.read() as s:
         assert list_suspended(s) == []
         assert len(list_suspended(s, state=None)) == 2
-        assert s.exec(select(RawMail.dedupe_key).where(RawMail.id == raw.id)).one() is None
+        assert s.exec(select(RawMail.dedupe_key).where(RawMail.id == raw_id)).one() is None
 
 
 def test_missing_ticket(db: Database) -> None:
