@@ -27,7 +27,7 @@ from bench.fill_store import NOW, products
 from mailgate.config import SlaSettings, WorkflowSettings
 from mailgate.policy import sla_policy
 from store.db import Database
-from store.stats import queue_stats, workflow_stats
+from store.stats import default_since, queue_stats, workflow_stats
 from store.views import TicketFilter, list_tickets
 
 
@@ -47,7 +47,9 @@ def queries(rare_word: str) -> dict[str, Callable[[Any], object]]:
         name: (lambda s, f=f: list_tickets(s, f)) for name, f in filters.items()
     }
     policy = sla_policy(WorkflowSettings(), SlaSettings())
-    runs["stats"] = lambda s: workflow_stats(s, policy, NOW)  # what `mailgate stats` runs
+    # What `mailgate stats` runs: the default reporting period (the last 30 days)
+    runs["stats"] = lambda s: workflow_stats(s, policy, NOW, since=default_since(NOW))
+    runs["stats --all"] = lambda s: workflow_stats(s, policy, NOW, since=None)
     runs["stats: queue counts only"] = queue_stats
     return runs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 import typer
@@ -10,7 +11,7 @@ from cli.context import cli_context
 from cli.errors import fail
 from cli.render import console, print_json, print_table
 from store.sla import peak_mode, set_peak_mode
-from store.stats import workflow_stats
+from store.stats import DEFAULT_PERIOD_DAYS, default_since, workflow_stats
 
 db = typer.Typer(no_args_is_help=True, help="The ticket store's schema.")
 schedule = typer.Typer(no_args_is_help=True, help="Periodic jobs (auto-close, reminders, retries).")
@@ -26,13 +27,28 @@ def register(app: typer.Typer) -> None:
 
 @db.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
-    """Apply the schema migrations (every command also does this on start)."""
+    """Apply the schema migrations (every command also does this on start), then compute
+    what a migration could not: the business-time durations of older tickets (revision
+    0003), with the configured business calendar, in batches that can be interrupted."""
     from mailgate.app import build_gateway
+    from store.durations import backfill_business_seconds
 
     settings = cli_context(ctx).settings
     gateway = build_gateway(settings)
-    gateway.close()
+    shown = [0]
+
+    def progress(count: int) -> None:
+        if count - shown[0] >= 50_000:
+            shown[0] = count
+            console.print(f"  business times of older tickets: {count}", highlight=False)
+
+    try:
+        done = backfill_business_seconds(gateway.db, gateway.sla.calendar, progress=progress)
+    finally:
+        gateway.close()
     console.print(f"schema of {settings.store.url} is up to date")
+    if done:
+        console.print(f"business times of {done} older tickets computed (stats)")
 
 
 @schedule.command("run")
@@ -45,11 +61,32 @@ def schedule_run(ctx: typer.Context) -> None:
 def stats(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="DAYS|YYYY-MM-DD",
+            help=f"reporting period: the last DAYS days, or from a date (UTC);"
+            f" default {DEFAULT_PERIOD_DAYS} days",
+        ),
+    ] = None,
+    all_time: Annotated[
+        bool, typer.Option("--all", help="reporting period: all time (slow on a big store)")
+    ] = False,
 ) -> None:
-    """Response times, SLA results, backlog, reopen rate, per agent and per shop."""
+    """Response times, SLA results, backlog, reopen rate, per agent and per shop.
+
+    Times, SLA results and first responses cover the tickets created in the reporting
+    period; replies, reopen rate and logged minutes what happened in it. Ticket counts,
+    the backlog and each agent's open tickets are always of the whole store.
+    """
+    if since is not None and all_time:
+        fail("give --since or --all, not both", 2)
     gateway = cli_context(ctx).gateway()
+    now = gateway.clock()
+    start = None if all_time else _period_start(since, now)
     with gateway.db.read() as session:
-        figures = workflow_stats(session, gateway.sla, gateway.clock())
+        figures = workflow_stats(session, gateway.sla, now, since=start)
     if as_json:
         print_json(figures)
         return
@@ -67,6 +104,14 @@ def stats(
         f" (business time {_minutes(done['business']['mean'])};"
         f" {done['wall_clock']['count']} tickets solved)"
     )
+    console.print(
+        f"Period: tickets created {_period_text(start)} (--since DAYS|DATE, --all);"
+        " counts and backlog: all tickets"
+    )
+    if not figures["period"]["business_time_complete"]:
+        console.print(
+            "Business times of older tickets are still to be computed: run `mailgate db upgrade`"
+        )
     reopen = figures["reopen"]
     if reopen["rate"] is not None:
         console.print(
@@ -120,6 +165,24 @@ def stats(
             for name, t in figures["time_by_shop"].items()
         ),
     )
+
+
+def _period_start(since: str | None, now: datetime) -> datetime:
+    """``--since``: a number of days back from now, or a date (midnight UTC)."""
+    if since is None:
+        return default_since(now)
+    value = since.strip()
+    if value.isdigit():
+        return now - timedelta(days=int(value))
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        fail(f"--since takes a number of days or a date YYYY-MM-DD, not {since!r}", 2)
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _period_text(start: datetime | None) -> str:
+    return "since the beginning" if start is None else f"since {start:%Y-%m-%d %H:%M} UTC"
 
 
 def _minutes(value: float | None) -> str:

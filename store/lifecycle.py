@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from store.durations import clear_resolution, solved
 from store.enums import StandbyReason, Status
 from store.errors import IllegalTransition, InvalidInput
 from store.models import AuditEvent, Ticket
@@ -83,11 +84,12 @@ def change_status(
     if target is Status.ON_HOLD:
         ticket.standby_reminded_at = None  # a new stand-by: reminders count from now
     if target is Status.SOLVED:
-        ticket.solved_at = now
+        solved(ticket, now)  # solved_at and the wall-clock resolution (store/durations.py)
     elif target is Status.CLOSED:
         ticket.closed_at = now
     elif target is Status.OPEN:
         ticket.solved_at = None
+        clear_resolution(ticket)
     session.add(ticket)
     detail = f"reason: {ticket.standby_reason}" if ticket.standby_reason else ""
     if current is target:

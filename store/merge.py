@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from store.enums import ParticipantRole, Status
+from store.enums import Direction, ParticipantRole, Status
 from store.errors import InvalidInput, TicketNotFound
 from store.lifecycle import change_status
 from store.models import Message, Participant, RawMail, Ticket, TimeEntry
@@ -60,6 +60,18 @@ def merge_tickets(
             add_participant(session, target_id, email, keep or ParticipantRole.CC)
     if target.first_response_at is None and source.first_response_at is not None:
         target.first_response_at = source.first_response_at  # the merchant was answered
+    # For stats: the author of the first answer among the messages the target now holds.
+    target.first_responder = session.exec(
+        select(Message.author)
+        .where(
+            Message.ticket_id == target_id,
+            Message.direction == Direction.OUT.value,
+            col(Message.author).is_not(None),
+            Message.author != "",
+        )
+        .order_by(col(Message.id))
+        .limit(1)
+    ).first()
     source.merged_into = target_id
     if source.status != Status.CLOSED.value:
         change_status(session, source, Status.CLOSED, actor=actor, now=now)

@@ -91,6 +91,10 @@ class Ticket(SQLModel, table=True):
         _backlog_index("ix_tickets_backlog_queue", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_sector", "sector", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_counts", "sector", "priority", "status"),
+        _backlog_index("ix_tickets_backlog_assignee", "assignee", "status", "due_at"),  # stats
+        # stats over a reporting period (store/stats.py) also reads ix_tickets_stats (and
+        # on SQLite ix_tickets_stats_responder): covering indexes whose column order differs
+        # between the databases, made by migration 0003 (store/migrate.py HAND_MADE_INDEXES).
     )
     id: int | None = Field(default=None, primary_key=True)
     subject: str = Field(default="", max_length=998)
@@ -130,6 +134,14 @@ class Ticket(SQLModel, table=True):
     budget_rate: float | None = Field(default=None)
     budget_state: str | None = Field(default=None, max_length=16)
     deadline: date | None = Field(default=None, sa_type=sa.Date)
+    # Durations kept when they happen, for stats (store/durations.py): from created_at to
+    # the first response and to solved_at, wall-clock and business time (the SLA policy's
+    # calendar); resolution values are cleared on reopen and measured again at the next solve.
+    first_response_wall_seconds: float | None = Field(default=None)
+    first_response_business_seconds: float | None = Field(default=None)
+    first_responder: str | None = Field(default=None, max_length=320)  # first authored answer
+    resolution_wall_seconds: float | None = Field(default=None)
+    resolution_business_seconds: float | None = Field(default=None)
 
 
 class TimeEntry(SQLModel, table=True):
@@ -142,7 +154,7 @@ class TimeEntry(SQLModel, table=True):
     minutes: int
     call: bool = Field(default=False)
     note: str = Field(default="", max_length=500)
-    at: datetime = _time()
+    at: datetime = _time(index=True)  # stats: minutes logged over a reporting period
 
 
 class Participant(SQLModel, table=True):
@@ -177,6 +189,8 @@ class RawMail(SQLModel, table=True):
 
 class Message(SQLModel, table=True):
     __tablename__ = "messages"
+    # stats: replies per agent over a reporting period, read from the index alone
+    __table_args__ = (sa.Index("ix_messages_replies", "direction", "created_at", "author"),)
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="tickets.id", index=True)
     direction: str = Field(max_length=8)
@@ -220,6 +234,10 @@ class Attachment(SQLModel, table=True):
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
+    # stats: tickets solved and reopened over a reporting period, read from the index alone
+    __table_args__ = (
+        sa.Index("ix_audit_events_status", "action", "new", "at", "old", "ticket_id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="tickets.id", index=True)
     at: datetime = _time(index=True)

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from store.durations import record_durations
 from store.enums import Priority, Status
 from store.meta import get_value, set_value
 from store.models import Ticket
@@ -202,6 +203,7 @@ def phase_of(ticket: Ticket) -> Phase:
 
 def settle_ticket(ticket: Ticket, now: datetime, policy: SlaPolicy, *, peak: bool) -> None:
     """Close the running SLA segment at ``now``, record milestones, start the next one."""
+    record_durations(ticket, policy.calendar)  # for stats: wall-clock and business time
     kind = ClockKind(ticket.sla_clock)
     if kind is not ClockKind.PAUSED and ticket.sla_since is not None:
         spent = policy.calendar_of(kind).seconds_between(ticket.sla_since, now)

@@ -7,41 +7,80 @@ waiting for the merchant excluded, ``immediate`` on 24/7 time), so they agree wi
 deadlines agents saw in the queue. Merged tickets are duplicates and are left out of the
 time and SLA figures.
 
-The counts (``queue_stats``) are shaped for a store of millions of tickets: the backlog
-(not closed) is counted through its partial index, and the closed tickets as the total
-minus the backlog, so no query reads every ticket row.
+A reporting period (``since``; None: all time) limits the figures that describe work done:
+
+- response and resolution times, SLA results and first responses per agent: tickets
+  *created* since then (a ticket created in the period and solved after it counts once it
+  is solved; one created before it does not count, whenever it was solved);
+- replies per agent: outbound messages sent since then;
+- reopen rate: tickets solved since then (a status event), and of those the ones
+  reopened since then;
+- minutes logged (per agent and per shop): time entries made since then.
+
+The counts stay whole-store: tickets by status, the backlog (not closed) by sector,
+priority and status, and each agent's open and breached tickets.
+
+Nothing is computed per ticket in Python: the durations are stored on the ticket when
+they happen (``store/durations.py``), and every figure is an SQL aggregate read from an
+index (``ix_tickets_stats`` for the period, the partial backlog indexes for the counts,
+``ix_messages_replies``, ``ix_audit_events_status``). Medians use ``percentile_cont`` on
+PostgreSQL and an ordered ``LIMIT 1/2 OFFSET (n-1)/2`` (overall) or a window function
+(per agent) on SQLite.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections import Counter, defaultdict
-from collections.abc import Iterable
-from datetime import datetime
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+import sqlalchemy as sa
+from sqlalchemy import and_, case, func, literal_column
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
+from store.durations import business_backfill_pending
 from store.enums import Direction, Priority, Status
-from store.models import AuditEvent, Message, Ticket
-from store.sla import STOPPED_STATUSES, Phase, SlaPolicy, is_met, phase_of
+from store.models import AuditEvent, Message, Ticket, UTCDateTime
+from store.sla import Phase, SlaPolicy
 from store.timelog import time_by_agent, time_by_shop
 from store.views import in_backlog
+
+DEFAULT_PERIOD_DAYS = 30
+
+_fw = col(Ticket.first_response_wall_seconds)
+_fb = col(Ticket.first_response_business_seconds)
+_rw = col(Ticket.resolution_wall_seconds)
+_rb = col(Ticket.resolution_business_seconds)
+
+
+def default_since(now: datetime) -> datetime:
+    """The start of the default reporting period of ``mailgate stats``."""
+    return now - timedelta(days=DEFAULT_PERIOD_DAYS)
 
 
 def queue_stats(session: Session) -> dict[str, Any]:
     """Tickets by status (all), and the open backlog (not closed) by sector and priority."""
+    return _queue(session, _backlog_rows(session))
+
+
+def _backlog_rows(session: Session) -> list[tuple[str, str, str, int]]:
+    """(sector, priority, status, count) of the backlog, from its partial index."""
+    rows = session.exec(
+        select(Ticket.sector, Ticket.priority, Ticket.status, func.count())
+        .where(in_backlog())
+        .group_by(Ticket.sector, Ticket.priority, Ticket.status)
+    ).all()
+    return [(sector, priority, status, int(count)) for sector, priority, status, count in rows]
+
+
+def _queue(session: Session, backlog: list[tuple[str, str, str, int]]) -> dict[str, Any]:
     total = session.exec(select(func.count()).select_from(Ticket)).one()
     by_status: dict[str, int] = {}
     by_sector: dict[str, int] = {}
     by_priority: dict[str, int] = {}
-    # One pass over the backlog index (sector, priority, status) gives all three.
-    for sector, priority, status, count in session.exec(
-        select(Ticket.sector, Ticket.priority, Ticket.status, func.count())
-        .where(in_backlog())
-        .group_by(Ticket.sector, Ticket.priority, Ticket.status)
-    ):
+    for sector, priority, status, count in backlog:
         by_status[status] = by_status.get(status, 0) + count
         by_sector[sector] = by_sector.get(sector, 0) + count
         by_priority[priority] = by_priority.get(priority, 0) + count
@@ -54,148 +93,364 @@ def queue_stats(session: Session) -> dict[str, Any]:
     }
 
 
-def workflow_stats(session: Session, policy: SlaPolicy, now: datetime) -> dict[str, Any]:
-    """Everything ``mailgate stats`` shows: ``queue_stats`` plus the workflow figures."""
-    tickets = list(session.exec(select(Ticket).where(col(Ticket.merged_into).is_(None))).all())
-    first_wall, first_business, done_wall, done_business = [], [], [], []
-    for t in tickets:
-        if t.first_response_at is not None:
-            first_wall.append(_minutes(t.created_at, t.first_response_at))
-            first_business.append(
-                policy.calendar.seconds_between(t.created_at, t.first_response_at) / 60
-            )
-        if t.solved_at is not None and Status(t.status) in STOPPED_STATUSES:
-            done_wall.append(_minutes(t.created_at, t.solved_at))
-            done_business.append(policy.calendar.seconds_between(t.created_at, t.solved_at) / 60)
+def workflow_stats(
+    session: Session, policy: SlaPolicy, now: datetime, *, since: datetime | None = None
+) -> dict[str, Any]:
+    """Everything ``mailgate stats`` shows: ``queue_stats`` plus the workflow figures of
+    the period from ``since`` (None: all time) to ``now``."""
+    backlog = _backlog_rows(session)
+    period = _period(since)
+    groups = _period_groups(session, policy, now, period)
+    first_wall = _summary(groups, "fw")
+    first_business = _summary(groups, "fb")
+    done_wall = _summary(groups, "rw")
+    done_business = _summary(groups, "rb")
+    medians = _medians(
+        session,
+        period,
+        since,
+        {"fw": first_wall, "fb": first_business, "rw": done_wall, "rb": done_business},
+    )
+    for key, summary in (
+        ("fw", first_wall),
+        ("fb", first_business),
+        ("rw", done_wall),
+        ("rb", done_business),
+    ):
+        summary["median"] = _rounded_minutes(medians.get(key))
     return {
-        **queue_stats(session),
-        "first_response_minutes": {
-            "wall_clock": _summary(first_wall),
-            "business": _summary(first_business),
+        **_queue(session, backlog),
+        "period": {
+            "since": since.isoformat() if since else None,
+            "until": now.isoformat(),
+            "tickets": "created",
+            "business_time_complete": not business_backfill_pending(session),
         },
-        "resolution_minutes": {
-            "wall_clock": _summary(done_wall),
-            "business": _summary(done_business),
-        },
-        "sla": _sla_results(tickets, policy, now),
-        "backlog": _backlog(tickets),
-        "reopen": _reopen_rate(session),
-        "agents": _agents(session, tickets, now),
+        "first_response_minutes": {"wall_clock": first_wall, "business": first_business},
+        "resolution_minutes": {"wall_clock": done_wall, "business": done_business},
+        "sla": _sla_results(groups),
+        "backlog": _backlog(backlog),
+        "reopen": _reopen_rate(session, since),
+        "agents": _agents(session, period, since, now),
         "time_by_shop": {
             name: {"minutes": spent.minutes, "calls": spent.calls}
-            for name, spent in sorted(time_by_shop(session).items())
+            for name, spent in sorted(time_by_shop(session, since=since).items())
         },
     }
 
 
-def _minutes(start: datetime, end: datetime) -> float:
-    return max(0.0, (end - start).total_seconds() / 60)
+def _period(since: datetime | None) -> list[ColumnElement[bool]]:
+    """Tickets of the period, not merged away: the range of ``ix_tickets_stats``.
+
+    ``merged_into IS NULL`` is the partial index's own condition, written so SQLite sees it.
+    """
+    where: list[ColumnElement[bool]] = [literal_column("tickets.merged_into IS NULL")]
+    if since is not None:
+        where.append(col(Ticket.created_at) >= since)
+    return where
 
 
-def _summary(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"count": 0, "mean": None, "median": None}
-    return {
-        "count": len(values),
-        "mean": round(statistics.fmean(values), 1),
-        "median": round(statistics.median(values), 1),
+def _limit(policy: SlaPolicy, phase: Phase) -> Any:
+    """Per row, the first measured value that misses the target: ``is_met`` holds when
+    ``floor(seconds) <= target``, that is ``seconds < floor(target) + 1``."""
+    priority, kind = col(Ticket.priority), col(Ticket.type)
+    whens: list[tuple[Any, float]] = [
+        (and_(priority == p, kind == t), float(math.floor(v) + 1))
+        for (ph, t, p), v in policy.by_type.items()
+        if ph is phase
+    ]
+    targets = policy.first_response if phase is Phase.FIRST_RESPONSE else policy.resolution
+    whens += [(priority == p, float(math.floor(v) + 1)) for p, v in targets.items()]
+    return case(*whens, else_=None)
+
+
+def _period_groups(
+    session: Session, policy: SlaPolicy, now: datetime, period: list[ColumnElement[bool]]
+) -> list[dict[str, Any]]:
+    """One pass over the period: sums and counts of the durations and the SLA verdicts,
+    per priority, type and sector (a few dozen groups)."""
+    sla_first = col(Ticket.sla_first_response_seconds)
+    sla_done = col(Ticket.sla_resolution_seconds)
+    first_limit, done_limit = _limit(policy, Phase.FIRST_RESPONSE), _limit(policy, Phase.RESOLUTION)
+    past_due = col(Ticket.due_at) <= now
+
+    def tally(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    figures = {
+        "fw_n": func.count(_fw),
+        "fw_sum": func.sum(_fw),
+        "fb_n": func.count(_fb),
+        "fb_sum": func.sum(_fb),
+        "rw_n": func.count(_rw),
+        "rw_sum": func.sum(_rw),
+        "rb_n": func.count(_rb),
+        "rb_sum": func.sum(_rb),
+        # Measured against the target, or (not measured) still running past its deadline
+        # in that phase: first response until the ticket was answered, then resolution.
+        "first_met": tally(sla_first < first_limit),
+        "first_breached": tally(
+            (sla_first >= first_limit) | (sla_first.is_(None) & _fw.is_(None) & past_due)
+        ),
+        "done_met": tally(sla_done < done_limit),
+        "done_breached": tally(
+            (sla_done >= done_limit) | (sla_done.is_(None) & _fw.is_not(None) & past_due)
+        ),
     }
+    rows = session.execute(
+        sa.select(col(Ticket.priority), col(Ticket.type), col(Ticket.sector), *figures.values())
+        .where(*period)
+        .group_by(col(Ticket.priority), col(Ticket.type), col(Ticket.sector))
+    ).all()
+    return [
+        {"priority": r[0], "type": r[1], "sector": r[2], **dict(zip(figures, r[3:], strict=True))}
+        for r in rows
+    ]
 
 
-def _sla_verdict(ticket: Ticket, phase: Phase, policy: SlaPolicy, now: datetime) -> str | None:
-    """``met``, ``breached`` (measured, or still running past its deadline), or None."""
-    measured = (
-        ticket.sla_first_response_seconds
-        if phase is Phase.FIRST_RESPONSE
-        else ticket.sla_resolution_seconds
+def _summary(groups: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """count and mean (minutes) of one duration; the median is filled in by the caller."""
+    count = sum(g[f"{key}_n"] for g in groups)
+    if not count:
+        return {"count": 0, "mean": None, "median": None}
+    total = sum(g[f"{key}_sum"] or 0.0 for g in groups)
+    return {"count": count, "mean": _rounded_minutes(total / count), "median": None}
+
+
+def _rounded_minutes(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds / 60, 1)
+
+
+_COLUMNS = {"fw": _fw, "fb": _fb, "rw": _rw, "rb": _rb}
+
+
+def _medians(
+    session: Session,
+    period: list[ColumnElement[bool]],
+    since: datetime | None,
+    summaries: dict[str, dict[str, Any]],
+) -> dict[str, float | None]:
+    """The median (seconds) of each duration over the period."""
+    wanted = {key: s["count"] for key, s in summaries.items() if s["count"]}
+    if not wanted:
+        return {}
+    if _is_postgresql(session):
+        row = session.execute(
+            sa.select(
+                *(func.percentile_cont(0.5).within_group(_COLUMNS[key]) for key in wanted)
+            ).where(*period)
+        ).one()
+        return {key: float(value) for key, value in zip(wanted, row, strict=True)}
+    middles = _sqlite_middles(
+        session,
+        "ix_tickets_stats",
+        since,
+        [_Middle(_NAMES[key], count) for key, count in wanted.items()],
     )
-    met = is_met(measured, policy.target(phase, ticket.priority, ticket.type))
-    if met is not None:
-        return "met" if met else "breached"
-    if phase_of(ticket) is phase and ticket.due_at is not None and ticket.due_at <= now:
-        return "breached"
-    return None
+    return dict(zip(wanted, middles, strict=True))
 
 
-def _sla_results(tickets: Iterable[Ticket], policy: SlaPolicy, now: datetime) -> dict[str, Any]:
+_NAMES = {
+    "fw": "first_response_wall_seconds",
+    "fb": "first_response_business_seconds",
+    "rw": "resolution_wall_seconds",
+    "rb": "resolution_business_seconds",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Middle:
+    """One median SQLite is asked for: of ``column`` (of one first responder), ``count``
+    values in the period."""
+
+    column: str
+    count: int
+    responder: str | None = None
+
+
+_COMPOUND_LIMIT = 200  # SELECTs per statement (SQLite allows 500 by default)
+
+
+def _sqlite_middles(
+    session: Session, index: str, since: datetime | None, wanted: list[_Middle]
+) -> list[float | None]:
+    """SQLite: the medians asked for, each the middle one or two values in order, in one
+    statement (a UNION ALL of ORDER BY ... LIMIT ... OFFSET subqueries). Written out to
+    name the covering index (``INDEXED BY``): on its own the planner takes created_at's
+    and reads every ticket row of the period."""
+    found: dict[int, list[float]] = {n: [] for n in range(len(wanted))}
+    for start in range(0, len(wanted), _COMPOUND_LIMIT):
+        parts: list[str] = []
+        params: dict[str, Any] = {}
+        binds: list[Any] = []
+        if since is not None:
+            params["since"] = since
+            binds.append(sa.bindparam("since", type_=UTCDateTime()))
+        for n, middle in enumerate(wanted[start : start + _COMPOUND_LIMIT], start):
+            column = middle.column
+            where = ["merged_into IS NULL", f"{column} IS NOT NULL"]
+            if since is not None:
+                where.append("created_at >= :since")
+            if middle.responder is not None:
+                where.append(f"first_responder = :who{n}")
+                params[f"who{n}"] = middle.responder
+            params[f"n{n}"] = 2 - middle.count % 2
+            params[f"skip{n}"] = (middle.count - 1) // 2
+            parts.append(
+                f"SELECT {n} AS k, v FROM (SELECT {column} AS v FROM tickets INDEXED BY {index}"
+                f" WHERE {' AND '.join(where)} ORDER BY {column} LIMIT :n{n} OFFSET :skip{n})"
+            )
+        statement = sa.text(" UNION ALL ".join(parts)).bindparams(*binds)
+        for k, value in session.execute(statement, params).all():
+            found[k].append(float(value))
+    return [sum(v) / len(v) if v else None for v in found.values()]
+
+
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _sla_results(groups: list[dict[str, Any]]) -> dict[str, Any]:
     def empty() -> dict[str, dict[str, int]]:
         return {p.value: {"met": 0, "breached": 0} for p in Phase}
 
     by_priority: dict[str, dict[str, dict[str, int]]] = {p.value: empty() for p in Priority}
-    by_sector: dict[str, dict[str, dict[str, int]]] = defaultdict(empty)
-    for ticket in tickets:
-        for phase in Phase:
-            verdict = _sla_verdict(ticket, phase, policy, now)
-            if verdict is not None:
-                by_priority.setdefault(ticket.priority, empty())[phase.value][verdict] += 1
-                by_sector[ticket.sector][phase.value][verdict] += 1
+    by_sector: dict[str, dict[str, dict[str, int]]] = {}
+    for g in groups:
+        counts = {
+            Phase.FIRST_RESPONSE.value: {"met": g["first_met"], "breached": g["first_breached"]},
+            Phase.RESOLUTION.value: {"met": g["done_met"], "breached": g["done_breached"]},
+        }
+        if not any(n for phase in counts.values() for n in phase.values()):
+            continue  # no verdict in this group (as before: sectors only with verdicts)
+        for table, name in ((by_priority, g["priority"]), (by_sector, g["sector"])):
+            into = table.setdefault(name, empty())
+            for phase, verdicts in counts.items():
+                for verdict, n in verdicts.items():
+                    into[phase][verdict] += int(n)
     return {"by_priority": by_priority, "by_sector": dict(sorted(by_sector.items()))}
 
 
-def _backlog(tickets: Iterable[Ticket]) -> dict[str, dict[str, int]]:
-    """Unclosed tickets per sector and status."""
-    table: dict[str, Counter[str]] = defaultdict(Counter)
-    for ticket in tickets:
-        if ticket.status != Status.CLOSED.value:
-            table[ticket.sector][ticket.status] += 1
-    return {sector: dict(counts) for sector, counts in sorted(table.items())}
+def _backlog(backlog: list[tuple[str, str, str, int]]) -> dict[str, dict[str, int]]:
+    """Unclosed tickets per sector and status (merged tickets are closed)."""
+    table: dict[str, dict[str, int]] = {}
+    for sector, _, status, count in backlog:
+        counts = table.setdefault(sector, {})
+        counts[status] = counts.get(status, 0) + count
+    return dict(sorted(table.items()))
 
 
-def _reopen_rate(session: Session) -> dict[str, Any]:
-    """Of the tickets ever solved, how many a merchant (or agent) opened again."""
-
-    def tickets_with(old: str | None, new: str) -> set[int]:
-        query = select(AuditEvent.ticket_id).where(
-            AuditEvent.action == "status", AuditEvent.new == new
-        )
-        if old is not None:
-            query = query.where(AuditEvent.old == old)
-        return {tid for tid in session.exec(query).all() if tid is not None}
-
-    solved = tickets_with(None, Status.SOLVED.value)
-    reopened = tickets_with(Status.SOLVED.value, Status.OPEN.value) & solved
-    rate = round(len(reopened) / len(solved), 3) if solved else None
-    return {"solved": len(solved), "reopened": len(reopened), "rate": rate}
+def _status_events(since: datetime | None, *, old: str | None, new: str) -> list[Any]:
+    """Conditions on audit events: status changes to ``new`` (from ``old``) in the period."""
+    where: list[Any] = [col(AuditEvent.action) == "status", col(AuditEvent.new) == new]
+    if old is not None:
+        where.append(col(AuditEvent.old) == old)
+    if since is not None:
+        where.append(col(AuditEvent.at) >= since)
+    return where
 
 
-def _agents(session: Session, tickets: list[Ticket], now: datetime) -> dict[str, Any]:
+def _reopen_rate(session: Session, since: datetime | None) -> dict[str, Any]:
+    """Of the tickets solved in the period, how many a merchant (or agent) opened again."""
+    tickets = func.count(func.distinct(col(AuditEvent.ticket_id)))
+    solved_where = _status_events(since, old=None, new=Status.SOLVED.value)
+    solved = session.execute(sa.select(tickets).where(*solved_where)).scalar_one()
+    # Both sets from ix_audit_events_status alone.
+    both = sa.intersect(
+        sa.select(col(AuditEvent.ticket_id)).where(
+            *_status_events(since, old=Status.SOLVED.value, new=Status.OPEN.value),
+            col(AuditEvent.ticket_id).is_not(None),
+        ),
+        sa.select(col(AuditEvent.ticket_id)).where(*solved_where),
+    ).subquery()
+    reopened = session.execute(sa.select(func.count()).select_from(both)).scalar_one()
+    rate = round(reopened / solved, 3) if solved else None
+    return {"solved": solved, "reopened": reopened, "rate": rate}
+
+
+def _agents(
+    session: Session, period: list[ColumnElement[bool]], since: datetime | None, now: datetime
+) -> dict[str, Any]:
     """Per agent: replies sent, first responses given (and how fast), open work, time."""
-    replies = Counter(
-        author
-        for author in session.exec(
-            select(Message.author).where(
-                Message.direction == Direction.OUT.value, col(Message.author).is_not(None)
-            )
-        ).all()
-        if author
+    author = col(Message.author)
+    replies_query = (
+        sa.select(author, func.count())
+        .where(
+            col(Message.direction) == Direction.OUT.value,
+            author.is_not(None),
+            author != "",
+        )
+        .group_by(author)
     )
-    first_by: dict[int, str] = {}
-    for ticket_id, author in session.exec(
-        select(Message.ticket_id, Message.author)
-        .where(Message.direction == Direction.OUT.value, col(Message.author).is_not(None))
-        .order_by(col(Message.id))
+    if since is not None:
+        replies_query = replies_query.where(col(Message.created_at) >= since)
+    replies = {name: int(n) for name, n in session.execute(replies_query).all()}
+    answered = _first_responses(session, period, since)
+    open_work: dict[str, tuple[int, int]] = {}
+    assignee = col(Ticket.assignee)
+    for name, count, breached in session.execute(
+        sa.select(
+            assignee,
+            func.count(),
+            func.coalesce(func.sum(case((col(Ticket.due_at) <= now, 1), else_=0)), 0),
+        )
+        .where(
+            in_backlog(),  # not closed (merged tickets are closed) ...
+            col(Ticket.status) != literal_column(f"'{Status.SOLVED.value}'"),  # ... nor solved
+            assignee.is_not(None),
+            assignee != "",
+        )
+        .group_by(assignee)
     ).all():
-        if author:
-            first_by.setdefault(ticket_id, author)
-    answered: dict[str, list[float]] = defaultdict(list)
-    open_work: Counter[str] = Counter()
-    breached: Counter[str] = Counter()
-    for t in tickets:
-        if t.id in first_by and t.first_response_at is not None:
-            answered[first_by[t.id]].append(_minutes(t.created_at, t.first_response_at))
-        if t.assignee and Status(t.status) not in STOPPED_STATUSES:
-            open_work[t.assignee] += 1
-            if t.due_at is not None and t.due_at <= now:
-                breached[t.assignee] += 1
-    logged = time_by_agent(session)
+        open_work[name] = (int(count), int(breached))
+    logged = time_by_agent(session, since=since)
     names = sorted(set(replies) | set(answered) | set(open_work) | set(logged))
+    empty = {"count": 0, "mean": None, "median": None}
     return {
         name: {
-            "replies": replies[name],
-            "first_responses": _summary(answered[name]),
-            "assigned_open": open_work[name],
-            "assigned_breached": breached[name],
+            "replies": replies.get(name, 0),
+            "first_responses": answered.get(name, empty),
+            "assigned_open": open_work.get(name, (0, 0))[0],
+            "assigned_breached": open_work.get(name, (0, 0))[1],
             "minutes_logged": logged[name].minutes if name in logged else 0,
         }
         for name in names
+    }
+
+
+def _first_responses(
+    session: Session, period: list[ColumnElement[bool]], since: datetime | None
+) -> dict[str, dict[str, Any]]:
+    """Per first responder: count, mean and median of the wall-clock first response."""
+    agent = col(Ticket.first_responder)
+    where = [*period, _fw.is_not(None), agent.is_not(None), agent != ""]
+    rows: list[tuple[Any, ...]]
+    if _is_postgresql(session):
+        rows = [tuple(row) for row in session.execute(
+            sa.select(
+                agent, func.count(_fw), func.sum(_fw), func.percentile_cont(0.5).within_group(_fw)
+            )
+            .where(*where)
+            .group_by(agent)
+        ).all()]  # fmt: skip
+    else:
+        # Counts and sums in agent order from ix_tickets_stats_responder, then each agent's
+        # middle values: a short sort per agent (one window over all of them sorts far more).
+        sums = session.execute(
+            sa.select(agent, func.count(_fw), func.sum(_fw)).where(*where).group_by(agent)
+        ).all()
+        middles = _sqlite_middles(
+            session,
+            "ix_tickets_stats_responder",
+            since,
+            [_Middle(_NAMES["fw"], count, name) for name, count, _ in sums],
+        )
+        rows = [(*row, middle) for row, middle in zip(sums, middles, strict=True)]
+    return {
+        name: {
+            "count": int(count),
+            "mean": _rounded_minutes(float(total) / count),
+            "median": _rounded_minutes(None if median is None else float(median)),
+        }
+        for name, count, total, median in rows
     }

@@ -199,6 +199,8 @@ def add_message(
         created_at=now,
     )
     session.add(message)
+    if new.direction is Direction.OUT and new.author and ticket.first_responder is None:
+        ticket.first_responder = new.author  # for stats (store/durations.py)
     session.flush()
     assert message.id is not None
     for att in new.attachments:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
@@ -71,22 +72,35 @@ def time_spent(session: Session, ticket_id: int) -> TimeSpent:
     return TimeSpent(int(minutes), int(calls or 0))
 
 
-def time_by_shop(session: Session) -> dict[str, TimeSpent]:
-    """Minutes and calls per shop name (tickets without a shop under ``""``)."""
+def time_by_shop(session: Session, *, since: datetime | None = None) -> dict[str, TimeSpent]:
+    """Minutes and calls per shop name (tickets without a shop under ``""``), of the time
+    entries made since ``since`` (None: all)."""
+    # Per ticket first (the entries of the period, through their index), then its shop:
+    # joined the other way round, SQLite would walk every ticket.
+    entries = sa.select(
+        col(TimeEntry.ticket_id).label("ticket_id"),
+        func.sum(TimeEntry.minutes).label("minutes"),
+        _calls().label("calls"),
+    ).group_by(col(TimeEntry.ticket_id))
+    if since is not None:
+        entries = entries.where(col(TimeEntry.at) >= since)
+    per_ticket = entries.subquery()
     rows = session.exec(
-        select(Shop.name, func.sum(TimeEntry.minutes), _calls())
-        .select_from(TimeEntry)
-        .join(Ticket, col(Ticket.id) == col(TimeEntry.ticket_id))
+        select(Shop.name, func.sum(per_ticket.c.minutes), func.sum(per_ticket.c.calls))
+        .select_from(per_ticket)
+        .join(Ticket, col(Ticket.id) == per_ticket.c.ticket_id)
         .join(Shop, col(Shop.id) == col(Ticket.shop_id), isouter=True)
         .group_by(Shop.name)
     ).all()
     return {name or "": TimeSpent(int(m or 0), int(c or 0)) for name, m, c in rows}
 
 
-def time_by_agent(session: Session) -> dict[str, TimeSpent]:
-    rows = session.exec(
-        select(TimeEntry.agent, func.sum(TimeEntry.minutes), _calls()).group_by(TimeEntry.agent)
-    ).all()
+def time_by_agent(session: Session, *, since: datetime | None = None) -> dict[str, TimeSpent]:
+    """Minutes and calls per agent, of the time entries made since ``since`` (None: all)."""
+    query = select(TimeEntry.agent, func.sum(TimeEntry.minutes), _calls()).group_by(TimeEntry.agent)
+    if since is not None:
+        query = query.where(col(TimeEntry.at) >= since)
+    rows = session.exec(query).all()
     return {agent: TimeSpent(int(m or 0), int(c or 0)) for agent, m, c in rows}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -147,6 +147,27 @@ def test_stats_put_the_mean_first_response_first(env: Path) -> None:
         assert key in figures
     assert figures["first_response_minutes"]["wall_clock"]["count"] == 1
     assert figures["agents"]["maria@support.example"]["replies"] == 1
+
+
+def test_stats_reporting_period(env: Path) -> None:
+    ingest(env)
+    ok("tickets", "reply", "1", "--message", "Verificăm.")
+    default = json.loads(ok("stats", "--json"))["period"]
+    until = datetime.fromisoformat(default["until"])
+    assert datetime.fromisoformat(default["since"]) == until - timedelta(days=30)
+    assert default["tickets"] == "created" and default["business_time_complete"] is True
+    week = json.loads(ok("stats", "--since", "7", "--json"))
+    assert datetime.fromisoformat(week["period"]["since"]) < until - timedelta(days=6)
+    assert week["first_response_minutes"]["wall_clock"]["count"] == 1
+    later = json.loads(ok("stats", "--since", "2999-01-01", "--json"))
+    assert later["period"]["since"] == "2999-01-01T00:00:00+00:00"
+    assert later["first_response_minutes"]["wall_clock"]["count"] == 0
+    assert later["by_status"]["open"] == 1  # counts are of the whole store
+    assert json.loads(ok("stats", "--all", "--json"))["period"]["since"] is None
+    assert "Period: tickets created since " in ok("stats")
+    for args in (("--since", "last week"), ("--since", "7", "--all")):
+        code, _, err = run("stats", *args)
+        assert code == 2 and err.startswith("mailgate: ")
 
 
 def test_workflow_command_errors_are_one_line(env: Path) -> None:

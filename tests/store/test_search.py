@@ -44,6 +44,32 @@ def _ticket(db: Database, subject: str, *bodies: str, language: str = "en") -> i
         return ticket.id
 
 
+def _ticket_0001(db: Database, ticket_id: int, subject: str, body: str) -> int:
+    """A ticket and its message written with the columns of revision 0001 only."""
+    with db.engine.begin() as c:
+        c.execute(
+            sa.text(
+                "INSERT INTO tickets (id, subject, status, type, sector, priority, priority_rank,"
+                " requester, requester_name, verified, confidential, language, created_at,"
+                " updated_at, sla_clock, sla_used_seconds) VALUES (:id, :subject, 'new',"
+                " 'question', 'support', 'normal', 2, 'ana@shop.example', '', false, false,"
+                " 'en', :now, :now, 'paused', 0)"
+            ),
+            {"id": ticket_id, "subject": subject, "now": NOW.replace(tzinfo=None)},
+        )
+        c.execute(
+            sa.text(
+                "INSERT INTO messages (ticket_id, direction, from_name, to_addresses,"
+                " cc_addresses, subject, body_text, reply_text, threaded_by, thread_evidence,"
+                " screen_verdict, screen_reason, auth, flags, headers, created_at)"
+                " VALUES (:id, 'in', '', '', '', :subject, :body, :body, 'new', '', 'ok', '',"
+                " '{}', '', '{}', :now)"
+            ),
+            {"id": ticket_id, "subject": subject, "body": body, "now": NOW.replace(tzinfo=None)},
+        )
+    return ticket_id
+
+
 def _found(db: Database, search: str, **filters: object) -> list[int]:
     with db.read() as s:
         return sorted(t.id for t in list_tickets(s, TicketFilter(search=search, **filters)))  # type: ignore[arg-type]
@@ -160,8 +186,9 @@ def test_tickets_of_a_store_upgraded_in_place_are_searchable(store_url: str) -> 
     engine.dispose()
     db = Database(store_url)
     try:
-        payment = _ticket(db, "Plată eșuată", "Cardul este refuzat.")
-        shipping = _ticket(db, "Colet pierdut", "Curierul nu a venit.")
+        # Rows as revision 0001 holds them (today's models have columns it has not).
+        payment = _ticket_0001(db, 1, "Plată eșuată", "Cardul este refuzat.")
+        shipping = _ticket_0001(db, 2, "Colet pierdut", "Curierul nu a venit.")
         db.upgrade()
         assert _found(db, "plata cardul") == [payment]
         assert _found(db, "curierul colet") == [shipping]

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlmodel import select, text
+from sqlmodel import col, select, text
 
 from store import directory
 from store.db import Database
@@ -126,7 +126,9 @@ def test_status_rules(db: Database) -> None:
             change_status(s, t, Status.OPEN, actor="a", now=NOW)
     with db.read() as s:
         events = s.exec(
-            select(AuditEvent).where(AuditEvent.ticket_id == tid, AuditEvent.action == "status")
+            select(AuditEvent)
+            .where(AuditEvent.ticket_id == tid, AuditEvent.action == "status")
+            .order_by(col(AuditEvent.id))  # no order is promised without it
         ).all()
     assert [(e.old, e.new) for e in events] == [
         ("new", "on_hold"),
