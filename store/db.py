@@ -23,6 +23,7 @@ from store.errors import StoreUnavailable
 from store.turns import WriteTurns
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+TURN_TIMEOUT_FACTOR = 4
 
 
 class Database:
@@ -31,7 +32,9 @@ class Database:
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self._busy_timeout = busy_timeout_ms / 1000
+        # The line ahead of a writer holds at most a few writers, each bounded by the busy
+        # timeout: waiting in it must not fail a writer that SQLite itself would serve.
+        self._turn_timeout = TURN_TIMEOUT_FACTOR * busy_timeout_ms / 1000
         self._turns = WriteTurns() if self.is_sqlite else None
         self.engine = _make_engine(url, busy_timeout_ms=busy_timeout_ms, echo=echo)
         self._writer = (
@@ -44,7 +47,7 @@ class Database:
     def write(self) -> Iterator[Session]:
         """A session whose work is committed at the end of the block, or rolled back."""
         with (
-            self._turns.turn(self._busy_timeout) if self._turns else nullcontext(),
+            self._turns.turn(self._turn_timeout) if self._turns else nullcontext(),
             _unavailable_on_driver_errors("write"),
             Session(self._writer, expire_on_commit=False) as session,
             session.begin(),

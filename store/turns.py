@@ -4,9 +4,11 @@ SQLite has one write lock and no queue: a writer that finds it taken sleeps and 
 (the busy timeout), and whoever retries at the right moment wins. Under a sustained
 burst the group committer starts its next batch the instant the last one ends, so the
 outbox dispatcher, a poller or an agent's CLI command in the same process could wait out
-the whole burst and then fail. ``WriteTurns`` lines them up first come, first served;
-the wait keeps the busy timeout's bound, after which the store counts as unavailable
-(451 / exit 75), as before. Across processes SQLite's own retrying still decides.
+the whole burst and then fail. ``WriteTurns`` lines them up first come, first served.
+The wait in line is bounded too (``Database`` gives it four busy timeouts, as the writers
+ahead may each wait one out for another process), after which the store counts as
+unavailable (451 / exit 75), as does a writer SQLite keeps out past the busy timeout.
+Across processes (``serve --workers N`` on SQLite) SQLite's own retrying still decides.
 """
 
 from __future__ import annotations
