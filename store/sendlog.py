@@ -113,13 +113,6 @@ def record_bounce(
     session.flush()
 
 
-def bounced_at(session: Session, email: str) -> datetime | None:
-    """When mail to ``email`` last bounced for good, or None."""
-    return session.exec(
-        select(BouncedAddress.bounced_at).where(BouncedAddress.email == email.lower())
-    ).first()
-
-
 def clear_bounce(session: Session, email: str) -> bool:
     """Forget a bounce from ``email``; True when there was one."""
     row = session.exec(select(BouncedAddress).where(BouncedAddress.email == email.lower())).first()
