@@ -12,10 +12,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
 from dns_server import LoopbackDns
+
+if TYPE_CHECKING:
+    from store.db import Database
 
 DNS_ENV = "MAILGATE_AUTH_DNS_RESOLVER"
 
@@ -86,6 +90,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     database.dispose()
     _truncate_all(url)
     yield url
+
+
+@pytest.fixture
+def db(store_url: str) -> Iterator[Database]:
+    """A migrated store on each database (``store_url``)."""
+    from store.db import Database
+
+    database = Database(store_url)
+    database.upgrade()
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ by hand, so no test sleeps.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from email import message_from_bytes, policy
 
@@ -31,15 +31,6 @@ SETTINGS = OutboundSettings(
     retry_base_seconds=60,
     retry_max_seconds=3600,
 )
-
-
-@pytest.fixture
-def db(store_url: str) -> Iterator[Database]:
-    """A migrated store on each database."""
-    database = Database(store_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def queue_ack(db: Database, clock: Clock, to: str = "ana@shop.example") -> int:

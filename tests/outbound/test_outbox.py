@@ -7,7 +7,6 @@ same row, and a row whose dispatcher died is taken again once its lease has run 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,15 +19,6 @@ from store.errors import InvalidInput, RecordNotFound
 from store.models import OutboxMail, Ticket
 
 NOW = datetime(2025, 11, 28, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(store_url: str) -> Iterator[Database]:
-    """A migrated store on each database."""
-    database = Database(store_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from store.db import Database
 from store.locks import LockKeeper, lock_in_order, lock_key, try_transaction_lock
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def db(store_url: str) -> Iterator[Database]:
-    database = Database(store_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def test_lock_has_one_holder_until_released(db: Database) -> None:

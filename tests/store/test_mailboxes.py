@@ -3,10 +3,7 @@ incarnation, attempt counts that survive a crash, and what ``mailboxes list`` sh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from store.db import Database
 from store.enums import RawOutcome
@@ -21,15 +18,6 @@ from store.mailboxes import (
 from store.tickets import NewRaw, record_raw
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(store_url: str) -> Iterator[Database]:
-    """An upgraded store on SQLite or PostgreSQL."""
-    database = Database(store_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def test_a_position_survives_until_the_folder_or_its_uidvalidity_changes(db: Database) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import event
 
 from store.db import Database
@@ -16,14 +14,6 @@ from store.models import Agent
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SECTORS = ("payments", "import")
-
-
-@pytest.fixture
-def db(store_url: str) -> Iterator[Database]:
-    database = Database(store_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def _count_selects(db: Database) -> list[str]:

@@ -3,7 +3,6 @@ databases, kept in sync by the store whatever writes the rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -20,14 +19,6 @@ from store.tickets import NewMessage, NewTicket, add_message, open_ticket
 from store.views import TicketFilter, list_tickets
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(store_url: str) -> Iterator[Database]:
-    database = Database(store_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def _ticket(db: Database, subject: str, *bodies: str, language: str = "en") -> int:

@@ -33,14 +33,6 @@ from store.views import TicketFilter, list_tickets, ticket_detail
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def db(store_url: str) -> Database:
-    database = Database(store_url)
-    database.upgrade()
-    yield database
-    database.dispose()
-
-
 def _raw(key: str = "k1", message_id: str = "m1@x") -> NewRaw:
     return NewRaw(
         "a" * 64, 10, NOW, "smtp", None, "ana@shop.example", ("support@localhost",), message_id, key
