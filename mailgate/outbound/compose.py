@@ -39,7 +39,6 @@ Any other key of ``Notification.context`` is passed through as given.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import hmac
@@ -51,9 +50,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy as email_policy
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +61,7 @@ from jinja2.sandbox import SandboxedEnvironment
 import mailgate
 from mailgate.config import OutboundSettings
 from mailgate.errors import ConfigError
+from mailgate.outbound.mime import address_list, clean_header_text, encode_subject, write_mail
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +131,6 @@ _TICKET_KEYS = (
     "requester_name",
     "shop",
 )
-
-# SMTP policy, but bodies in quoted-printable/base64 rather than 8bit: a relay without
-# 8BITMIME would otherwise have to convert (or bounce) non-ASCII text. refold_source="none"
-# leaves the headers we set with ``set_raw`` (Message-ID, In-Reply-To, References) exactly
-# as written: the generic folder would turn a long msg-id into RFC 2047 encoded words,
-# which no client can match, and the thread would break.
-_POLICY = email_policy.SMTP.clone(cte_type="7bit", refold_source="none")
-
-# Characters that must never reach a header: CR and LF would start a new header (the
-# classic injection: "Subject: hi\r\nBcc: victim@…"), the other C0/C1 controls and the
-# Unicode line separators are read as line breaks by some clients and parsers.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SPACES = re.compile(r"\s+")
 
 # One RFC 5321 addr-spec, ASCII only: dot-atom local part (no quoted strings, no comments,
 # no source routes) at a host name. Anything looser is how "a@b.com, c@d.com" or
@@ -224,11 +209,6 @@ def builtin_templates_dir() -> Path:
     if isinstance(packaged, Path) and packaged.is_dir():
         return packaged
     return Path(mailgate.__file__).resolve().parent.parent / "templates"
-
-
-def clean_header_text(value: str) -> str:
-    """``value`` on one line: control characters become spaces, runs of spaces one space."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
 
 
 def parse_address(value: str) -> Address:
@@ -331,24 +311,23 @@ class Composer:
         rendered = self._render_templates(n)
         message_id = self.new_message_id(n.ticket_id)
 
-        msg = EmailMessage(policy=_POLICY)
-        msg["From"] = self._from
-        msg["To"] = to
+        headers = [
+            ("From", address_list([self._from], name="From")),
+            ("To", address_list(to, name="To")),
+        ]
         if cc:
-            msg["Cc"] = cc
+            headers.append(("Cc", address_list(cc, name="Cc")))
         if reply_to:
-            msg["Reply-To"] = reply_to
-        msg.set_raw("Subject", encode_subject(rendered.subject))
-        msg["Date"] = format_datetime(self._now())
-        msg.set_raw("Message-ID", f"<{message_id}>")
-        _set_thread_headers(msg, n.in_reply_to, n.references)
+            headers.append(("Reply-To", address_list(reply_to, name="Reply-To")))
+        headers.append(("Subject", encode_subject(rendered.subject)))
+        headers.append(("Date", format_datetime(self._now())))
+        headers.append(("Message-ID", f"<{message_id}>"))
+        headers.extend(_thread_headers(n.in_reply_to, n.references))
         if n.auto_submitted:
-            msg["Auto-Submitted"] = "auto-replied"
+            headers.append(("Auto-Submitted", "auto-replied"))
             # Asks Exchange/Outlook not to answer an automatic mail with another one.
-            msg["X-Auto-Response-Suppress"] = "All"
-        msg["X-Mailgate-Ticket"] = str(n.ticket_id)
-        _set_body(msg, rendered.text, rendered.html)
-        msg["Content-Language"] = rendered.language  # after the body: set_content clears it
+            headers.append(("X-Auto-Response-Suppress", "All"))
+        headers.append(("X-Mailgate-Ticket", str(n.ticket_id)))
 
         recipients = tuple(dict.fromkeys(a.addr_spec for a in [*to, *cc]))
         return RenderedMail(
@@ -356,7 +335,7 @@ class Composer:
             mail_from=self._from.addr_spec,
             recipients=recipients,
             subject=rendered.subject,
-            raw=msg.as_bytes(policy=_POLICY),
+            raw=write_mail(headers, rendered.text, rendered.html, rendered.language),
         )
 
     def _now(self) -> datetime:
@@ -489,65 +468,6 @@ def _subject_with_tag(rendered: str, ticket_id: int) -> str:
     return subject if tag in subject else f"{tag} {subject}".strip()
 
 
-def encode_subject(subject: str, *, name: str = "Subject") -> str:
-    """``subject`` as a folded header value: ASCII words as they are, the rest RFC 2047.
-
-    Done here rather than by ``email``'s folder, which (CPython 3.11) loses or adds spaces
-    around encoded words and can wrap the ``[#ID]`` tag into one: the tag must stay
-    readable in the raw header for every client and filter that looks for it.
-    """
-    tokens: list[str] = []
-    run: list[str] = []  # consecutive words that need encoding travel as one text
-    for word in clean_header_text(subject).split(" "):
-        if word.isascii() and "=?" not in word:  # "=?" would be decoded by the reader
-            if run:
-                tokens.extend(_encoded_words(" ".join(run)))
-                run = []
-            if word:
-                tokens.append(word)
-        else:
-            run.append(word)
-    if run:
-        tokens.extend(_encoded_words(" ".join(run)))
-    lines: list[str] = []
-    width = len(name) + 1  # "Subject:"; every token adds one space before it
-    for token in tokens:
-        if lines and width + 1 + len(token) > _HEADER_WIDTH:
-            lines.append(token)  # the folding whitespace stands for the space between words
-            width = 1 + len(token)
-        elif lines:
-            lines[-1] = f"{lines[-1]} {token}"
-            width += 1 + len(token)
-        else:
-            lines.append(token)
-            width += 1 + len(token)
-    return "\r\n ".join(lines)
-
-
-def _encoded_words(text: str) -> list[str]:
-    """``text`` as base64 encoded words of 68 characters at most, never splitting a char.
-
-    Spaces inside ``text`` stay inside the words: whitespace between two encoded words
-    is dropped by decoders (RFC 2047 §6.2).
-    """
-    words: list[str] = []
-    chunk = b""
-    for char in text:
-        encoded = char.encode("utf-8")
-        # 42 bytes -> 56 base64 characters + 12 of framing: fits after "Subject: " in 78.
-        if len(chunk) + len(encoded) > 42:
-            words.append(_b_word(chunk))
-            chunk = b""
-        chunk += encoded
-    if chunk:
-        words.append(_b_word(chunk))
-    return words
-
-
-def _b_word(chunk: bytes) -> str:
-    return f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?="
-
-
 def _tidy_body(body: str) -> str:
     lines = body.replace("\r\n", "\n").replace("\r", "\n").strip("\n").split("\n")
     return "\n".join(line.rstrip() for line in lines) + "\n"
@@ -569,7 +489,7 @@ def _addresses(values: Iterable[str | None], *, what: str) -> list[Address]:
     return result
 
 
-def _set_thread_headers(msg: EmailMessage, in_reply_to: str | None, refs: Iterable[str]) -> None:
+def _thread_headers(in_reply_to: str | None, refs: Iterable[str]) -> list[tuple[str, str]]:
     parent = clean_message_id(in_reply_to) if in_reply_to else None
     chain = [c for c in (clean_message_id(r) for r in refs) if c]
     if parent:
@@ -578,19 +498,8 @@ def _set_thread_headers(msg: EmailMessage, in_reply_to: str | None, refs: Iterab
     if len(chain) > MAX_REFERENCES:
         # Keep the thread's root and the newest ones (RFC 5322 §3.6.4 suggests the same).
         chain = [chain[0], *chain[-(MAX_REFERENCES - 1) :]]
-    if parent:
-        msg.set_raw("In-Reply-To", f"<{parent}>")
+    headers = [("In-Reply-To", f"<{parent}>")] if parent else []
     if chain:
-        # One msg-id per line, folded by hand (see _POLICY for why not by the library).
-        msg.set_raw("References", "\r\n ".join(f"<{c}>" for c in chain))
-
-
-def _set_body(msg: EmailMessage, text: str, html: str | None) -> None:
-    msg.set_content(text, charset="utf-8")
-    if html is None:
-        return
-    msg.make_alternative()
-    part = EmailMessage(policy=_POLICY)
-    part.set_content(html, subtype="html", charset="utf-8")
-    del part["MIME-Version"]  # set_content adds it; only the top level carries one
-    msg.attach(part)
+        # One msg-id per line, never encoded or split: a client matches them byte for byte.
+        headers.append(("References", "\r\n ".join(f"<{c}>" for c in chain)))
+    return headers
