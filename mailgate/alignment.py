@@ -16,6 +16,11 @@ def _suffixes() -> PublicSuffixList:
     return PublicSuffixList()
 
 
+def load_suffix_list() -> None:
+    """Read the public suffix list now (0.1 s) rather than with the first mail."""
+    _suffixes()
+
+
 def organizational_domain(domain: str) -> str:
     """``mail.shop.co.uk`` → ``shop.co.uk`` (the registrable domain, by the public suffix list)."""
     domain = domain.lower().rstrip(".")

@@ -20,7 +20,7 @@ from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
 from mailgate.delivery_failures import find_returned_mail, record_delivery_failure
 from mailgate.errors import IdentityNotConfirmed
 from mailgate.holds import CONFIRM_IDENTITY_COMMAND
-from mailgate.language import choose_language
+from mailgate.language import Detected, choose_language
 from mailgate.notifications import Notifier
 from mailgate.threader import TICKET_TAG
 from mailgate.trust import TrustKeeper
@@ -100,6 +100,7 @@ class MailFacts:
     thread: ThreadDecision
     instructions: Instructions
     flags: tuple[str, ...] = field(default_factory=tuple)
+    detected: Detected | None = None  # the language found in prepare (None: not looked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,7 @@ class Applier:
             content_language=mail.content_language,
             subject=mail.subject,
             text=mail.reply_text or mail.body_text,
+            detected=facts.detected,
         )
         ticket = open_ticket(
             session,
@@ -211,7 +213,7 @@ class Applier:
                 now=now,
                 detail="; ".join(triage.reasons),
             )
-        self._add_copied(session, ticket, mail)
+        copied = self._add_copied(session, ticket, mail)
         raw_id = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
         message = add_message(
             session, ticket, inbound_message(facts, thread), raw_id=raw_id, now=now
@@ -230,6 +232,9 @@ class Applier:
                     "peak": self.workflow.is_peak(session),
                     **too_large_context(facts.attachments, self.attachment_limits),
                 },
+                # What the store would answer for a ticket whose only message is this one.
+                merchants=(ticket.requester, tuple(c for c in copied if c != ticket.requester)),
+                thread=(message.message_id, (message.message_id,) if message.message_id else ()),
             )
         self.workflow.ticket_opened(session, ticket, mail.reply_text or mail.body_text, now=now)
         return Outcome("ticket_created", raw_id, ticket.id, message.id)
@@ -376,12 +381,17 @@ class Applier:
             references=references,
         )
 
-    def _add_copied(self, session: Session, ticket: Ticket, mail: ParsedMail) -> None:
+    def _add_copied(self, session: Session, ticket: Ticket, mail: ParsedMail) -> list[str]:
+        """Add the mail's Cc addresses (not ours) to the ticket; returns those added."""
         assert ticket.id is not None
         ours = self.notifier.ours
+        added = []
         for address in mail.cc:
-            if address and not ours.is_ours(address) and address != ticket.requester:
-                add_participant(session, ticket.id, address, ParticipantRole.CC)
+            if not address or ours.is_ours(address) or address == ticket.requester:
+                continue
+            if add_participant(session, ticket.id, address, ParticipantRole.CC):
+                added.append(address.lower())
+        return added
 
 
 def _log_minutes(

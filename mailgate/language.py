@@ -82,15 +82,35 @@ class LanguageChoice:
         return f"{self.language}: {why}"
 
 
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """What detection found in a mail's own words (None: no guess). The pipeline detects
+    before its transaction, so that the store's write lock is not held for it."""
+
+    guess: tuple[str, float] | None
+
+
+def detect_in_mail(subject: str, text: str) -> Detected:
+    return Detected(detect_language(detection_text(subject, text)))
+
+
 def choose_language(
-    *, shop_locale: str | None, content_language: str | None, subject: str, text: str
+    *,
+    shop_locale: str | None,
+    content_language: str | None,
+    subject: str,
+    text: str,
+    detected: Detected | None = None,
 ) -> LanguageChoice:
-    """The language for a new ticket, by the order in the module docstring."""
+    """The language for a new ticket, by the order in the module docstring.
+
+    ``detected``: the detection already run on ``subject`` and ``text``, if it was.
+    """
     if (code := supported_language(shop_locale)) is not None:
         return LanguageChoice(code, "shop_locale")
     if (code := supported_language(content_language)) is not None:
         return LanguageChoice(code, "content_language")
-    guess = detect_language(detection_text(subject, text))
+    guess = (detected or detect_in_mail(subject, text)).guess
     if guess is not None:
         return LanguageChoice(guess[0], "detected", guess[1])
     return LanguageChoice(DEFAULT_LANGUAGE, "default")

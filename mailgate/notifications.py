@@ -151,11 +151,17 @@ class Notifier:
         now: datetime,
         extra: Mapping[str, Any] | None = None,
         auto_submitted: bool = True,
+        merchants: tuple[str, tuple[str, ...]] | None = None,
+        thread: tuple[str | None, tuple[str, ...]] | None = None,
     ) -> RenderedMail | None:
-        """Notify the requester (copied addresses in Cc), continuing the ticket's thread."""
+        """Notify the requester (copied addresses in Cc), continuing the ticket's thread.
+
+        ``merchants`` (requester, copied) and ``thread`` (In-Reply-To, References) are
+        read from the store unless the caller already knows them (a ticket it just opened).
+        """
         assert ticket.id is not None
-        requester, copied = merchant_addresses(session, ticket)
-        in_reply_to, references = thread_ids(session, ticket.id)
+        requester, copied = merchants or merchant_addresses(session, ticket)
+        in_reply_to, references = thread or thread_ids(session, ticket.id)
         return self.enqueue(
             session,
             ticket,

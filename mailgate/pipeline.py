@@ -35,11 +35,12 @@ from mailgate.decide import decide
 from mailgate.dkim import UNSIGNED_TAIL_DEFECT, restrict_to_signed
 from mailgate.identify import identify
 from mailgate.interpret import interpret
+from mailgate.language import Detected, detect_in_mail, supported_language
 from mailgate.logs import log_mail
 from mailgate.parse import parse_mail
 from mailgate.resolver import Resolver
 from mailgate.screen import OwnMail, screen
-from mailgate.threader import SignedIds, thread_for
+from mailgate.threader import SignedIds, has_ticket_tag, thread_for
 from mailgate.triage import TriageRules
 from mailgate.values import (
     Arrival,
@@ -77,6 +78,9 @@ class Prepared:
     auth: AuthResult
     dedupe_key: str
     failure: str | None = None  # set when a stage crashed: the mail is suspended
+    # The language of the merchant's words, for a mail likely to open a ticket (None:
+    # not detected here; the apply stage detects it if it does open one).
+    detected: Detected | None = None
 
 
 @dataclass
@@ -151,13 +155,14 @@ class Pipeline:
                     arrival.raw, mail, auth.signed_body_length, relaxed=auth.relaxed_body
                 )
             attachments = keep_attachments(mail.attachments, self.blobs, self.attachment_limits)
+            detected = _detect_if_new(mail, screened)
         except StoreUnavailable:
             raise
         except Exception as exc:  # a bug must not lose the mail: suspend it instead
             log.exception("preparing mail %s failed", raw.sha256)
             return _failed(arrival, raw, f"{type(exc).__name__}: {exc}")
         key = dedupe_key(mail)
-        return Prepared(arrival, raw, mail, attachments, screened, auth, key)
+        return Prepared(arrival, raw, mail, attachments, screened, auth, key, detected=detected)
 
     # --- stages 4b-8: one transaction --------------------------------------------------
     def commit(self, batch: Sequence[Prepared]) -> list[Outcome]:
@@ -250,6 +255,7 @@ class Pipeline:
             thread,
             instructions,
             flags,
+            prepared.detected,
         )
         outcome = self.applier.apply(session, disposition, facts, now, locale)
         if "message_id_reused" in flags and outcome.ticket_id is not None:
@@ -285,6 +291,17 @@ class Pipeline:
             return write()
         with session.begin_nested():
             return write()
+
+
+def _detect_if_new(mail: ParsedMail, screened: ScreenResult) -> Detected | None:
+    """The language of a mail that will likely open a ticket, detected outside the write
+    transaction: not for service mail, nor when the mail's Content-Language decides, nor
+    for a mail with a ticket tag (a reply, which keeps its ticket's language)."""
+    if not screened.is_ok or supported_language(mail.content_language) is not None:
+        return None
+    if has_ticket_tag(mail.subject):
+        return None
+    return detect_in_mail(mail.subject, mail.reply_text or mail.body_text)
 
 
 def dedupe_key(mail: ParsedMail) -> str:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from mailgate.alignment import load_suffix_list
 from mailgate.app import Gateway
 from mailgate.language import load_language_model
 from mailgate.sources.smtp import SmtpHandler, SmtpListener
@@ -32,9 +33,10 @@ async def run_gateway(
     reuse_port: bool = False,
 ) -> None:
     settings = gateway.settings
-    # Before the first mail, so that no mail waits for it and no mail's peak memory
-    # includes it (bench/README.md, Memory); every worker of ``serve --workers`` runs this.
+    # Before the first mail, so that no mail waits for them and no mail's peak memory
+    # includes them (bench/README.md, Memory); every worker of ``serve --workers`` runs this.
     load_language_model()
+    load_suffix_list()
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
     committer = gateway.committer()
     handler = SmtpHandler(

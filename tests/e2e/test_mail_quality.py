@@ -143,6 +143,42 @@ def test_a_dutch_mail_gets_a_dutch_ticket_and_acknowledgement(
     assert [e.detail.split(" (")[0] for e in events] == ["nl: detected from the text"]
 
 
+def test_the_language_is_detected_before_the_transaction(
+    gateway: Gateway, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A likely new request is detected in prepare; the commit, which holds the store's
+    write lock, then uses that result and never runs the detector itself."""
+    dutch = mail(
+        sender="Pieter de Vries <pieter@winkel.nl>",
+        subject="Bestelling 20931 staat op onbetaald",
+        body="Goedemiddag,\n\nDe klant heeft wel betaald met iDEAL, maar de bestelling "
+        "staat nog op onbetaald.\n\nMet vriendelijke groet,\nPieter",
+    )
+    envelope = Envelope("pieter@winkel.nl", ("support@localhost",))
+    prepared = gateway.pipeline.prepare(Arrival(dutch, envelope, Source("smtp"), clock()))
+    assert prepared.detected is not None and prepared.detected.guess is not None
+    assert prepared.detected.guess[0] == "nl"
+
+    def no_detection(text: str) -> None:
+        raise AssertionError("the commit ran the language detector")
+
+    monkeypatch.setattr("mailgate.language.detect_language", no_detection)
+    [outcome] = gateway.pipeline.commit([prepared])
+    assert outcome.kind == "ticket_created"
+    assert only_ticket(gateway).language == "nl"
+
+
+def test_replies_and_mails_that_name_their_language_are_not_detected(
+    gateway: Gateway, clock: ManualClock
+) -> None:
+    envelope = Envelope("ana@magazin.ro", ("support@localhost",))
+    tagged = mail(subject="Re: [#12] Plata nu merge")
+    named = mail(headers={"Content-Language": "ro"})
+    for raw in (tagged, named):
+        prepared = gateway.pipeline.prepare(Arrival(raw, envelope, Source("smtp"), clock()))
+        assert prepared.detected is None
+
+
 def test_the_shops_locale_wins_over_the_mails_own_language(
     gateway: Gateway, clock: ManualClock, sent: RecordingTransport
 ) -> None:
