@@ -47,7 +47,6 @@ from store.tickets import (
     NewRaw,
     add_message,
     add_participant,
-    audit,
     open_ticket,
     record_raw,
     suspend,
@@ -194,25 +193,12 @@ class Applier:
             ),
             actor=sender.address,
             now=now,
+            notes=[
+                ("gateway", "language", language.describe()),
+                *([("triage", "triage", "; ".join(triage.reasons))] if triage.reasons else []),
+            ],
         )
         assert ticket.id is not None
-        audit(
-            session,
-            ticket.id,
-            actor="gateway",
-            action="language",
-            now=now,
-            detail=language.describe(),
-        )
-        if triage.reasons:
-            audit(
-                session,
-                ticket.id,
-                actor="triage",
-                action="triage",
-                now=now,
-                detail="; ".join(triage.reasons),
-            )
         copied = self._add_copied(session, ticket, mail)
         raw_id = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
         message = add_message(

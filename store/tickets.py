@@ -7,8 +7,10 @@ notifications commit together. Inputs are plain typed values: the store knows no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -135,8 +137,19 @@ def record_raw(
     )
 
 
-def open_ticket(session: Session, new: NewTicket, *, actor: str, now: datetime) -> Ticket:
-    """Create a ticket in status ``new`` with its requester as the first participant."""
+def open_ticket(
+    session: Session,
+    new: NewTicket,
+    *,
+    actor: str,
+    now: datetime,
+    notes: Sequence[tuple[str, str, str]] = (),
+) -> Ticket:
+    """Create a ticket in status ``new`` with its requester as the first participant.
+
+    ``notes``: more audit events (actor, action, detail) of the ticket's opening, written
+    with its ``created`` event in one statement.
+    """
     ticket = Ticket(
         subject=new.subject[:998],
         status=Status.NEW.value,
@@ -165,7 +178,11 @@ def open_ticket(session: Session, new: NewTicket, *, actor: str, now: datetime) 
     )
     session.add(requester)  # a new ticket has no participants yet: nothing to look up
     detail = f"follow-up of #{new.follow_up_of}" if new.follow_up_of else ""
-    audit(session, ticket.id, actor=actor, action="created", now=now, detail=detail)
+    events = [(actor, "created", detail), *notes]
+    session.execute(
+        _AUDIT_INSERT,
+        [_audit_row(ticket.id, now, actor=a, action=b, detail=c) for a, b, c in events],
+    )
     return ticket
 
 
@@ -280,17 +297,40 @@ def audit(
     # place in the session (a third of the work of adding it as an object).
     session.execute(
         _AUDIT_INSERT,
-        {
-            "ticket_id": ticket_id,
-            "at": now,
-            "actor": actor,
-            "action": action,
-            "field_name": field_name,
-            "old": old,
-            "new": new,
-            "detail": detail[:2000],
-        },
+        _audit_row(
+            ticket_id,
+            now,
+            actor=actor,
+            action=action,
+            field_name=field_name,
+            old=old,
+            new=new,
+            detail=detail,
+        ),
     )
+
+
+def _audit_row(
+    ticket_id: int | None,
+    now: datetime,
+    *,
+    actor: str,
+    action: str,
+    field_name: str | None = None,
+    old: str | None = None,
+    new: str | None = None,
+    detail: str = "",
+) -> dict[str, Any]:
+    return {
+        "ticket_id": ticket_id,
+        "at": now,
+        "actor": actor,
+        "action": action,
+        "field_name": field_name,
+        "old": old,
+        "new": new,
+        "detail": detail[:2000],
+    }
 
 
 def set_field(
