@@ -86,6 +86,10 @@ _EARLIER_DELIVERY = _earlier_delivery_query()
 class StoreReader:
     def __init__(self, session: Session) -> None:
         self.session = session
+        # The tickets looked at while threading, held for the reader's transaction: the
+        # session keeps loaded objects only while something refers to them, and the apply
+        # stage gets the same ticket again (``session.get``) without another SELECT.
+        self._tickets: dict[int, Ticket] = {}
 
     # --- mail history -------------------------------------------------------------
     def duplicate_of(self, dedupe_key: str) -> int | None:
@@ -121,6 +125,7 @@ class StoreReader:
         row = self.session.get(Ticket, ticket_id)
         if row is None or row.id is None:
             return None
+        self._tickets[row.id] = row
         return TicketRef(
             row.id,
             row.status,
