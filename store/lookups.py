@@ -82,6 +82,21 @@ def _earlier_delivery_query() -> Select[tuple[int | None, bool]]:
 # Message-ID compares with NULL, which matches nothing.
 _EARLIER_DELIVERY = _earlier_delivery_query()
 
+# Columns, not a ShopUser object: asked once or twice for every mail, and nothing changes
+# the user in the same transaction.
+_SHOP_USER = (
+    sa_select(
+        col(ShopUser.id),
+        col(ShopUser.email),
+        col(ShopUser.name),
+        col(ShopUser.shop_id),
+        col(Shop.locale),
+    )
+    .join(Shop, col(Shop.id) == col(ShopUser.shop_id))
+    .where(col(ShopUser.email) == bindparam("email"))
+    .limit(1)
+)
+
 
 class StoreReader:
     def __init__(self, session: Session) -> None:
@@ -109,16 +124,8 @@ class StoreReader:
         return active_agents(self.session).get(email.lower())
 
     def shop_user(self, email: str) -> ShopUserRef | None:
-        row = self.session.exec(
-            select(ShopUser, Shop.locale)
-            .join(Shop, col(Shop.id) == col(ShopUser.shop_id))
-            .where(ShopUser.email == email.lower())
-        ).first()
-        if row is None:
-            return None
-        user, locale = row
-        assert user.id is not None
-        return ShopUserRef(user.id, user.email, user.name, user.shop_id, locale)
+        row = self.session.execute(_SHOP_USER, {"email": email.lower()}).first()
+        return None if row is None else ShopUserRef(*row)
 
     # --- tickets ------------------------------------------------------------------
     def ticket(self, ticket_id: int) -> TicketRef | None:

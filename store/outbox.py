@@ -40,10 +40,12 @@ def enqueue(
     subject: str,
     raw: bytes,
     now: datetime,
-) -> OutboxMail:
-    """Add a queued mail to ``session`` (committed with the caller's transaction).
+) -> int:
+    """Queue a mail in the caller's transaction (committed with it); returns its id.
 
-    Raises ``InvalidInput`` when there is no recipient or one cannot be stored.
+    A plain INSERT: nothing changes the row in the same transaction, so it needs no
+    object in the session. Raises ``InvalidInput`` when there is no recipient or one
+    cannot be stored.
     """
     rcpts = [r.strip() for r in recipients]
     if not rcpts:
@@ -53,22 +55,23 @@ def enqueue(
         # would come back as two (or a broken one), so it is refused here, not later.
         if not rcpt or any(c in rcpt for c in ", \t\r\n") or "@" not in rcpt:
             raise InvalidInput(f"bad outbox recipient: {rcpt!r}")
-    mail = OutboxMail(
-        ticket_id=ticket_id,
-        kind=kind,
-        message_id=message_id,
-        mail_from=mail_from,
-        recipients=",".join(rcpts),
-        subject=subject[:998],
-        raw=raw,
-        state=OutboxState.QUEUED,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(mail)
-    session.flush()  # gives the row its id inside the caller's transaction
-    return mail
+    row = {
+        "ticket_id": ticket_id,
+        "kind": kind,
+        "message_id": message_id,
+        "mail_from": mail_from,
+        "recipients": ",".join(rcpts),
+        "subject": subject[:998],
+        "raw": raw,
+        "state": OutboxState.QUEUED.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    return int(session.execute(_INSERT, row).scalar_one())
+
+
+_INSERT = sa.insert(OutboxMail.__table__).returning(OutboxMail.__table__.c.id)  # type: ignore[attr-defined]
 
 
 def recipients_of(mail: OutboxMail) -> list[str]:

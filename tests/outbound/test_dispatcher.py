@@ -44,13 +44,11 @@ def queue_ack(db: Database, clock: Clock, to: str = "ana@shop.example") -> int:
         mail = composer.render(
             Notification(kind="ack", ticket_id=ticket.id, language="en", to=(to,))
         )
-        row = outbox.enqueue(
+        return outbox.enqueue(
             session, ticket_id=ticket.id, kind="ack", message_id=mail.message_id,
             mail_from=mail.mail_from, recipients=mail.recipients, subject=mail.subject,
             raw=mail.raw, now=clock(),
         )  # fmt: skip
-        assert row.id is not None
-        return row.id
 
 
 def row(db: Database, id: int) -> OutboxMail:
