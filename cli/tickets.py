@@ -232,7 +232,7 @@ def reply(
             reason=reason,
             confirm_identity=confirm_identity,
         )
-    console.print(f"reply #{sent.id} queued for ticket #{ticket_id}")
+    console.print(f"reply #{sent} queued for ticket #{ticket_id}")
 
 
 @app.command()
@@ -249,7 +249,7 @@ def note(
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
         written = gateway.actions.note(session, ticket_id, text, agent=who, now=gateway.clock())
-    console.print(f"note #{written.id} added to ticket #{ticket_id}")
+    console.print(f"note #{written} added to ticket #{ticket_id}")
 
 
 @app.command("set")

@@ -18,7 +18,7 @@ from mailgate.notifications import Notifier
 from store.enums import Direction, ParticipantRole, Priority, Status, TicketType
 from store.errors import InvalidInput, TicketNotFound
 from store.lifecycle import change_status, parse_standby_reason, parse_status
-from store.models import Message, Ticket
+from store.models import Ticket
 from store.sla import SlaPolicy, settle
 from store.tickets import NewMessage, add_message, add_participant, audit, set_field
 
@@ -56,8 +56,9 @@ class AgentActions:
         threaded_by: str = "agent",
         evidence: str = "",
         confirm_identity: bool = False,
-    ) -> Message:
-        """Answer the merchant: an outgoing message and its mail, and an optional status.
+    ) -> int:
+        """Answer the merchant: an outgoing message and its mail, and an optional status;
+        returns the message's id.
 
         Raises ``IdentityNotConfirmed`` for a held ticket (a confidential request from an
         unverified sender) unless ``confirm_identity``, which is audited.
@@ -94,7 +95,7 @@ class AgentActions:
         if ticket.first_response_at is None:
             ticket.first_response_at = now
         settle(session, ticket, now, self.sla)  # first response and status move the clock
-        message = add_message(
+        message_id = add_message(
             session,
             ticket,
             NewMessage(
@@ -114,9 +115,9 @@ class AgentActions:
             now=now,
         )
         audit(
-            session, ticket_id, actor=agent, action="reply", now=now, detail=f"message {message.id}"
+            session, ticket_id, actor=agent, action="reply", now=now, detail=f"message {message_id}"
         )
-        return message
+        return message_id
 
     def note(
         self,
@@ -129,12 +130,13 @@ class AgentActions:
         raw_id: int | None = None,
         threaded_by: str = "agent",
         evidence: str = "",
-    ) -> Message:
-        """An internal note: stored on the ticket, never mailed to the merchant."""
+    ) -> int:
+        """An internal note: stored on the ticket, never mailed to the merchant; returns
+        the message's id."""
         ticket = _ticket(session, ticket_id)
         if not text.strip():
             raise InvalidInput("the note is empty")
-        message = add_message(
+        message_id = add_message(
             session,
             ticket,
             NewMessage(
@@ -152,9 +154,9 @@ class AgentActions:
             now=now,
         )
         audit(
-            session, ticket_id, actor=agent, action="note", now=now, detail=f"message {message.id}"
+            session, ticket_id, actor=agent, action="note", now=now, detail=f"message {message_id}"
         )
-        return message
+        return message_id
 
     def update(
         self,

@@ -201,9 +201,8 @@ class Applier:
         assert ticket.id is not None
         copied = self._add_copied(session, ticket, mail)
         raw_id = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
-        message = add_message(
-            session, ticket, inbound_message(facts, thread), raw_id=raw_id, now=now
-        )
+        inbound = inbound_message(facts, thread)
+        message_id = add_message(session, ticket, inbound, raw_id=raw_id, now=now)
         held = self.trust is not None and self.trust.after_new_ticket(
             session, ticket, facts, raw_id, now
         )
@@ -220,10 +219,10 @@ class Applier:
                 },
                 # What the store would answer for a ticket whose only message is this one.
                 merchants=(ticket.requester, tuple(c for c in copied if c != ticket.requester)),
-                thread=(message.message_id, (message.message_id,) if message.message_id else ()),
+                thread=(inbound.message_id, (inbound.message_id,) if inbound.message_id else ()),
             )
         self.workflow.ticket_opened(session, ticket, mail.reply_text or mail.body_text, now=now)
-        return Outcome("ticket_created", raw_id, ticket.id, message.id)
+        return Outcome("ticket_created", raw_id, ticket.id, message_id)
 
     def _reply(
         self,
@@ -237,7 +236,7 @@ class Applier:
         assert ticket is not None and ticket.id is not None
         sender = facts.sender
         raw_id = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
-        message = add_message(
+        message_id = add_message(
             session, ticket, inbound_message(facts, thread), raw_id=raw_id, now=now
         )
         if sender.kind is not SenderKind.AGENT:
@@ -255,7 +254,7 @@ class Applier:
                 now=now,
                 forged=facts.auth.dmarc == "fail",
             )
-        return Outcome("message_added", raw_id, ticket.id, message.id)
+        return Outcome("message_added", raw_id, ticket.id, message_id)
 
     def _agent_reply(
         self,
@@ -327,9 +326,9 @@ class Applier:
                                 evidence=evidence,
                             )
                             return Outcome(
-                                "message_added", raw_id, ticket_id, message.id, reason="held"
+                                "message_added", raw_id, ticket_id, message, reason="held"
                             )
-                return Outcome("message_added", raw_id, ticket_id, message.id)
+                return Outcome("message_added", raw_id, ticket_id, message)
             except (InvalidInput, IllegalTransition) as exc:
                 errors = (str(exc),)
         # Bad commands are never relayed: keep the mail as a note, and tell the agent why.
@@ -347,7 +346,7 @@ class Applier:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None
         self.workflow.notices.command_error(session, ticket, agent, errors, now=now)
-        return Outcome("message_added", raw_id, ticket_id, message.id, reason="bad_command")
+        return Outcome("message_added", raw_id, ticket_id, message, reason="bad_command")
 
     def _tell_attachments_too_large(
         self, session: Session, ticket: Ticket, facts: MailFacts, now: datetime

@@ -188,55 +188,66 @@ def open_ticket(
 
 def add_message(
     session: Session, ticket: Ticket, new: NewMessage, *, raw_id: int | None, now: datetime
-) -> Message:
+) -> int:
+    """Add a message (and its attachments) to ``ticket``; returns the message's id.
+
+    Plain INSERTs: nothing changes a message in the transaction that adds it, and the
+    search documents are kept by the database's triggers.
+    """
     assert ticket.id is not None
-    message = Message(
-        ticket_id=ticket.id,
-        direction=new.direction.value,
-        raw_id=raw_id,
-        message_id=new.message_id,
-        in_reply_to=" ".join(new.in_reply_to) or None,
-        reference_ids=" ".join(new.references) or None,
-        from_address=new.from_address,
-        from_name=new.from_name[:200],
-        to_addresses=",".join(new.to),
-        cc_addresses=",".join(new.cc),
-        subject=new.subject[:998],
-        date=new.date,
-        body_text=new.body_text,
-        reply_text=new.reply_text,
-        threaded_by=new.threaded_by,
-        thread_evidence=new.thread_evidence[:500],
-        screen_verdict=new.screen_verdict,
-        screen_reason=new.screen_reason[:500],
-        auth=new.auth_json,
-        author=new.author,
-        flags=",".join(new.flags),
-        headers=new.headers_json,
-        created_at=now,
-    )
-    session.add(message)
+    row = {
+        "ticket_id": ticket.id,
+        "direction": new.direction.value,
+        "raw_id": raw_id,
+        "message_id": new.message_id,
+        "in_reply_to": " ".join(new.in_reply_to) or None,
+        "reference_ids": " ".join(new.references) or None,
+        "from_address": new.from_address,
+        "from_name": new.from_name[:200],
+        "to_addresses": ",".join(new.to),
+        "cc_addresses": ",".join(new.cc),
+        "subject": new.subject[:998],
+        "date": new.date,
+        "body_text": new.body_text,
+        "reply_text": new.reply_text,
+        "threaded_by": new.threaded_by,
+        "thread_evidence": new.thread_evidence[:500],
+        "screen_verdict": new.screen_verdict,
+        "screen_reason": new.screen_reason[:500],
+        "auth": new.auth_json,
+        "author": new.author,
+        "flags": ",".join(new.flags),
+        "headers": new.headers_json,
+        "created_at": now,
+    }
+    message_id = int(session.execute(_MESSAGE_INSERT, row).scalar_one())
+    if new.attachments:
+        session.execute(
+            _ATTACHMENT_INSERT,
+            [
+                {
+                    "message_id": message_id,
+                    "filename": att.filename,
+                    "content_type": att.content_type,
+                    "size": att.size,
+                    "sha256": att.sha256,
+                    "content_id": att.content_id,
+                    "inline": att.inline,
+                    "status": att.status.value,
+                    "detected_type": att.detected_type,
+                }
+                for att in new.attachments
+            ],
+        )
     if new.direction is Direction.OUT and new.author and ticket.first_responder is None:
         ticket.first_responder = new.author  # for stats (store/durations.py)
-    session.flush()
-    assert message.id is not None
-    for att in new.attachments:
-        session.add(
-            Attachment(
-                message_id=message.id,
-                filename=att.filename,
-                content_type=att.content_type,
-                size=att.size,
-                sha256=att.sha256,
-                content_id=att.content_id,
-                inline=att.inline,
-                status=att.status.value,
-                detected_type=att.detected_type,
-            )
-        )
     ticket.updated_at = now
     session.add(ticket)
-    return message
+    return message_id
+
+
+_MESSAGE_INSERT = sa.insert(Message.__table__).returning(Message.__table__.c.id)  # type: ignore[attr-defined]
+_ATTACHMENT_INSERT = sa.insert(Attachment.__table__)  # type: ignore[attr-defined]
 
 
 def add_participant(session: Session, ticket_id: int, email: str, role: ParticipantRole) -> bool:
