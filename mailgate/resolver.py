@@ -68,8 +68,6 @@ class DnsResolver:
             resolver.lifetime = self._timeout
             # Keys and DMARC policies change rarely: answers are reused for their TTL.
             resolver.cache = dns.resolver.LRUCache(4096)
-            # Keys and policies change rarely; answers are kept for their TTL.
-            resolver.cache = dns.resolver.LRUCache(4096)
             self._resolver = resolver
         return self._resolver
 
