@@ -144,6 +144,20 @@ class Ticket(SQLModel, table=True):
     resolution_business_seconds: float | None = Field(default=None)
 
 
+class TicketCount(SQLModel, table=True):
+    """Rows of changes to the number of tickets per status, sector and priority: their
+    sums per group equal a COUNT(*) of ``tickets``. Written by triggers of revision 0004
+    in the transaction that changes the ticket, summed and compacted by ``store/counts.py``.
+    """
+
+    __tablename__ = "ticket_counts"
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(max_length=16)
+    sector: str = Field(max_length=40)
+    priority: str = Field(max_length=16)
+    tickets: int
+
+
 class TimeEntry(SQLModel, table=True):
     """Minutes an agent spent on a ticket (``tickets log-time``, ``#time``); calls flagged."""
 

@@ -38,8 +38,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import and_, case, func, literal_column
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
+from store.counts import ticket_counts
 from store.durations import business_backfill_pending
 from store.enums import Direction, Priority, Status
 from store.models import AuditEvent, Message, Ticket, UTCDateTime
@@ -62,31 +63,20 @@ def default_since(now: datetime) -> datetime:
 
 def queue_stats(session: Session) -> dict[str, Any]:
     """Tickets by status (all), and the open backlog (not closed) by sector and priority."""
-    return _queue(session, _backlog_rows(session))
+    return _queue(ticket_counts(session))
 
 
-def _backlog_rows(session: Session) -> list[tuple[str, str, str, int]]:
-    """(sector, priority, status, count) of the backlog, from its partial index."""
-    rows = session.exec(
-        select(Ticket.sector, Ticket.priority, Ticket.status, func.count())
-        .where(in_backlog())
-        .group_by(Ticket.sector, Ticket.priority, Ticket.status)
-    ).all()
-    return [(sector, priority, status, int(count)) for sector, priority, status, count in rows]
-
-
-def _queue(session: Session, backlog: list[tuple[str, str, str, int]]) -> dict[str, Any]:
-    total = session.exec(select(func.count()).select_from(Ticket)).one()
+def _queue(counts: list[tuple[str, str, str, int]]) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     by_sector: dict[str, int] = {}
     by_priority: dict[str, int] = {}
-    for sector, priority, status, count in backlog:
+    for status, sector, priority, count in counts:
         by_status[status] = by_status.get(status, 0) + count
-        by_sector[sector] = by_sector.get(sector, 0) + count
-        by_priority[priority] = by_priority.get(priority, 0) + count
-    by_status[Status.CLOSED.value] = total - sum(by_status.values())
+        if status != Status.CLOSED.value:
+            by_sector[sector] = by_sector.get(sector, 0) + count
+            by_priority[priority] = by_priority.get(priority, 0) + count
     return {
-        "total": total,
+        "total": sum(by_status.values()),
         "by_status": {s.value: by_status.get(s.value, 0) for s in Status},
         "by_sector": by_sector,
         "by_priority": by_priority,
@@ -98,7 +88,7 @@ def workflow_stats(
 ) -> dict[str, Any]:
     """Everything ``mailgate stats`` shows: ``queue_stats`` plus the workflow figures of
     the period from ``since`` (None: all time) to ``now``."""
-    backlog = _backlog_rows(session)
+    counts = ticket_counts(session)
     period = _period(since)
     groups = _period_groups(session, policy, now, period)
     first_wall = _summary(groups, "fw")
@@ -119,7 +109,7 @@ def workflow_stats(
     ):
         summary["median"] = _rounded_minutes(medians.get(key))
     return {
-        **_queue(session, backlog),
+        **_queue(counts),
         "period": {
             "since": since.isoformat() if since else None,
             "until": now.isoformat(),
@@ -129,7 +119,7 @@ def workflow_stats(
         "first_response_minutes": {"wall_clock": first_wall, "business": first_business},
         "resolution_minutes": {"wall_clock": done_wall, "business": done_business},
         "sla": _sla_results(groups),
-        "backlog": _backlog(backlog),
+        "backlog": _backlog(counts),
         "reopen": _reopen_rate(session, since),
         "agents": _agents(session, period, since, now),
         "time_by_shop": {
@@ -331,12 +321,14 @@ def _sla_results(groups: list[dict[str, Any]]) -> dict[str, Any]:
     return {"by_priority": by_priority, "by_sector": dict(sorted(by_sector.items()))}
 
 
-def _backlog(backlog: list[tuple[str, str, str, int]]) -> dict[str, dict[str, int]]:
+def _backlog(counts: list[tuple[str, str, str, int]]) -> dict[str, dict[str, int]]:
     """Unclosed tickets per sector and status (merged tickets are closed)."""
     table: dict[str, dict[str, int]] = {}
-    for sector, _, status, count in backlog:
-        counts = table.setdefault(sector, {})
-        counts[status] = counts.get(status, 0) + count
+    for status, sector, _, count in counts:
+        if status == Status.CLOSED.value:
+            continue
+        by_status = table.setdefault(sector, {})
+        by_status[status] = by_status.get(status, 0) + count
     return dict(sorted(table.items()))
 
 
