@@ -31,7 +31,6 @@ PostgreSQL and an ordered ``LIMIT 1/2 OFFSET (n-1)/2`` (overall) or a window fun
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,12 +42,15 @@ from sqlmodel import Session, col
 from store.counts import ticket_counts
 from store.durations import business_backfill_pending
 from store.enums import Direction, Priority, Status
-from store.models import AuditEvent, Message, Ticket, UTCDateTime
+from store.medians import Middle, period_medians
+from store.medians import middles as sqlite_middles
+from store.models import AuditEvent, Message, Ticket
 from store.sla import Phase, SlaPolicy
 from store.timelog import time_by_agent, time_by_shop
 from store.views import in_backlog
 
 DEFAULT_PERIOD_DAYS = 30
+SORT_MEMORY_MB = 64  # PostgreSQL work_mem of the stats transaction
 
 _fw = col(Ticket.first_response_wall_seconds)
 _fb = col(Ticket.first_response_business_seconds)
@@ -88,6 +90,10 @@ def workflow_stats(
 ) -> dict[str, Any]:
     """Everything ``mailgate stats`` shows: ``queue_stats`` plus the workflow figures of
     the period from ``since`` (None: all time) to ``now``."""
+    if _is_postgresql(session):
+        # The medians sort every duration of the period: in memory, not in temporary files
+        # (the default 4 MB holds about 80,000 of them). For this transaction only.
+        session.execute(sa.text(f"SET LOCAL work_mem = '{SORT_MEMORY_MB}MB'"))
     counts = ticket_counts(session)
     period = _period(since)
     groups = _period_groups(session, policy, now, period)
@@ -252,13 +258,8 @@ def _medians(
             ).where(*period)
         ).one()
         return {key: float(value) for key, value in zip(wanted, row, strict=True)}
-    middles = _sqlite_middles(
-        session,
-        "ix_tickets_stats",
-        since,
-        [_Middle(_NAMES[key], count) for key, count in wanted.items()],
-    )
-    return dict(zip(wanted, middles, strict=True))
+    by_column = period_medians(session, since, {_NAMES[key]: n for key, n in wanted.items()})
+    return {key: by_column[_NAMES[key]] for key in wanted}
 
 
 _NAMES = {
@@ -267,54 +268,6 @@ _NAMES = {
     "rw": "resolution_wall_seconds",
     "rb": "resolution_business_seconds",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Middle:
-    """One median SQLite is asked for: of ``column`` (of one first responder), ``count``
-    values in the period."""
-
-    column: str
-    count: int
-    responder: str | None = None
-
-
-_COMPOUND_LIMIT = 200  # SELECTs per statement (SQLite allows 500 by default)
-
-
-def _sqlite_middles(
-    session: Session, index: str, since: datetime | None, wanted: list[_Middle]
-) -> list[float | None]:
-    """SQLite: the medians asked for, each the middle one or two values in order, in one
-    statement (a UNION ALL of ORDER BY ... LIMIT ... OFFSET subqueries). Written out to
-    name the covering index (``INDEXED BY``): on its own the planner takes created_at's
-    and reads every ticket row of the period."""
-    found: dict[int, list[float]] = {n: [] for n in range(len(wanted))}
-    for start in range(0, len(wanted), _COMPOUND_LIMIT):
-        parts: list[str] = []
-        params: dict[str, Any] = {}
-        binds: list[Any] = []
-        if since is not None:
-            params["since"] = since
-            binds.append(sa.bindparam("since", type_=UTCDateTime()))
-        for n, middle in enumerate(wanted[start : start + _COMPOUND_LIMIT], start):
-            column = middle.column
-            where = ["merged_into IS NULL", f"{column} IS NOT NULL"]
-            if since is not None:
-                where.append("created_at >= :since")
-            if middle.responder is not None:
-                where.append(f"first_responder = :who{n}")
-                params[f"who{n}"] = middle.responder
-            params[f"n{n}"] = 2 - middle.count % 2
-            params[f"skip{n}"] = (middle.count - 1) // 2
-            parts.append(
-                f"SELECT {n} AS k, v FROM (SELECT {column} AS v FROM tickets INDEXED BY {index}"
-                f" WHERE {' AND '.join(where)} ORDER BY {column} LIMIT :n{n} OFFSET :skip{n})"
-            )
-        statement = sa.text(" UNION ALL ".join(parts)).bindparams(*binds)
-        for k, value in session.execute(statement, params).all():
-            found[k].append(float(value))
-    return [sum(v) / len(v) if v else None for v in found.values()]
 
 
 def _is_postgresql(session: Session) -> bool:
@@ -457,11 +410,11 @@ def _first_responses(
         sums = session.execute(
             sa.select(agent, func.count(_fw), func.sum(_fw)).where(*where).group_by(agent)
         ).all()
-        middles = _sqlite_middles(
+        middles = sqlite_middles(
             session,
             "ix_tickets_stats_responder",
             since,
-            [_Middle(_NAMES["fw"], count, name) for name, count, _ in sums],
+            [Middle(_NAMES["fw"], count, name) for name, count, _ in sums],
         )
         rows = [(*row, middle) for row, middle in zip(sums, middles, strict=True)]
     return {
