@@ -8,7 +8,8 @@ large period ``period_medians`` sorts a slice only:
 1. a sample (every ``SAMPLE_EVERY``-th ticket by id) gives a range of values that holds
    the median with near certainty (the sample's middle, plus and minus ``MARGIN`` standard
    errors of its rank);
-2. one pass counts, per duration, the values under the range and inside it;
+2. the pass over the period that sums the durations (``store/stats.py``) also counts,
+   per duration, the values under the range and inside it (``range_counts``);
 3. one more pass reads the values inside the ranges (a few percent of the period); the
    median is the ``(n-1)/2 - under``-th of them in order (and the next, for an even n).
 
@@ -24,13 +25,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import func, literal_column
 from sqlmodel import Session
 
 from store.models import UTCDateTime
 
 STATS_INDEX = "ix_tickets_stats"  # revision 0003: every duration of the period, covered
 SAMPLE_EVERY = 32  # tickets (by id) per sampled ticket
-SAMPLED_FROM = 20_000  # values: a smaller period is sorted whole
+SAMPLED_FROM = 20_000  # values (about): a smaller period is sorted whole
 MARGIN = 4.0  # standard errors of the sample middle's rank on each side
 _COMPOUND_LIMIT = 200  # SELECTs per statement (SQLite allows 500 by default)
 
@@ -45,25 +47,76 @@ class Middle:
     responder: str | None = None
 
 
+def sample_ranges(
+    session: Session, since: datetime | None, columns: list[str]
+) -> dict[str, tuple[float, float]]:
+    """Per column with enough values in the period, a range of values around the middle
+    of a sample of them (a column left out is sorted whole)."""
+    where, params, binds = _period_where(since)
+    rows = session.execute(
+        sa.text(
+            f"SELECT {', '.join(columns)} FROM tickets INDEXED BY {STATS_INDEX}"
+            f" WHERE {' AND '.join(where)} AND id % {SAMPLE_EVERY} = 0"
+        ).bindparams(*binds),
+        params,
+    ).all()
+    ranges = {}
+    for n, column in enumerate(columns):
+        values = sorted(row[n] for row in rows if row[n] is not None)
+        if len(values) < SAMPLED_FROM // SAMPLE_EVERY:
+            continue  # a small period: sorted whole
+        middle = len(values) // 2
+        margin = math.ceil(MARGIN * math.sqrt(len(values)) / 2)  # a rank's error: sqrt(s)/2
+        low = values[max(0, middle - margin)]
+        high = values[min(len(values) - 1, middle + margin)]
+        ranges[column] = (float(low), float(high))
+    return ranges
+
+
+def range_counts(ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """Aggregates for the pass over the period: per column, how many of its values are
+    under its range (``<column>:under``) and inside it (``<column>:inside``)."""
+    figures = {}
+    for column, (low, high) in ranges.items():
+        value: Any = literal_column(column)
+        figures[f"{column}:under"] = func.count().filter(value < low)
+        figures[f"{column}:inside"] = func.count().filter(value.between(low, high))
+    return figures
+
+
 def period_medians(
-    session: Session, since: datetime | None, wanted: dict[str, int]
+    session: Session,
+    since: datetime | None,
+    wanted: dict[str, int],
+    ranges: dict[str, tuple[float, float]],
+    counted: dict[str, int],
 ) -> dict[str, float | None]:
     """The median of each column in ``wanted`` (column -> count of its values) over the
-    tickets created since ``since`` and not merged away."""
-    large = [column for column, count in wanted.items() if count >= SAMPLED_FROM]
-    ranges = _sample_ranges(session, since, large) if large else {}
-    under_inside = _count_in_ranges(session, since, ranges) if ranges else {}
+    tickets created since ``since`` and not merged away; ``ranges`` from ``sample_ranges``
+    and ``counted`` the sums of ``range_counts`` over the period."""
     sliced: dict[str, tuple[float, float, int]] = {}  # column -> low, high, values under
-    for column, (under, inside) in under_inside.items():
-        count, skip = wanted[column], (wanted[column] - 1) // 2 - under
-        if skip >= 0 and skip + 2 - count % 2 <= inside:
-            sliced[column] = (*ranges[column], under)
+    for column, (low, high) in ranges.items():
+        if column not in wanted:
+            continue
+        count, under = wanted[column], counted[f"{column}:under"]
+        skip = (count - 1) // 2 - under
+        if skip >= 0 and skip + 2 - count % 2 <= counted[f"{column}:inside"]:
+            sliced[column] = (low, high, under)
     found = _middles_of_ranges(session, since, wanted, sliced) if sliced else {}
     rest = [Middle(column, count) for column, count in wanted.items() if column not in found]
     found.update(
         zip([m.column for m in rest], middles(session, STATS_INDEX, since, rest), strict=True)
     )
     return {column: found[column] for column in wanted}
+
+
+def _period_where(since: datetime | None) -> tuple[list[str], dict[str, Any], list[Any]]:
+    where, params, binds = ["merged_into IS NULL"], {}, []
+    if since is not None:
+        where.append("created_at >= :since")
+        params["since"] = since
+        binds.append(sa.bindparam("since", type_=UTCDateTime()))
+    return where, params, binds
 
 
 def _middles_of_ranges(
@@ -94,60 +147,6 @@ def _middles_of_ranges(
         pair = values[skip : skip + 2 - count % 2]
         found[column] = float(sum(pair)) / len(pair)
     return found
-
-
-def _period_where(since: datetime | None) -> tuple[list[str], dict[str, Any], list[Any]]:
-    where, params, binds = ["merged_into IS NULL"], {}, []
-    if since is not None:
-        where.append("created_at >= :since")
-        params["since"] = since
-        binds.append(sa.bindparam("since", type_=UTCDateTime()))
-    return where, params, binds
-
-
-def _sample_ranges(
-    session: Session, since: datetime | None, columns: list[str]
-) -> dict[str, tuple[float, float]]:
-    """Per column, a range of values around the middle of a sample of the period."""
-    where, params, binds = _period_where(since)
-    rows = session.execute(
-        sa.text(
-            f"SELECT {', '.join(columns)} FROM tickets INDEXED BY {STATS_INDEX}"
-            f" WHERE {' AND '.join(where)} AND id % {SAMPLE_EVERY} = 0"
-        ).bindparams(*binds),
-        params,
-    ).all()
-    ranges = {}
-    for n, column in enumerate(columns):
-        values = sorted(row[n] for row in rows if row[n] is not None)
-        if len(values) < 100:
-            continue  # too few to go by
-        middle = len(values) // 2
-        margin = math.ceil(MARGIN * math.sqrt(len(values)) / 2)  # a rank's error: sqrt(s)/2
-        low = values[max(0, middle - margin)]
-        high = values[min(len(values) - 1, middle + margin)]
-        ranges[column] = (float(low), float(high))
-    return ranges
-
-
-def _count_in_ranges(
-    session: Session, since: datetime | None, ranges: dict[str, tuple[float, float]]
-) -> dict[str, tuple[int, int]]:
-    """Per column, how many values of the period are under its range, and inside it."""
-    where, params, binds = _period_where(since)
-    counts = []
-    for n, (column, (low, high)) in enumerate(ranges.items()):
-        params[f"low{n}"], params[f"high{n}"] = low, high
-        counts.append(f"count(*) FILTER (WHERE {column} < :low{n})")
-        counts.append(f"count(*) FILTER (WHERE {column} BETWEEN :low{n} AND :high{n})")
-    row = session.execute(
-        sa.text(
-            f"SELECT {', '.join(counts)} FROM tickets INDEXED BY {STATS_INDEX}"
-            f" WHERE {' AND '.join(where)}"
-        ).bindparams(*binds),
-        params,
-    ).one()
-    return {column: (row[2 * n], row[2 * n + 1]) for n, column in enumerate(ranges)}
 
 
 def middles(

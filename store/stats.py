@@ -42,7 +42,7 @@ from sqlmodel import Session, col
 from store.counts import ticket_counts
 from store.durations import business_backfill_pending
 from store.enums import Direction, Priority, Status
-from store.medians import Middle, period_medians
+from store.medians import Middle, period_medians, range_counts, sample_ranges
 from store.medians import middles as sqlite_middles
 from store.models import AuditEvent, Message, Ticket
 from store.sla import Phase, SlaPolicy
@@ -96,7 +96,9 @@ def workflow_stats(
         session.execute(sa.text(f"SET LOCAL work_mem = '{SORT_MEMORY_MB}MB'"))
     counts = ticket_counts(session)
     period = _period(since)
-    groups = _period_groups(session, policy, now, period)
+    # SQLite: a range around each median, counted in the pass over the period (medians.py)
+    ranges = {} if _is_postgresql(session) else sample_ranges(session, since, list(_NAMES.values()))
+    groups = _period_groups(session, policy, now, period, range_counts(ranges))
     first_wall = _summary(groups, "fw")
     first_business = _summary(groups, "fb")
     done_wall = _summary(groups, "rw")
@@ -106,6 +108,7 @@ def workflow_stats(
         period,
         since,
         {"fw": first_wall, "fb": first_business, "rw": done_wall, "rb": done_business},
+        (ranges, {key: sum(g[key] for g in groups) for key in range_counts(ranges)}),
     )
     for key, summary in (
         ("fw", first_wall),
@@ -161,7 +164,11 @@ def _limit(policy: SlaPolicy, phase: Phase) -> Any:
 
 
 def _period_groups(
-    session: Session, policy: SlaPolicy, now: datetime, period: list[ColumnElement[bool]]
+    session: Session,
+    policy: SlaPolicy,
+    now: datetime,
+    period: list[ColumnElement[bool]],
+    extra: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """One pass over the period: sums and counts of the durations and the SLA verdicts,
     per priority, type and sector (a few dozen groups).
@@ -195,6 +202,7 @@ def _period_groups(
         "done_measured": func.count(sla_done),
         "done_met": tally(sla_done < done_limit),
         "done_late": tally(sla_done.is_(None) & _fw.is_not(None) & past_due),
+        **extra,
     }
     rows = session.execute(
         sa.select(col(Ticket.priority), col(Ticket.type), col(Ticket.sector), *figures.values())
@@ -246,8 +254,10 @@ def _medians(
     period: list[ColumnElement[bool]],
     since: datetime | None,
     summaries: dict[str, dict[str, Any]],
+    sliced: tuple[dict[str, tuple[float, float]], dict[str, int]],
 ) -> dict[str, float | None]:
-    """The median (seconds) of each duration over the period."""
+    """The median (seconds) of each duration over the period; on SQLite ``sliced`` are
+    the sampled ranges and their counts (``store/medians.py``)."""
     wanted = {key: s["count"] for key, s in summaries.items() if s["count"]}
     if not wanted:
         return {}
@@ -258,7 +268,9 @@ def _medians(
             ).where(*period)
         ).one()
         return {key: float(value) for key, value in zip(wanted, row, strict=True)}
-    by_column = period_medians(session, since, {_NAMES[key]: n for key, n in wanted.items()})
+    by_column = period_medians(
+        session, since, {_NAMES[key]: n for key, n in wanted.items()}, *sliced
+    )
     return {key: by_column[_NAMES[key]] for key in wanted}
 
 

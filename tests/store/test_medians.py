@@ -67,16 +67,25 @@ def _expected(db: Database, since: datetime | None) -> dict[str, float]:
 
 
 def _medians(db: Database, since: datetime | None) -> dict[str, float | None]:
+    """What ``workflow_stats`` does: sample, count in one pass, then the medians."""
+    where = ["merged_into IS NULL"]
+    params = {}
+    if since is not None:
+        where.append("created_at >= :since")
+        params["since"] = since.replace(tzinfo=None)
     with db.read() as s:
-        counts = {}
-        for column in COLUMNS:
-            query = f"SELECT count({column}) FROM tickets WHERE merged_into IS NULL"
-            params = {}
-            if since is not None:
-                query += " AND created_at >= :since"
-                params["since"] = since.replace(tzinfo=None)
-            counts[column] = s.execute(sa.text(query), params).scalar_one()
-        return medians.period_medians(s, since, counts)
+        ranges = medians.sample_ranges(s, since, list(COLUMNS))
+        figures = {f"{c}:count": sa.func.count(sa.literal_column(c)) for c in COLUMNS}
+        figures.update(medians.range_counts(ranges))
+        row = s.execute(
+            sa.select(*figures.values())
+            .select_from(sa.table("tickets"))
+            .where(*(sa.text(w) for w in where))
+            .params(params)
+        ).one()
+        counted = dict(zip(figures, row, strict=True))
+        counts = {c: counted[f"{c}:count"] for c in COLUMNS}
+        return medians.period_medians(s, since, counts, ranges, counted)
 
 
 @pytest.mark.parametrize("days", [None, 30, 7])
@@ -97,8 +106,7 @@ def test_sampled_medians_are_the_exact_medians(
 
     monkeypatch.setattr(medians, "_middles_of_ranges", spy)
     assert _medians(store, since) == _expected(store, since) == whole
-    # from their ranges (a week has too few resolutions for a sample of 1 in 4)
-    assert sorted(sliced) == sorted(COLUMNS if days != 7 else COLUMNS[:1])
+    assert sorted(sliced) == sorted(COLUMNS)  # both from their ranges
 
 
 def test_a_range_without_the_middle_falls_back_to_the_full_sort(
@@ -106,6 +114,6 @@ def test_a_range_without_the_middle_falls_back_to_the_full_sort(
 ) -> None:
     monkeypatch.setattr(medians, "SAMPLED_FROM", 100)
     monkeypatch.setattr(  # ranges far below every middle
-        medians, "_sample_ranges", lambda s, since, columns: dict.fromkeys(columns, (0.0, 1.0))
+        medians, "sample_ranges", lambda s, since, columns: dict.fromkeys(columns, (0.0, 1.0))
     )
     assert _medians(store, None) == _expected(store, None)
