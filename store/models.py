@@ -158,6 +158,18 @@ class TicketCount(SQLModel, table=True):
     tickets: int
 
 
+class ReplyCount(SQLModel, table=True):
+    """Rows of changes to the number of replies (outbound messages with an author) per
+    agent and UTC day of sending: their sums equal a COUNT(*) of ``messages``. Written by
+    triggers of revision 0004, summed and compacted by ``store/counts.py``."""
+
+    __tablename__ = "reply_counts"
+    id: int | None = Field(default=None, primary_key=True)
+    day: date = Field(sa_type=sa.Date)
+    author: str = Field(max_length=320)
+    replies: int
+
+
 class TimeEntry(SQLModel, table=True):
     """Minutes an agent spent on a ticket (``tickets log-time``, ``#time``); calls flagged."""
 

@@ -39,12 +39,12 @@ from sqlalchemy import and_, case, func, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from store.counts import ticket_counts
+from store.counts import replies_by_author, ticket_counts
 from store.durations import business_backfill_pending
-from store.enums import Direction, Priority, Status
+from store.enums import Priority, Status
 from store.medians import Middle, period_medians, range_counts, sample_ranges
 from store.medians import middles as sqlite_middles
-from store.models import AuditEvent, Message, Ticket
+from store.models import AuditEvent, Ticket
 from store.sla import Phase, SlaPolicy
 from store.timelog import time_by_agent, time_by_shop
 from store.views import in_backlog
@@ -355,19 +355,7 @@ def _agents(
     session: Session, period: list[ColumnElement[bool]], since: datetime | None, now: datetime
 ) -> dict[str, Any]:
     """Per agent: replies sent, first responses given (and how fast), open work, time."""
-    author = col(Message.author)
-    replies_query = (
-        sa.select(author, func.count())
-        .where(
-            col(Message.direction) == Direction.OUT.value,
-            author.is_not(None),
-            author != "",
-        )
-        .group_by(author)
-    )
-    if since is not None:
-        replies_query = replies_query.where(col(Message.created_at) >= since)
-    replies = {name: int(n) for name, n in session.execute(replies_query).all()}
+    replies = replies_by_author(session, since)
     answered = _first_responses(session, period, since)
     open_work: dict[str, tuple[int, int]] = {}
     assignee = col(Ticket.assignee)

@@ -13,13 +13,13 @@ from mailgate.config import SlaSettings, WorkflowSettings
 from mailgate.policy import sla_policy
 from store import counts
 from store.db import Database
-from store.enums import Priority, StandbyReason, Status
+from store.enums import Direction, Priority, StandbyReason, Status
 from store.lifecycle import ALLOWED, change_status
 from store.merge import merge_tickets
 from store.migrate import upgrade
 from store.models import Ticket, TicketCount
 from store.stats import queue_stats
-from store.tickets import NewTicket, open_ticket, set_field
+from store.tickets import NewMessage, NewTicket, add_message, open_ticket, set_field
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SLA = sla_policy(WorkflowSettings(), SlaSettings())
@@ -186,3 +186,54 @@ def test_revision_0004_counts_the_tickets_already_in_the_store(sqlite_url: str) 
             ("open", "support", "high", 2),
         ]
     db.dispose()
+
+
+def _replies_counted(s: Session, since: datetime) -> dict[str, int]:
+    rows = s.execute(
+        sa.text(
+            "SELECT author, COUNT(*) FROM messages WHERE direction = 'out' AND author IS NOT NULL"
+            " AND author <> '' AND created_at >= :since GROUP BY author"
+        ),
+        {"since": since.replace(tzinfo=None)},
+    ).all()
+    return dict(rows)
+
+
+def test_replies_per_author_equal_a_count_of_the_messages(db: Database) -> None:
+    """Replies over whole days from reply_counts plus the partial first day from the
+    messages, through inserts, merges, edits, deletes and compaction."""
+    rng = random.Random(5)
+    agents = ["maria@support.example", "ioan@support.example", ""]
+    with db.write() as s:
+        tickets = [
+            open_ticket(s, NewTicket(subject="s", requester="ana@magazin.ro"), actor="a", now=NOW)
+            for _ in range(6)
+        ]
+        for n in range(120):
+            at = NOW - timedelta(hours=rng.uniform(0, 24 * 9))
+            direction = rng.choice([Direction.OUT, Direction.OUT, Direction.IN, Direction.NOTE])
+            author = rng.choice(agents) if direction is not Direction.IN else None
+            message = NewMessage(direction=direction, body_text=f"{n}", author=author)
+            add_message(s, rng.choice(tickets), message, raw_id=None, now=at)
+        source, target = tickets[0], tickets[1]
+        assert source.id is not None and target.id is not None
+        merge_tickets(s, source.id, target.id, actor="x", now=NOW, sla=SLA)
+        s.execute(sa.text("UPDATE messages SET author = 'dan@support.example' WHERE id % 7 = 0"))
+        s.execute(sa.text("UPDATE messages SET direction = 'note' WHERE id % 11 = 0"))
+        s.execute(sa.text("DELETE FROM attachments WHERE message_id % 13 = 0"))
+        s.execute(sa.text("DELETE FROM messages WHERE id % 13 = 0"))
+    for compact_first in (False, True):
+        if compact_first:
+            with db.write() as s:
+                assert counts.compact(s) > 0
+        with db.read() as s:
+            for hours in (0.5, 13.25, 24 * 3 + 5, 24 * 8 + 23.9, 24 * 20):
+                since = NOW - timedelta(hours=hours)
+                assert counts.replies_by_author(s, since) == _replies_counted(s, since), hours
+            everything = counts.replies_by_author(s, None)
+            assert everything == _replies_counted(s, NOW - timedelta(days=100))
+            assert set(everything) == {
+                "maria@support.example",
+                "ioan@support.example",
+                "dan@support.example",
+            }
