@@ -1,6 +1,6 @@
 """Counts kept as the store changes, so ``stats`` reads them without counting a million rows.
 
-- ``ticket_counts``: tickets per status, sector and priority (the whole store);
+- ``ticket_counts``: tickets per status, sector, priority and assignee (the whole store);
 - ``reply_counts``: replies (outbound messages with an author) per UTC day and author.
 
 Both hold rows of changes: triggers (revision 0004) add +1 for a new row of the counted
@@ -28,15 +28,17 @@ from store.models import Message, ReplyCount, TicketCount
 _COMPACT_LOCK_ID = 0x636F756E  # "coun": one compaction at a time (PostgreSQL)
 
 
-def ticket_counts(session: Session) -> list[tuple[str, str, str, int]]:
-    """(status, sector, priority, tickets) of every group that has tickets."""
+def ticket_counts(session: Session) -> list[tuple[str, str, str, str, int]]:
+    """(status, sector, priority, assignee or "", tickets) of every group with tickets."""
     total = func.sum(col(TicketCount.tickets))
-    rows = session.exec(
-        select(TicketCount.status, TicketCount.sector, TicketCount.priority, total)
-        .group_by(col(TicketCount.status), col(TicketCount.sector), col(TicketCount.priority))
-        .having(total != 0)
-    ).all()
-    return [(status, sector, priority, int(n)) for status, sector, priority, n in rows]
+    keys = [
+        col(TicketCount.status),
+        col(TicketCount.sector),
+        col(TicketCount.priority),
+        col(TicketCount.assignee),
+    ]
+    rows = session.execute(sa.select(*keys, total).group_by(*keys).having(total != 0)).all()
+    return [(status, sector, prio, who, int(n)) for status, sector, prio, who, n in rows]
 
 
 def replies_by_author(session: Session, since: datetime | None) -> dict[str, int]:
@@ -82,7 +84,7 @@ def compact(session: Session) -> int:
         return 0
     tickets = TicketCount.__table__  # type: ignore[attr-defined]
     replies = ReplyCount.__table__  # type: ignore[attr-defined]
-    return _fold(session, tickets, ["status", "sector", "priority"], "tickets") + _fold(
+    return _fold(session, tickets, ["status", "sector", "priority", "assignee"], "tickets") + _fold(
         session, replies, ["day", "author"], "replies"
     )
 

@@ -77,6 +77,9 @@ class Agent(SQLModel, table=True):
 _BACKLOG = sa.text("status <> 'closed'")
 
 
+_OPEN = sa.text("status NOT IN ('closed', 'solved')")  # open work: neither closed nor solved
+
+
 def _backlog_index(name: str, *columns: Any) -> sa.Index:
     return sa.Index(name, *columns, postgresql_where=_BACKLOG, sqlite_where=_BACKLOG)
 
@@ -91,7 +94,10 @@ class Ticket(SQLModel, table=True):
         _backlog_index("ix_tickets_backlog_queue", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_sector", "sector", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_counts", "sector", "priority", "status"),
-        _backlog_index("ix_tickets_backlog_assignee", "assignee", "status", "due_at"),  # stats
+        # stats: each agent's open tickets not past their deadline (store/stats.py)
+        sa.Index(
+            "ix_tickets_open_due", "due_at", "assignee", postgresql_where=_OPEN, sqlite_where=_OPEN
+        ),
         # stats over a reporting period (store/stats.py) also reads ix_tickets_stats (and
         # on SQLite ix_tickets_stats_responder): covering indexes whose column order differs
         # between the databases, made by migration 0003 (store/migrate.py HAND_MADE_INDEXES).
@@ -145,16 +151,17 @@ class Ticket(SQLModel, table=True):
 
 
 class TicketCount(SQLModel, table=True):
-    """Rows of changes to the number of tickets per status, sector and priority: their
-    sums per group equal a COUNT(*) of ``tickets``. Written by triggers of revision 0004
-    in the transaction that changes the ticket, summed and compacted by ``store/counts.py``.
-    """
+    """Rows of changes to the number of tickets per status, sector, priority and assignee
+    ("" for none): their sums per group equal a COUNT(*) of ``tickets``. Written by
+    triggers of revision 0004 in the transaction that changes the ticket, summed and
+    compacted by ``store/counts.py``."""
 
     __tablename__ = "ticket_counts"
     id: int | None = Field(default=None, primary_key=True)
     status: str = Field(max_length=16)
     sector: str = Field(max_length=40)
     priority: str = Field(max_length=16)
+    assignee: str = Field(max_length=320)
     tickets: int
 
 

@@ -47,7 +47,6 @@ from store.medians import middles as sqlite_middles
 from store.models import AuditEvent, Ticket
 from store.sla import Phase, SlaPolicy
 from store.timelog import time_by_agent, time_by_shop
-from store.views import in_backlog
 
 DEFAULT_PERIOD_DAYS = 30
 SORT_MEMORY_MB = 64  # PostgreSQL work_mem of the stats transaction
@@ -68,11 +67,14 @@ def queue_stats(session: Session) -> dict[str, Any]:
     return _queue(ticket_counts(session))
 
 
-def _queue(counts: list[tuple[str, str, str, int]]) -> dict[str, Any]:
+Counts = list[tuple[str, str, str, str, int]]  # status, sector, priority, assignee, tickets
+
+
+def _queue(counts: Counts) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     by_sector: dict[str, int] = {}
     by_priority: dict[str, int] = {}
-    for status, sector, priority, count in counts:
+    for status, sector, priority, _, count in counts:
         by_status[status] = by_status.get(status, 0) + count
         if status != Status.CLOSED.value:
             by_sector[sector] = by_sector.get(sector, 0) + count
@@ -130,7 +132,7 @@ def workflow_stats(
         "sla": _sla_results(groups),
         "backlog": _backlog(counts),
         "reopen": _reopen_rate(session, since),
-        "agents": _agents(session, period, since, now),
+        "agents": _agents(session, counts, period, since, now),
         "time_by_shop": {
             name: {"minutes": spent.minutes, "calls": spent.calls}
             for name, spent in sorted(time_by_shop(session, since=since).items())
@@ -307,10 +309,10 @@ def _sla_results(groups: list[dict[str, Any]]) -> dict[str, Any]:
     return {"by_priority": by_priority, "by_sector": dict(sorted(by_sector.items()))}
 
 
-def _backlog(counts: list[tuple[str, str, str, int]]) -> dict[str, dict[str, int]]:
+def _backlog(counts: Counts) -> dict[str, dict[str, int]]:
     """Unclosed tickets per sector and status (merged tickets are closed)."""
     table: dict[str, dict[str, int]] = {}
-    for status, sector, _, count in counts:
+    for status, sector, _, _, count in counts:
         if status == Status.CLOSED.value:
             continue
         by_status = table.setdefault(sector, {})
@@ -352,28 +354,16 @@ def _reopen_rate(session: Session, since: datetime | None) -> dict[str, Any]:
 
 
 def _agents(
-    session: Session, period: list[ColumnElement[bool]], since: datetime | None, now: datetime
+    session: Session,
+    counts: Counts,
+    period: list[ColumnElement[bool]],
+    since: datetime | None,
+    now: datetime,
 ) -> dict[str, Any]:
     """Per agent: replies sent, first responses given (and how fast), open work, time."""
     replies = replies_by_author(session, since)
     answered = _first_responses(session, period, since)
-    open_work: dict[str, tuple[int, int]] = {}
-    assignee = col(Ticket.assignee)
-    for name, count, breached in session.execute(
-        sa.select(
-            assignee,
-            func.count(),
-            func.coalesce(func.sum(case((col(Ticket.due_at) <= now, 1), else_=0)), 0),
-        )
-        .where(
-            in_backlog(),  # not closed (merged tickets are closed) ...
-            col(Ticket.status) != literal_column(f"'{Status.SOLVED.value}'"),  # ... nor solved
-            assignee.is_not(None),
-            assignee != "",
-        )
-        .group_by(assignee)
-    ).all():
-        open_work[name] = (int(count), int(breached))
+    open_work = _open_work(session, counts, now)
     logged = time_by_agent(session, since=since)
     names = sorted(set(replies) | set(answered) | set(open_work) | set(logged))
     empty = {"count": 0, "mean": None, "median": None}
@@ -387,6 +377,31 @@ def _agents(
         }
         for name in names
     }
+
+
+def _open_work(session: Session, counts: Counts, now: datetime) -> dict[str, tuple[int, int]]:
+    """Per assignee: tickets neither closed (merged ones are) nor solved, and how many of
+    them are past their deadline. The first from the counts; the second as all of them
+    but those still in time, read from ``ix_tickets_open_due`` (due later, or never)."""
+    open_statuses = {s.value for s in Status} - {Status.CLOSED.value, Status.SOLVED.value}
+    assigned: dict[str, int] = {}
+    for status, _, _, who, count in counts:
+        if who and status in open_statuses:
+            assigned[who] = assigned.get(who, 0) + count
+    due, assignee = col(Ticket.due_at), col(Ticket.assignee)
+    in_time = dict(
+        session.execute(
+            sa.select(assignee, func.count())
+            .where(
+                literal_column("tickets.status NOT IN ('closed', 'solved')"),  # the index's
+                (due > now) | due.is_(None),
+                assignee.is_not(None),
+                assignee != "",
+            )
+            .group_by(assignee)
+        ).all()
+    )
+    return {name: (n, n - in_time.get(name, 0)) for name, n in assigned.items() if n}
 
 
 def _first_responses(

@@ -24,20 +24,21 @@ from store.tickets import NewMessage, NewTicket, add_message, open_ticket, set_f
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SLA = sla_policy(WorkflowSettings(), SlaSettings())
 SECTORS = ["support", "payments", "shipping", "finance"]
+AGENTS = ["maria@support.example", "ioan@support.example", None]
 
 
-def _counted(session: Session) -> dict[tuple[str, str, str], int]:
+def _counted(session: Session) -> dict[tuple[str, str, str, str], int]:
     rows = session.execute(
         sa.text(
-            "SELECT status, sector, priority, COUNT(*) FROM tickets"
-            " GROUP BY status, sector, priority"
+            "SELECT status, sector, priority, COALESCE(assignee, ''), COUNT(*) FROM tickets"
+            " GROUP BY status, sector, priority, COALESCE(assignee, '')"
         )
     ).all()
-    return {(status, sector, priority): n for status, sector, priority, n in rows}
+    return {(status, sector, prio, who): n for status, sector, prio, who, n in rows}
 
 
-def _kept(session: Session) -> dict[tuple[str, str, str], int]:
-    return {(st, se, pr): n for st, se, pr, n in counts.ticket_counts(session)}
+def _kept(session: Session) -> dict[tuple[str, str, str, str], int]:
+    return {(st, se, pr, who): n for st, se, pr, who, n in counts.ticket_counts(session)}
 
 
 def _random_change(s: Session, rng: random.Random, at: datetime) -> None:
@@ -67,8 +68,10 @@ def _random_change(s: Session, rng: random.Random, at: datetime) -> None:
             change_status(s, t, target, actor="x", now=at, reason=reason)
     elif step < 0.6:
         set_field(s, t, "sector", rng.choice(SECTORS), actor="x", now=at)
-    elif step < 0.7:
+    elif step < 0.65:
         set_field(s, t, "priority", rng.choice([p.value for p in Priority]), actor="x", now=at)
+    elif step < 0.7:
+        set_field(s, t, "assignee", rng.choice(AGENTS), actor="x", now=at)
     elif step < 0.75:
         t.priority, t.sector = rng.choice([p.value for p in Priority]), rng.choice(SECTORS)
         s.add(t)  # a plain attribute change, flushed by the ORM
@@ -132,7 +135,7 @@ def test_a_rolled_back_change_leaves_the_counts_alone(db: Database) -> None:
     except RuntimeError:
         pass
     with db.read() as s:
-        assert counts.ticket_counts(s) == [("new", "support", "normal", 1)]
+        assert counts.ticket_counts(s) == [("new", "support", "normal", "", 1)]
 
 
 def test_compaction_folds_the_rows_into_one_per_group(db: Database) -> None:
@@ -182,8 +185,8 @@ def test_revision_0004_counts_the_tickets_already_in_the_store(sqlite_url: str) 
     db = Database(sqlite_url)
     with db.read() as s:
         assert sorted(counts.ticket_counts(s)) == [
-            ("closed", "payments", "high", 1),
-            ("open", "support", "high", 2),
+            ("closed", "payments", "high", "", 1),
+            ("open", "support", "high", "", 2),
         ]
     db.dispose()
 

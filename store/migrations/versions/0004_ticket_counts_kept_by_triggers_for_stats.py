@@ -37,40 +37,41 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-COLUMNS = "status, sector, priority, tickets"
+COLUMNS = "status, sector, priority, assignee, tickets"
 CHANGED = (
     "OLD.status IS DISTINCT FROM NEW.status OR OLD.sector IS DISTINCT FROM NEW.sector"
-    " OR OLD.priority IS DISTINCT FROM NEW.priority"
+    " OR OLD.priority IS DISTINCT FROM NEW.priority OR OLD.assignee IS DISTINCT FROM NEW.assignee"
 )
+OPEN = "status NOT IN ('closed', 'solved')"
 POSTGRESQL = [
     f"""CREATE FUNCTION ticket_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP <> 'INSERT' THEN
             INSERT INTO ticket_counts ({COLUMNS})
-            VALUES (OLD.status, OLD.sector, OLD.priority, -1);
+            VALUES (OLD.status, OLD.sector, OLD.priority, COALESCE(OLD.assignee, ''), -1);
         END IF;
         IF TG_OP <> 'DELETE' THEN
             INSERT INTO ticket_counts ({COLUMNS})
-            VALUES (NEW.status, NEW.sector, NEW.priority, 1);
+            VALUES (NEW.status, NEW.sector, NEW.priority, COALESCE(NEW.assignee, ''), 1);
         END IF;
         RETURN NULL;
     END $$""",
     "CREATE TRIGGER ticket_counts_insert_delete AFTER INSERT OR DELETE ON tickets"
     " FOR EACH ROW EXECUTE FUNCTION ticket_counts_track()",
-    "CREATE TRIGGER ticket_counts_update AFTER UPDATE OF status, sector, priority ON tickets"
+    "CREATE TRIGGER ticket_counts_update AFTER UPDATE OF status, sector, priority, assignee ON tickets"
     f" FOR EACH ROW WHEN ({CHANGED}) EXECUTE FUNCTION ticket_counts_track()",
 ]
 SQLITE = [
     "CREATE TRIGGER ticket_counts_insert AFTER INSERT ON tickets BEGIN"
-    f" INSERT INTO ticket_counts ({COLUMNS}) VALUES (NEW.status, NEW.sector, NEW.priority, 1);"
+    f" INSERT INTO ticket_counts ({COLUMNS}) VALUES (NEW.status, NEW.sector, NEW.priority, COALESCE(NEW.assignee, ''), 1);"
     " END",
     "CREATE TRIGGER ticket_counts_delete AFTER DELETE ON tickets BEGIN"
-    f" INSERT INTO ticket_counts ({COLUMNS}) VALUES (OLD.status, OLD.sector, OLD.priority, -1);"
+    f" INSERT INTO ticket_counts ({COLUMNS}) VALUES (OLD.status, OLD.sector, OLD.priority, COALESCE(OLD.assignee, ''), -1);"
     " END",
-    "CREATE TRIGGER ticket_counts_update AFTER UPDATE OF status, sector, priority ON tickets"
+    "CREATE TRIGGER ticket_counts_update AFTER UPDATE OF status, sector, priority, assignee ON tickets"
     f" WHEN {CHANGED.replace('IS DISTINCT FROM', 'IS NOT')} BEGIN"
-    f" INSERT INTO ticket_counts ({COLUMNS}) VALUES (OLD.status, OLD.sector, OLD.priority, -1),"
-    " (NEW.status, NEW.sector, NEW.priority, 1);"
+    f" INSERT INTO ticket_counts ({COLUMNS}) VALUES (OLD.status, OLD.sector, OLD.priority, COALESCE(OLD.assignee, ''), -1),"
+    " (NEW.status, NEW.sector, NEW.priority, COALESCE(NEW.assignee, ''), 1);"
     " END",
 ]
 REPLY = "{row}.direction = 'out' AND {row}.author IS NOT NULL AND {row}.author <> ''"
@@ -138,6 +139,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("sector", sa.String(length=40), nullable=False),
         sa.Column("priority", sa.String(length=16), nullable=False),
+        sa.Column("assignee", sa.String(length=320), nullable=False),
         sa.Column("tickets", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -159,8 +161,18 @@ def upgrade() -> None:
     for statement in statements:
         op.execute(statement)
     op.execute(
-        f"INSERT INTO ticket_counts ({COLUMNS})"
-        " SELECT status, sector, priority, COUNT(*) FROM tickets GROUP BY status, sector, priority"
+        f"INSERT INTO ticket_counts ({COLUMNS}) SELECT status, sector, priority,"
+        " COALESCE(assignee, ''), COUNT(*) FROM tickets"
+        " GROUP BY status, sector, priority, COALESCE(assignee, '')"
+    )
+    # Each agent's open tickets are counted; those not past their deadline are read here.
+    op.drop_index("ix_tickets_backlog_assignee", table_name="tickets")
+    op.create_index(
+        "ix_tickets_open_due",
+        "tickets",
+        ["due_at", "assignee"],
+        postgresql_where=sa.text(OPEN),
+        sqlite_where=sa.text(OPEN),
     )
     op.execute(
         f"INSERT INTO reply_counts (day, author, replies) SELECT {DAY[dialect]}, author, COUNT(*)"
@@ -177,3 +189,12 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION ticket_counts_track()")
     op.drop_table("reply_counts")
     op.drop_table("ticket_counts")
+    op.drop_index("ix_tickets_open_due", table_name="tickets")
+    backlog = sa.text("status <> 'closed'")
+    op.create_index(
+        "ix_tickets_backlog_assignee",
+        "tickets",
+        ["assignee", "status", "due_at"],
+        postgresql_where=backlog,
+        sqlite_where=backlog,
+    )
