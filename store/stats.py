@@ -389,19 +389,19 @@ def _open_work(session: Session, counts: Counts, now: datetime) -> dict[str, tup
         if who and status in open_statuses:
             assigned[who] = assigned.get(who, 0) + count
     due, assignee = col(Ticket.due_at), col(Ticket.assignee)
-    in_time = dict(
+    still_open: Any = literal_column("tickets.status NOT IN ('closed', 'solved')")  # the index's
+    in_time = sa.union_all(
+        *(
+            sa.select(assignee).where(still_open, when, assignee.is_not(None), assignee != "")
+            for when in (due > now, due.is_(None))  # two ranges of ix_tickets_open_due
+        )
+    ).subquery()
+    in_time_by = dict(
         session.execute(
-            sa.select(assignee, func.count())
-            .where(
-                literal_column("tickets.status NOT IN ('closed', 'solved')"),  # the index's
-                (due > now) | due.is_(None),
-                assignee.is_not(None),
-                assignee != "",
-            )
-            .group_by(assignee)
+            sa.select(in_time.c.assignee, func.count()).group_by(in_time.c.assignee)
         ).all()
     )
-    return {name: (n, n - in_time.get(name, 0)) for name, n in assigned.items() if n}
+    return {name: (n, n - in_time_by.get(name, 0)) for name, n in assigned.items() if n}
 
 
 def _first_responses(
