@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,17 +52,18 @@ def sample_ranges(
 ) -> dict[str, tuple[float, float]]:
     """Per column with enough values in the period, a range of values around the middle
     of a sample of them (a column left out is sorted whole)."""
-    where, params, binds = _period_where(since)
-    rows = session.execute(
-        sa.text(
-            f"SELECT {', '.join(columns)} FROM tickets INDEXED BY {STATS_INDEX}"
-            f" WHERE {' AND '.join(where)} AND id % {SAMPLE_EVERY} = 0"
-        ).bindparams(*binds),
+    where, params = _driver_period_where(since)
+    rows = _driver_rows(
+        session,
+        f"SELECT {', '.join(columns)} FROM tickets INDEXED BY {STATS_INDEX}"
+        f" WHERE {' AND '.join(where)} AND id % {SAMPLE_EVERY} = 0",
         params,
-    ).all()
+    )
     ranges = {}
-    for n, column in enumerate(columns):
-        values = sorted(row[n] for row in rows if row[n] is not None)
+    for column, sampled in zip(
+        columns, zip(*rows, strict=True) if rows else [()] * len(columns), strict=True
+    ):
+        values = sorted(v for v in sampled if v is not None)
         if len(values) < SAMPLED_FROM // SAMPLE_EVERY:
             continue  # a small period: sorted whole
         middle = len(values) // 2
@@ -119,6 +120,27 @@ def _period_where(since: datetime | None) -> tuple[list[str], dict[str, Any], li
     return where, params, binds
 
 
+def _driver_period_where(since: datetime | None) -> tuple[list[str], dict[str, Any]]:
+    """``_period_where`` for the driver: times as ``UTCDateTime`` stores them on SQLite."""
+    where, params = ["merged_into IS NULL"], {}
+    if since is not None:
+        where.append("created_at >= :since")
+        stored = since.astimezone(UTC).replace(tzinfo=None)
+        params["since"] = stored.isoformat(sep=" ", timespec="microseconds")
+    return where, params
+
+
+def _driver_rows(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Plain tuples from the driver, in the session's transaction: these reads return
+    thousands of rows, whose result rows SQLAlchemy would take longer to build than
+    SQLite to find."""
+    cursor = session.connection().connection.cursor()
+    try:
+        return list(cursor.execute(sql, params).fetchall())
+    finally:
+        cursor.close()
+
+
 def _middles_of_ranges(
     session: Session,
     since: datetime | None,
@@ -127,21 +149,22 @@ def _middles_of_ranges(
 ) -> dict[str, float | None]:
     """The middle values of the columns in ``sliced``, from one read of the period's
     values inside their ranges (a few percent of the period), sorted here."""
-    where, params, binds = _period_where(since)
-    inside = []
+    where, params = _driver_period_where(since)
+    inside, picked = [], []
     for n, (column, (low, high, _)) in enumerate(sliced.items()):
         params[f"low{n}"], params[f"high{n}"] = low, high
         inside.append(f"{column} BETWEEN :low{n} AND :high{n}")
-    rows = session.execute(
-        sa.text(
-            f"SELECT {', '.join(sliced)} FROM tickets INDEXED BY {STATS_INDEX}"
-            f" WHERE {' AND '.join(where)} AND ({' OR '.join(inside)})"
-        ).bindparams(*binds),
+        picked.append(f"CASE WHEN {inside[-1]} THEN {column} END")
+    rows = _driver_rows(
+        session,
+        f"SELECT {', '.join(picked)} FROM tickets INDEXED BY {STATS_INDEX}"
+        f" WHERE {' AND '.join(where)} AND ({' OR '.join(inside)})",
         params,
-    ).all()
+    )
     found: dict[str, float | None] = {}
-    for n, (column, (low, high, under)) in enumerate(sliced.items()):
-        values = sorted(row[n] for row in rows if row[n] is not None and low <= row[n] <= high)
+    columns = zip(*rows, strict=True) if rows else [()] * len(sliced)
+    for (column, (_, _, under)), inside_values in zip(sliced.items(), columns, strict=True):
+        values = sorted(v for v in inside_values if v is not None)
         count = wanted[column]
         skip = (count - 1) // 2 - under
         pair = values[skip : skip + 2 - count % 2]
