@@ -20,12 +20,24 @@ A reporting period (``since``; None: all time) limits the figures that describe 
 The counts stay whole-store: tickets by status, the backlog (not closed) by sector,
 priority and status, and each agent's open and breached tickets.
 
-Nothing is computed per ticket in Python: the durations are stored on the ticket when
-they happen (``store/durations.py``), and every figure is an SQL aggregate read from an
-index (``ix_tickets_stats`` for the period, the partial backlog indexes for the counts,
-``ix_messages_replies``, ``ix_audit_events_status``). Medians use ``percentile_cont`` on
-PostgreSQL and an ordered ``LIMIT 1/2 OFFSET (n-1)/2`` (overall) or a window function
-(per agent) on SQLite.
+Nothing is computed per ticket in Python. Where each figure comes from:
+
+- tickets by status, the backlog by sector, priority and status, and each agent's open
+  tickets: ``ticket_counts`` (``store/counts.py``), kept by triggers as tickets change;
+  each agent's breached tickets are the open ones minus those still in time, read from
+  ``ix_tickets_open_due`` (due later, or never);
+- replies per agent: ``reply_counts`` for the whole days of the period, kept by
+  triggers as messages are written, and the messages of its first, partial day
+  (``ix_messages_replies``);
+- counts, means and SLA verdicts of the durations: one pass over the period
+  (``ix_tickets_stats``) grouped by priority, type and sector; the durations are stored
+  on the ticket when they happen (``store/durations.py``);
+- the four medians: ``percentile_cont`` on PostgreSQL; on SQLite the middle values of a
+  slice around a sampled middle, counted in the same pass (``store/medians.py``);
+- first responses per agent: one grouped pass (PostgreSQL, with ``percentile_cont``), or
+  sums from ``ix_tickets_stats_responder`` and a short sort per agent (SQLite);
+- reopen rate: one pass over the period's status events (``ix_audit_events_status``);
+- minutes logged: the time entries of the period (``ix_time_entries_at``).
 """
 
 from __future__ import annotations
