@@ -13,7 +13,9 @@ first (alembic downgrade to 0001) and put back afterwards (upgrade to head): mig
 0002 then builds every ticket's search document in one statement, exactly as it does
 for a store upgraded in place, and revision 0003 stores the wall-clock durations and first
 responders of ``stats`` in SQL, after which the business-time durations are computed with
-the default calendar as ``mailgate db upgrade`` does (``store.durations``). Solved and
+the default calendar as ``mailgate db upgrade`` does (``store.durations``); revision 0004
+counts the tickets (per status, sector, priority and assignee) and the replies (per day
+and author) into ``ticket_counts`` and ``reply_counts``. Solved and
 closed tickets get the status history ``stats`` reads (6 % solved, reopened, solved again).
 The mix is the one of a platform that has run for three years: most
 tickets closed, a backlog of about 12 % (new, open, pending, on hold, solved), priorities

@@ -107,6 +107,9 @@ def _explain(db: Database, name: str, run: Callable[[Any], object]) -> None:
     try:
         cursor = raw.cursor()
         for statement, parameters in statements:
+            if statement.startswith("SET "):  # a setting of the transaction: made, not planned
+                cursor.execute(statement, parameters)
+                continue
             if db.is_sqlite:
                 cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
                 for row in cursor.fetchall():

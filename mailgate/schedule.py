@@ -5,7 +5,8 @@
   ``standby_reminder_hours``, with the reason in words, even when nothing changed;
 - SLA breach warnings: once per phase, to the assignee or else the sector's agents;
 - outbox retries: the dispatcher's due mails (``outbox=False`` leaves them to ``serve``'s
-  faster dispatch loop).
+  faster dispatch loop);
+- the ticket counts of ``stats`` folded into one row per group (``store/counts.py``).
 
 ``mailgate schedule run`` (cron, or a test under ``faketime``) and ``serve``'s timer call
 the same ``run_once``. Each ticket is handled in its own transaction after being claimed
@@ -27,7 +28,7 @@ from mailgate.config import WorkflowSettings
 from mailgate.notifications import Notifier
 from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.workflow import Workflow
-from store import due
+from store import counts, due
 from store.db import Database
 from store.enums import Status
 from store.errors import StoreUnavailable
@@ -76,6 +77,8 @@ class Scheduler:
         )
         warned = self._each(due.breach_unwarned(now), self._warn, now)
         report = ScheduleReport(closed, reminded, warned)
+        with self.db.write() as session:
+            counts.compact(session)
         if outbox:
             sent = self.dispatcher.run_once()
             report = ScheduleReport(closed, reminded, warned, sent.sent, sent.retried, sent.failed)

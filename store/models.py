@@ -77,6 +77,9 @@ class Agent(SQLModel, table=True):
 _BACKLOG = sa.text("status <> 'closed'")
 
 
+_OPEN = sa.text("status NOT IN ('closed', 'solved')")  # open work: neither closed nor solved
+
+
 def _backlog_index(name: str, *columns: Any) -> sa.Index:
     return sa.Index(name, *columns, postgresql_where=_BACKLOG, sqlite_where=_BACKLOG)
 
@@ -91,7 +94,10 @@ class Ticket(SQLModel, table=True):
         _backlog_index("ix_tickets_backlog_queue", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_sector", "sector", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_counts", "sector", "priority", "status"),
-        _backlog_index("ix_tickets_backlog_assignee", "assignee", "status", "due_at"),  # stats
+        # stats: each agent's open tickets not past their deadline (store/stats.py)
+        sa.Index(
+            "ix_tickets_open_due", "due_at", "assignee", postgresql_where=_OPEN, sqlite_where=_OPEN
+        ),
         # stats over a reporting period (store/stats.py) also reads ix_tickets_stats (and
         # on SQLite ix_tickets_stats_responder): covering indexes whose column order differs
         # between the databases, made by migration 0003 (store/migrate.py HAND_MADE_INDEXES).
@@ -142,6 +148,33 @@ class Ticket(SQLModel, table=True):
     first_responder: str | None = Field(default=None, max_length=320)  # first authored answer
     resolution_wall_seconds: float | None = Field(default=None)
     resolution_business_seconds: float | None = Field(default=None)
+
+
+class TicketCount(SQLModel, table=True):
+    """Rows of changes to the number of tickets per status, sector, priority and assignee
+    ("" for none): their sums per group equal a COUNT(*) of ``tickets``. Written by
+    triggers of revision 0004 in the transaction that changes the ticket, summed and
+    compacted by ``store/counts.py``."""
+
+    __tablename__ = "ticket_counts"
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(max_length=16)
+    sector: str = Field(max_length=40)
+    priority: str = Field(max_length=16)
+    assignee: str = Field(max_length=320)
+    tickets: int
+
+
+class ReplyCount(SQLModel, table=True):
+    """Rows of changes to the number of replies (outbound messages with an author) per
+    agent and UTC day of sending: their sums equal a COUNT(*) of ``messages``. Written by
+    triggers of revision 0004, summed and compacted by ``store/counts.py``."""
+
+    __tablename__ = "reply_counts"
+    id: int | None = Field(default=None, primary_key=True)
+    day: date = Field(sa_type=sa.Date)
+    author: str = Field(max_length=320)
+    replies: int
 
 
 class TimeEntry(SQLModel, table=True):

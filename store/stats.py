@@ -20,34 +20,48 @@ A reporting period (``since``; None: all time) limits the figures that describe 
 The counts stay whole-store: tickets by status, the backlog (not closed) by sector,
 priority and status, and each agent's open and breached tickets.
 
-Nothing is computed per ticket in Python: the durations are stored on the ticket when
-they happen (``store/durations.py``), and every figure is an SQL aggregate read from an
-index (``ix_tickets_stats`` for the period, the partial backlog indexes for the counts,
-``ix_messages_replies``, ``ix_audit_events_status``). Medians use ``percentile_cont`` on
-PostgreSQL and an ordered ``LIMIT 1/2 OFFSET (n-1)/2`` (overall) or a window function
-(per agent) on SQLite.
+Nothing is computed per ticket in Python. Where each figure comes from:
+
+- tickets by status, the backlog by sector, priority and status, and each agent's open
+  tickets: ``ticket_counts`` (``store/counts.py``), kept by triggers as tickets change;
+  each agent's breached tickets are the open ones minus those still in time, read from
+  ``ix_tickets_open_due`` (due later, or never);
+- replies per agent: ``reply_counts`` for the whole days of the period, kept by
+  triggers as messages are written, and the messages of its first, partial day
+  (``ix_messages_replies``);
+- counts, means and SLA verdicts of the durations: one pass over the period
+  (``ix_tickets_stats``) grouped by priority, type and sector; the durations are stored
+  on the ticket when they happen (``store/durations.py``);
+- the four medians: ``percentile_cont`` on PostgreSQL; on SQLite the middle values of a
+  slice around a sampled middle, counted in the same pass (``store/medians.py``);
+- first responses per agent: one grouped pass (PostgreSQL, with ``percentile_cont``), or
+  sums from ``ix_tickets_stats_responder`` and a short sort per agent (SQLite);
+- reopen rate: one pass over the period's status events (``ix_audit_events_status``);
+- minutes logged: the time entries of the period (``ix_time_entries_at``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import and_, case, func, literal_column
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
+from store.counts import replies_by_author, ticket_counts
 from store.durations import business_backfill_pending
-from store.enums import Direction, Priority, Status
-from store.models import AuditEvent, Message, Ticket, UTCDateTime
+from store.enums import Priority, Status
+from store.medians import Middle, period_medians, range_counts, sample_ranges
+from store.medians import middles as sqlite_middles
+from store.models import AuditEvent, Ticket
 from store.sla import Phase, SlaPolicy
 from store.timelog import time_by_agent, time_by_shop
-from store.views import in_backlog
 
 DEFAULT_PERIOD_DAYS = 30
+SORT_MEMORY_MB = 64  # PostgreSQL work_mem of the stats transaction
 
 _fw = col(Ticket.first_response_wall_seconds)
 _fb = col(Ticket.first_response_business_seconds)
@@ -62,31 +76,23 @@ def default_since(now: datetime) -> datetime:
 
 def queue_stats(session: Session) -> dict[str, Any]:
     """Tickets by status (all), and the open backlog (not closed) by sector and priority."""
-    return _queue(session, _backlog_rows(session))
+    return _queue(ticket_counts(session))
 
 
-def _backlog_rows(session: Session) -> list[tuple[str, str, str, int]]:
-    """(sector, priority, status, count) of the backlog, from its partial index."""
-    rows = session.exec(
-        select(Ticket.sector, Ticket.priority, Ticket.status, func.count())
-        .where(in_backlog())
-        .group_by(Ticket.sector, Ticket.priority, Ticket.status)
-    ).all()
-    return [(sector, priority, status, int(count)) for sector, priority, status, count in rows]
+Counts = list[tuple[str, str, str, str, int]]  # status, sector, priority, assignee, tickets
 
 
-def _queue(session: Session, backlog: list[tuple[str, str, str, int]]) -> dict[str, Any]:
-    total = session.exec(select(func.count()).select_from(Ticket)).one()
+def _queue(counts: Counts) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     by_sector: dict[str, int] = {}
     by_priority: dict[str, int] = {}
-    for sector, priority, status, count in backlog:
+    for status, sector, priority, _, count in counts:
         by_status[status] = by_status.get(status, 0) + count
-        by_sector[sector] = by_sector.get(sector, 0) + count
-        by_priority[priority] = by_priority.get(priority, 0) + count
-    by_status[Status.CLOSED.value] = total - sum(by_status.values())
+        if status != Status.CLOSED.value:
+            by_sector[sector] = by_sector.get(sector, 0) + count
+            by_priority[priority] = by_priority.get(priority, 0) + count
     return {
-        "total": total,
+        "total": sum(by_status.values()),
         "by_status": {s.value: by_status.get(s.value, 0) for s in Status},
         "by_sector": by_sector,
         "by_priority": by_priority,
@@ -98,9 +104,13 @@ def workflow_stats(
 ) -> dict[str, Any]:
     """Everything ``mailgate stats`` shows: ``queue_stats`` plus the workflow figures of
     the period from ``since`` (None: all time) to ``now``."""
-    backlog = _backlog_rows(session)
+    if _is_postgresql(session):
+        _tune_postgresql(session)
+    counts = ticket_counts(session)
     period = _period(since)
-    groups = _period_groups(session, policy, now, period)
+    # SQLite: a range around each median, counted in the pass over the period (medians.py)
+    ranges = {} if _is_postgresql(session) else sample_ranges(session, since, list(_NAMES.values()))
+    groups = _period_groups(session, policy, now, period, range_counts(ranges))
     first_wall = _summary(groups, "fw")
     first_business = _summary(groups, "fb")
     done_wall = _summary(groups, "rw")
@@ -110,6 +120,7 @@ def workflow_stats(
         period,
         since,
         {"fw": first_wall, "fb": first_business, "rw": done_wall, "rb": done_business},
+        (ranges, {key: sum(g[key] for g in groups) for key in range_counts(ranges)}),
     )
     for key, summary in (
         ("fw", first_wall),
@@ -119,7 +130,7 @@ def workflow_stats(
     ):
         summary["median"] = _rounded_minutes(medians.get(key))
     return {
-        **_queue(session, backlog),
+        **_queue(counts),
         "period": {
             "since": since.isoformat() if since else None,
             "until": now.isoformat(),
@@ -129,14 +140,25 @@ def workflow_stats(
         "first_response_minutes": {"wall_clock": first_wall, "business": first_business},
         "resolution_minutes": {"wall_clock": done_wall, "business": done_business},
         "sla": _sla_results(groups),
-        "backlog": _backlog(backlog),
+        "backlog": _backlog(counts),
         "reopen": _reopen_rate(session, since),
-        "agents": _agents(session, period, since, now),
+        "agents": _agents(session, counts, period, since, now),
         "time_by_shop": {
             name: {"minutes": spent.minutes, "calls": spent.calls}
             for name, spent in sorted(time_by_shop(session, since=since).items())
         },
     }
+
+
+def _tune_postgresql(session: Session) -> None:
+    """Settings for this transaction only. The medians sort every duration of the period:
+    in memory, not in temporary files (the default 4 MB holds about 80,000 of them).
+    Each statement is planned for its own period (a driver that prepares a statement run
+    often would otherwise get a generic plan, made for a third of the table), and without
+    JIT, whose compiling costs more than these ~100 ms statements gain from it."""
+    session.execute(sa.text(f"SET LOCAL work_mem = '{SORT_MEMORY_MB}MB'"))
+    session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    session.execute(sa.text("SET LOCAL jit = off"))
 
 
 def _period(since: datetime | None) -> list[ColumnElement[bool]]:
@@ -165,17 +187,28 @@ def _limit(policy: SlaPolicy, phase: Phase) -> Any:
 
 
 def _period_groups(
-    session: Session, policy: SlaPolicy, now: datetime, period: list[ColumnElement[bool]]
+    session: Session,
+    policy: SlaPolicy,
+    now: datetime,
+    period: list[ColumnElement[bool]],
+    extra: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """One pass over the period: sums and counts of the durations and the SLA verdicts,
-    per priority, type and sector (a few dozen groups)."""
+    per priority, type and sector (a few dozen groups).
+
+    A verdict is "met" when measured under the target, "breached" when measured at or
+    over it, or not measured and still running past its deadline in that phase (first
+    response until the ticket was answered, then resolution). Per row only what cannot
+    be had otherwise is tested: measured-over is the measured count minus the met one,
+    as every group has one target (it depends on priority and type only).
+    """
     sla_first = col(Ticket.sla_first_response_seconds)
     sla_done = col(Ticket.sla_resolution_seconds)
     first_limit, done_limit = _limit(policy, Phase.FIRST_RESPONSE), _limit(policy, Phase.RESOLUTION)
     past_due = col(Ticket.due_at) <= now
 
     def tally(condition: Any) -> Any:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+        return func.count().filter(condition)
 
     figures = {
         "fw_n": func.count(_fw),
@@ -186,26 +219,41 @@ def _period_groups(
         "rw_sum": func.sum(_rw),
         "rb_n": func.count(_rb),
         "rb_sum": func.sum(_rb),
-        # Measured against the target, or (not measured) still running past its deadline
-        # in that phase: first response until the ticket was answered, then resolution.
+        "first_measured": func.count(sla_first),
         "first_met": tally(sla_first < first_limit),
-        "first_breached": tally(
-            (sla_first >= first_limit) | (sla_first.is_(None) & _fw.is_(None) & past_due)
-        ),
+        "first_late": tally(sla_first.is_(None) & _fw.is_(None) & past_due),
+        "done_measured": func.count(sla_done),
         "done_met": tally(sla_done < done_limit),
-        "done_breached": tally(
-            (sla_done >= done_limit) | (sla_done.is_(None) & _fw.is_not(None) & past_due)
-        ),
+        "done_late": tally(sla_done.is_(None) & _fw.is_not(None) & past_due),
+        **extra,
     }
     rows = session.execute(
         sa.select(col(Ticket.priority), col(Ticket.type), col(Ticket.sector), *figures.values())
         .where(*period)
         .group_by(col(Ticket.priority), col(Ticket.type), col(Ticket.sector))
     ).all()
-    return [
-        {"priority": r[0], "type": r[1], "sector": r[2], **dict(zip(figures, r[3:], strict=True))}
-        for r in rows
-    ]
+    groups = []
+    for r in rows:
+        g = {
+            "priority": r[0],
+            "type": r[1],
+            "sector": r[2],
+            **dict(zip(figures, r[3:], strict=True)),
+        }
+        for phase, key in ((Phase.FIRST_RESPONSE, "first"), (Phase.RESOLUTION, "done")):
+            over = g[f"{key}_measured"] - g[f"{key}_met"] if _has_target(policy, phase, g) else 0
+            g[f"{key}_breached"] = over + g[f"{key}_late"]
+        groups.append(g)
+    return groups
+
+
+def _has_target(policy: SlaPolicy, phase: Phase, group: dict[str, Any]) -> bool:
+    """Whether the tickets of ``group`` have a target in ``phase`` (as ``_limit`` sees it)."""
+    try:
+        policy.target(phase, group["priority"], group["type"])
+    except KeyError:
+        return False
+    return True
 
 
 def _summary(groups: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -229,8 +277,10 @@ def _medians(
     period: list[ColumnElement[bool]],
     since: datetime | None,
     summaries: dict[str, dict[str, Any]],
+    sliced: tuple[dict[str, tuple[float, float]], dict[str, int]],
 ) -> dict[str, float | None]:
-    """The median (seconds) of each duration over the period."""
+    """The median (seconds) of each duration over the period; on SQLite ``sliced`` are
+    the sampled ranges and their counts (``store/medians.py``)."""
     wanted = {key: s["count"] for key, s in summaries.items() if s["count"]}
     if not wanted:
         return {}
@@ -241,13 +291,10 @@ def _medians(
             ).where(*period)
         ).one()
         return {key: float(value) for key, value in zip(wanted, row, strict=True)}
-    middles = _sqlite_middles(
-        session,
-        "ix_tickets_stats",
-        since,
-        [_Middle(_NAMES[key], count) for key, count in wanted.items()],
+    by_column = period_medians(
+        session, since, {_NAMES[key]: n for key, n in wanted.items()}, *sliced
     )
-    return dict(zip(wanted, middles, strict=True))
+    return {key: by_column[_NAMES[key]] for key in wanted}
 
 
 _NAMES = {
@@ -256,54 +303,6 @@ _NAMES = {
     "rw": "resolution_wall_seconds",
     "rb": "resolution_business_seconds",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Middle:
-    """One median SQLite is asked for: of ``column`` (of one first responder), ``count``
-    values in the period."""
-
-    column: str
-    count: int
-    responder: str | None = None
-
-
-_COMPOUND_LIMIT = 200  # SELECTs per statement (SQLite allows 500 by default)
-
-
-def _sqlite_middles(
-    session: Session, index: str, since: datetime | None, wanted: list[_Middle]
-) -> list[float | None]:
-    """SQLite: the medians asked for, each the middle one or two values in order, in one
-    statement (a UNION ALL of ORDER BY ... LIMIT ... OFFSET subqueries). Written out to
-    name the covering index (``INDEXED BY``): on its own the planner takes created_at's
-    and reads every ticket row of the period."""
-    found: dict[int, list[float]] = {n: [] for n in range(len(wanted))}
-    for start in range(0, len(wanted), _COMPOUND_LIMIT):
-        parts: list[str] = []
-        params: dict[str, Any] = {}
-        binds: list[Any] = []
-        if since is not None:
-            params["since"] = since
-            binds.append(sa.bindparam("since", type_=UTCDateTime()))
-        for n, middle in enumerate(wanted[start : start + _COMPOUND_LIMIT], start):
-            column = middle.column
-            where = ["merged_into IS NULL", f"{column} IS NOT NULL"]
-            if since is not None:
-                where.append("created_at >= :since")
-            if middle.responder is not None:
-                where.append(f"first_responder = :who{n}")
-                params[f"who{n}"] = middle.responder
-            params[f"n{n}"] = 2 - middle.count % 2
-            params[f"skip{n}"] = (middle.count - 1) // 2
-            parts.append(
-                f"SELECT {n} AS k, v FROM (SELECT {column} AS v FROM tickets INDEXED BY {index}"
-                f" WHERE {' AND '.join(where)} ORDER BY {column} LIMIT :n{n} OFFSET :skip{n})"
-            )
-        statement = sa.text(" UNION ALL ".join(parts)).bindparams(*binds)
-        for k, value in session.execute(statement, params).all():
-            found[k].append(float(value))
-    return [sum(v) / len(v) if v else None for v in found.values()]
 
 
 def _is_postgresql(session: Session) -> bool:
@@ -331,78 +330,61 @@ def _sla_results(groups: list[dict[str, Any]]) -> dict[str, Any]:
     return {"by_priority": by_priority, "by_sector": dict(sorted(by_sector.items()))}
 
 
-def _backlog(backlog: list[tuple[str, str, str, int]]) -> dict[str, dict[str, int]]:
+def _backlog(counts: Counts) -> dict[str, dict[str, int]]:
     """Unclosed tickets per sector and status (merged tickets are closed)."""
     table: dict[str, dict[str, int]] = {}
-    for sector, _, status, count in backlog:
-        counts = table.setdefault(sector, {})
-        counts[status] = counts.get(status, 0) + count
+    for status, sector, _, _, count in counts:
+        if status == Status.CLOSED.value:
+            continue
+        by_status = table.setdefault(sector, {})
+        by_status[status] = by_status.get(status, 0) + count
     return dict(sorted(table.items()))
 
 
-def _status_events(since: datetime | None, *, old: str | None, new: str) -> list[Any]:
-    """Conditions on audit events: status changes to ``new`` (from ``old``) in the period."""
-    where: list[Any] = [col(AuditEvent.action) == "status", col(AuditEvent.new) == new]
-    if old is not None:
-        where.append(col(AuditEvent.old) == old)
+def _reopen_rate(session: Session, since: datetime | None) -> dict[str, Any]:
+    """Of the tickets solved in the period, how many a merchant (or agent) opened again:
+    one pass over the period's status events to solved, and from solved to open, from
+    ``ix_audit_events_status``, grouped by ticket."""
+    new, old = col(AuditEvent.new), col(AuditEvent.old)
+    where = [
+        col(AuditEvent.action) == "status",
+        new.in_([Status.SOLVED.value, Status.OPEN.value]),
+        col(AuditEvent.ticket_id).is_not(None),
+    ]
     if since is not None:
         where.append(col(AuditEvent.at) >= since)
-    return where
-
-
-def _reopen_rate(session: Session, since: datetime | None) -> dict[str, Any]:
-    """Of the tickets solved in the period, how many a merchant (or agent) opened again."""
-    tickets = func.count(func.distinct(col(AuditEvent.ticket_id)))
-    solved_where = _status_events(since, old=None, new=Status.SOLVED.value)
-    solved = session.execute(sa.select(tickets).where(*solved_where)).scalar_one()
-    # Both sets from ix_audit_events_status alone.
-    both = sa.intersect(
-        sa.select(col(AuditEvent.ticket_id)).where(
-            *_status_events(since, old=Status.SOLVED.value, new=Status.OPEN.value),
-            col(AuditEvent.ticket_id).is_not(None),
-        ),
-        sa.select(col(AuditEvent.ticket_id)).where(*solved_where),
-    ).subquery()
-    reopened = session.execute(sa.select(func.count()).select_from(both)).scalar_one()
+    per_ticket = (
+        sa.select(
+            func.count().filter(new == Status.SOLVED.value).label("solves"),
+            func.count()
+            .filter(old == Status.SOLVED.value, new == Status.OPEN.value)
+            .label("reopens"),
+        )
+        .where(*where)
+        .group_by(col(AuditEvent.ticket_id))
+        .subquery()
+    )
+    solved, reopened = session.execute(
+        sa.select(
+            func.count().filter(per_ticket.c.solves > 0),
+            func.count().filter(per_ticket.c.solves > 0, per_ticket.c.reopens > 0),
+        )
+    ).one()
     rate = round(reopened / solved, 3) if solved else None
     return {"solved": solved, "reopened": reopened, "rate": rate}
 
 
 def _agents(
-    session: Session, period: list[ColumnElement[bool]], since: datetime | None, now: datetime
+    session: Session,
+    counts: Counts,
+    period: list[ColumnElement[bool]],
+    since: datetime | None,
+    now: datetime,
 ) -> dict[str, Any]:
     """Per agent: replies sent, first responses given (and how fast), open work, time."""
-    author = col(Message.author)
-    replies_query = (
-        sa.select(author, func.count())
-        .where(
-            col(Message.direction) == Direction.OUT.value,
-            author.is_not(None),
-            author != "",
-        )
-        .group_by(author)
-    )
-    if since is not None:
-        replies_query = replies_query.where(col(Message.created_at) >= since)
-    replies = {name: int(n) for name, n in session.execute(replies_query).all()}
+    replies = replies_by_author(session, since)
     answered = _first_responses(session, period, since)
-    open_work: dict[str, tuple[int, int]] = {}
-    assignee = col(Ticket.assignee)
-    for name, count, breached in session.execute(
-        sa.select(
-            assignee,
-            func.count(),
-            func.coalesce(func.sum(case((col(Ticket.due_at) <= now, 1), else_=0)), 0),
-        )
-        .where(
-            in_backlog(),  # not closed (merged tickets are closed) ...
-            col(Ticket.status) != literal_column(f"'{Status.SOLVED.value}'"),  # ... nor solved
-            assignee.is_not(None),
-            assignee != "",
-        )
-        .group_by(assignee)
-    ).all():
-        open_work[name] = (int(count), int(breached))
+    open_work = _open_work(session, counts, now)
     logged = time_by_agent(session, since=since)
     names = sorted(set(replies) | set(answered) | set(open_work) | set(logged))
     empty = {"count": 0, "mean": None, "median": None}
@@ -418,6 +400,31 @@ def _agents(
     }
 
 
+def _open_work(session: Session, counts: Counts, now: datetime) -> dict[str, tuple[int, int]]:
+    """Per assignee: tickets neither closed (merged ones are) nor solved, and how many of
+    them are past their deadline. The first from the counts; the second as all of them
+    but those still in time, read from ``ix_tickets_open_due`` (due later, or never)."""
+    open_statuses = {s.value for s in Status} - {Status.CLOSED.value, Status.SOLVED.value}
+    assigned: dict[str, int] = {}
+    for status, _, _, who, count in counts:
+        if who and status in open_statuses:
+            assigned[who] = assigned.get(who, 0) + count
+    due, assignee = col(Ticket.due_at), col(Ticket.assignee)
+    still_open: Any = literal_column("tickets.status NOT IN ('closed', 'solved')")  # the index's
+    in_time = sa.union_all(
+        *(
+            sa.select(assignee).where(still_open, when, assignee.is_not(None), assignee != "")
+            for when in (due > now, due.is_(None))  # two ranges of ix_tickets_open_due
+        )
+    ).subquery()
+    in_time_by = dict(
+        session.execute(
+            sa.select(in_time.c.assignee, func.count()).group_by(in_time.c.assignee)
+        ).all()
+    )
+    return {name: (n, n - in_time_by.get(name, 0)) for name, n in assigned.items() if n}
+
+
 def _first_responses(
     session: Session, period: list[ColumnElement[bool]], since: datetime | None
 ) -> dict[str, dict[str, Any]]:
@@ -426,12 +433,16 @@ def _first_responses(
     where = [*period, _fw.is_not(None), agent.is_not(None), agent != ""]
     rows: list[tuple[Any, ...]]
     if _is_postgresql(session):
+        # Grouped by sorting (percentile_cont cannot be hashed): on the bytes of the
+        # address, far cheaper to compare than in the database's collation.
+        by_bytes = agent.collate("C")
         rows = [tuple(row) for row in session.execute(
             sa.select(
-                agent, func.count(_fw), func.sum(_fw), func.percentile_cont(0.5).within_group(_fw)
+                by_bytes, func.count(_fw), func.sum(_fw),
+                func.percentile_cont(0.5).within_group(_fw),
             )
             .where(*where)
-            .group_by(agent)
+            .group_by(by_bytes)
         ).all()]  # fmt: skip
     else:
         # Counts and sums in agent order from ix_tickets_stats_responder, then each agent's
@@ -439,11 +450,11 @@ def _first_responses(
         sums = session.execute(
             sa.select(agent, func.count(_fw), func.sum(_fw)).where(*where).group_by(agent)
         ).all()
-        middles = _sqlite_middles(
+        middles = sqlite_middles(
             session,
             "ix_tickets_stats_responder",
             since,
-            [_Middle(_NAMES["fw"], count, name) for name, count, _ in sums],
+            [Middle(_NAMES["fw"], count, name) for name, count, _ in sums],
         )
         rows = [(*row, middle) for row, middle in zip(sums, middles, strict=True)]
     return {
