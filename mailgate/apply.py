@@ -217,8 +217,9 @@ class Applier:
                     "peak": self.workflow.is_peak(session),
                     **too_large_context(facts.attachments, self.attachment_limits),
                 },
-                # What the store would answer for a ticket whose only message is this one.
-                merchants=(ticket.requester, tuple(c for c in copied if c != ticket.requester)),
+                # What the store would answer for a ticket whose only message is this one
+                # (``_add_copied`` never adds the requester).
+                merchants=(ticket.requester, tuple(copied)),
                 thread=(inbound.message_id, (inbound.message_id,) if inbound.message_id else ()),
             )
         self.workflow.ticket_opened(session, ticket, mail.reply_text or mail.body_text, now=now)
@@ -287,7 +288,7 @@ class Applier:
                     text = instructions.reply_text.strip()
                     if wants_note or not text:
                         body = text or "Commands: " + "; ".join(done or ["(no change)"])
-                        message = self.actions.note(
+                        message_id = self.actions.note(
                             session,
                             ticket_id,
                             body,
@@ -299,7 +300,7 @@ class Applier:
                         )
                     else:
                         try:
-                            message = self.actions.reply(
+                            message_id = self.actions.reply(
                                 session,
                                 ticket_id,
                                 text,
@@ -315,7 +316,7 @@ class Applier:
                             )
                         except IdentityNotConfirmed as refused:
                             # Kept for the agent, never relayed: the sender is not verified.
-                            message = self.actions.note(
+                            message_id = self.actions.note(
                                 session,
                                 ticket_id,
                                 f"Not sent to the merchant: {refused}\n\n{text}",
@@ -326,14 +327,14 @@ class Applier:
                                 evidence=evidence,
                             )
                             return Outcome(
-                                "message_added", raw_id, ticket_id, message, reason="held"
+                                "message_added", raw_id, ticket_id, message_id, reason="held"
                             )
-                return Outcome("message_added", raw_id, ticket_id, message)
+                return Outcome("message_added", raw_id, ticket_id, message_id)
             except (InvalidInput, IllegalTransition) as exc:
                 errors = (str(exc),)
         # Bad commands are never relayed: keep the mail as a note, and tell the agent why.
         text = "Commands not understood: " + "; ".join(errors)
-        message = self.actions.note(
+        message_id = self.actions.note(
             session,
             ticket_id,
             f"{text}\n\n{instructions.body_text}",
@@ -346,7 +347,7 @@ class Applier:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None
         self.workflow.notices.command_error(session, ticket, agent, errors, now=now)
-        return Outcome("message_added", raw_id, ticket_id, message, reason="bad_command")
+        return Outcome("message_added", raw_id, ticket_id, message_id, reason="bad_command")
 
     def _tell_attachments_too_large(
         self, session: Session, ticket: Ticket, facts: MailFacts, now: datetime

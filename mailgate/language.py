@@ -91,6 +91,7 @@ class Detected:
 
 
 def detect_in_mail(subject: str, text: str) -> Detected:
+    """Detection on a mail's subject and text (its reply part, or the whole text)."""
     return Detected(detect_language(detection_text(subject, text)))
 
 

@@ -296,10 +296,11 @@ class Pipeline:
 def _detect_if_new(mail: ParsedMail, screened: ScreenResult) -> Detected | None:
     """The language of a mail that will likely open a ticket, detected outside the write
     transaction: not for service mail, nor when the mail's Content-Language decides, nor
-    for a mail with a ticket tag (a reply, which keeps its ticket's language)."""
+    for a reply (a ticket tag, In-Reply-To or References), which mostly joins a ticket
+    and keeps its language; a reply that does open one is detected in the apply stage."""
     if not screened.is_ok or supported_language(mail.content_language) is not None:
         return None
-    if has_ticket_tag(mail.subject):
+    if has_ticket_tag(mail.subject) or mail.in_reply_to or mail.references:
         return None
     return detect_in_mail(mail.subject, mail.reply_text or mail.body_text)
 

@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 DEFAULT_LANGUAGE = "en"
 MAX_REFERENCES = 20
 MAX_SUBJECT_CHARS = 250
-_HEADER_WIDTH = 78  # RFC 5322 §2.1.1: lines SHOULD stay within 78 characters
 
 # Words for ticket statuses, one dict per language. A language without an entry falls back
 # to English, and an unknown status to its own name, so a new status never breaks a mail.

@@ -2,10 +2,10 @@
 
 Every mail we send has the same shape: a text/plain part, or a multipart/alternative of
 text/plain and text/html, UTF-8, headers we composed ourselves. Writing that shape
-directly takes about a tenth of the time of the ``email`` package's ``EmailMessage`` +
-``set_content`` + generator (0.5 ms against 5 ms per acknowledgement, most of it spent
-parsing back and refolding the headers we had just set), and every new ticket's
-acknowledgement is written inside the pipeline's commit.
+directly cut an acknowledgement's rendering from 5 ms to 1.4 ms, templates included: the
+``email`` package's ``EmailMessage`` + ``set_content`` + generator spent most of it parsing
+back and refolding the headers we had just set, and every new ticket's acknowledgement is
+written inside the pipeline's commit.
 
 The encodings are the standard library's: quoted-printable (``email.quoprimime``) or
 base64 for bodies, RFC 2047 ``B`` words for non-ASCII header text, ``formataddr`` for

@@ -173,8 +173,9 @@ def test_replies_and_mails_that_name_their_language_are_not_detected(
 ) -> None:
     envelope = Envelope("ana@magazin.ro", ("support@localhost",))
     tagged = mail(subject="Re: [#12] Plata nu merge")
+    answering = mail(subject="Re: Plata nu merge", in_reply_to="<earlier@magazin.ro>")
     named = mail(headers={"Content-Language": "ro"})
-    for raw in (tagged, named):
+    for raw in (tagged, answering, named):
         prepared = gateway.pipeline.prepare(Arrival(raw, envelope, Source("smtp"), clock()))
         assert prepared.detected is None
 
