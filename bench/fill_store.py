@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from mailgate.config import SlaSettings, WorkflowSettings
 from mailgate.policy import sla_policy
+from store.day_totals import sync_limits
 from store.db import Database
 from store.durations import backfill_business_seconds
 from store.models import AuditEvent, Message, Participant, Shop, ShopUser, Ticket
@@ -402,8 +403,10 @@ def main() -> None:
     indexed = time.monotonic()
     # Revision 0003 stored the wall-clock durations and first responders in SQL; the
     # business-time ones need the calendar, as `mailgate db upgrade` does (default settings).
-    calendar = sla_policy(WorkflowSettings(), SlaSettings()).calendar
-    counted = backfill_business_seconds(db, calendar, batch=5000)
+    policy = sla_policy(WorkflowSettings(), SlaSettings())
+    counted = backfill_business_seconds(db, policy.calendar, batch=5000)
+    with db.write() as session:  # and stats' per-day SLA verdicts (revision 0005)
+        sync_limits(session, policy)
     print(
         f"search documents and revision 0003 in {indexed - loaded:.0f} s; business times of"
         f" {counted} tickets in {time.monotonic() - indexed:.0f} s"

@@ -29,8 +29,11 @@ def register(app: typer.Typer) -> None:
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply the schema migrations (every command also does this on start), then compute
     what a migration could not: the business-time durations of older tickets (revision
-    0003), with the configured business calendar, in batches that can be interrupted."""
+    0003), with the configured business calendar, in batches that can be interrupted,
+    and the SLA verdicts that stats keeps per day, by the configured targets (revision
+    0005; ``serve`` does this too when it starts)."""
     from mailgate.app import build_gateway
+    from store.day_totals import sync_limits
     from store.durations import backfill_business_seconds
 
     settings = cli_context(ctx).settings
@@ -44,11 +47,15 @@ def db_upgrade(ctx: typer.Context) -> None:
 
     try:
         done = backfill_business_seconds(gateway.db, gateway.sla.calendar, progress=progress)
+        with gateway.db.write() as session:
+            recounted = sync_limits(session, gateway.sla)
     finally:
         gateway.close()
     console.print(f"schema of {settings.store.url} is up to date")
     if done:
         console.print(f"business times of {done} older tickets computed (stats)")
+    if recounted:
+        console.print("SLA verdicts of stats counted by the configured targets")
 
 
 @schedule.command("run")

@@ -28,7 +28,7 @@ from mailgate.config import WorkflowSettings
 from mailgate.notifications import Notifier
 from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.workflow import Workflow
-from store import counts, due
+from store import counts, day_totals, due
 from store.db import Database
 from store.enums import Status
 from store.errors import StoreUnavailable
@@ -79,6 +79,7 @@ class Scheduler:
         report = ScheduleReport(closed, reminded, warned)
         with self.db.write() as session:
             counts.compact(session)
+            day_totals.compact(session)
         if outbox:
             sent = self.dispatcher.run_once()
             report = ScheduleReport(closed, reminded, warned, sent.sent, sent.retried, sent.failed)

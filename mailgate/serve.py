@@ -16,6 +16,7 @@ from mailgate.alignment import load_suffix_list
 from mailgate.app import Gateway
 from mailgate.language import load_language_model
 from mailgate.sources.smtp import SmtpHandler, SmtpListener
+from store.day_totals import sync_limits
 from store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ async def run_gateway(
     # includes them (bench/README.md, Memory); every worker of ``serve --workers`` runs this.
     load_language_model()
     load_suffix_list()
+    # The SLA targets that stats' per-day verdicts are judged by (store/day_totals.py).
+    with gateway.db.write() as session:
+        sync_limits(session, gateway.sla)
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
     committer = gateway.committer()
     handler = SmtpHandler(

@@ -79,21 +79,30 @@ def compact(session: Session) -> int:
     how many rows fewer there are. Rows that writers add meanwhile are not seen and stay
     for the next time; on PostgreSQL a second compaction at the same time returns 0
     without waiting."""
-    if (
-        session.get_bind().dialect.name == "postgresql"
-        and not session.execute(
-            sa.text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _COMPACT_LOCK_ID}
-        ).scalar_one()
-    ):
+    if not try_lock(session, _COMPACT_LOCK_ID):
         return 0
     tickets = TicketCount.__table__  # type: ignore[attr-defined]
     replies = ReplyCount.__table__  # type: ignore[attr-defined]
-    return _fold(session, tickets, ["status", "sector", "priority", "assignee"], "tickets") + _fold(
-        session, replies, ["day", "author"], "replies"
+    return fold_rows(
+        session, tickets, ["status", "sector", "priority", "assignee"], ["tickets"]
+    ) + fold_rows(session, replies, ["day", "author"], ["replies"])
+
+
+def try_lock(session: Session, lock_id: int) -> bool:
+    """PostgreSQL: take the transaction's advisory lock ``lock_id`` if free (SQLite's
+    writer holds the whole store already)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(
+        session.execute(
+            sa.text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": lock_id}
+        ).scalar_one()
     )
 
 
-def _fold(session: Session, table: sa.Table, keys: list[str], value: str) -> int:
+def fold_rows(session: Session, table: sa.Table, keys: list[str], values: list[str]) -> int:
+    """Replace the rows of ``table`` by one per group of ``keys`` with the sums of
+    ``values`` (none where they are all 0); returns how many rows fewer there are."""
     groups = sa.select(*(table.c[k] for k in keys)).distinct().subquery()
     rows, kinds = session.execute(
         sa.select(
@@ -104,12 +113,18 @@ def _fold(session: Session, table: sa.Table, keys: list[str], value: str) -> int
     if rows <= kinds:
         return 0  # one row per group already
     removed = session.execute(
-        sa.delete(table).returning(*(table.c[k] for k in keys), table.c[value])
+        sa.delete(table).returning(*(table.c[k] for k in keys), *(table.c[v] for v in values))
     ).all()
-    sums: Counter[tuple[Any, ...]] = Counter()
-    for *group, n in removed:
-        sums[tuple(group)] += n
-    kept = [{**dict(zip(keys, group, strict=True)), value: n} for group, n in sums.items() if n]
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for row in removed:
+        into = sums.setdefault(tuple(row[: len(keys)]), [0] * len(values))
+        for n, value in enumerate(row[len(keys) :]):
+            into[n] += value
+    kept = [
+        {**dict(zip(keys, group, strict=True)), **dict(zip(values, figures, strict=True))}
+        for group, figures in sums.items()
+        if any(figures)
+    ]
     if kept:
         session.execute(sa.insert(table), kept)
     return len(removed) - len(kept)

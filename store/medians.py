@@ -1,39 +1,38 @@
-"""Exact medians of a reporting period on SQLite, which has no percentile aggregate.
+"""Exact medians of a reporting period's durations, without sorting the period.
 
-A median is the middle one or two values in order: ``ORDER BY v LIMIT 1|2 OFFSET (n-1)/2``
-(``middles``), which sorts every value of the period. A sort costs far more than the
-read of the index (at a million tickets, about 2 µs a value against 0.3 µs), so for a
-large period ``period_medians`` sorts a slice only:
+A median is the middle one or two values in order. Sorting every value of a period costs
+far more than finding them (at a million tickets, ~114,000 values a month), so
+``period_medians`` takes three small steps:
 
-1. a sample (every ``SAMPLE_EVERY``-th ticket by id) gives a range of values that holds
-   the median with near certainty (the sample's middle, plus and minus ``MARGIN`` standard
-   errors of its rank);
-2. the pass over the period that sums the durations (``store/stats.py``) also counts,
-   per duration, the values under the range and inside it (``range_counts``);
-3. one more pass reads the values inside the ranges (a few percent of the period); the
-   median is the ``(n-1)/2 - under``-th of them in order (and the next, for an even n).
+1. how many values of each kind lie in each range of ``duration_buckets`` (5 % wide) comes
+   from ``duration_days`` for the period's whole days (kept by triggers, revision 0005),
+   plus the values of its first, partial day read from the tickets;
+2. walking the ranges in order up to the middle rank gives the range that holds the
+   middle value, and how many values of the period lie under it;
+3. that range's values of the period are read in order from ``ix_tickets_<kind>_value``
+   (value, created_at): the middle is the ``rank - under``-th of them.
 
-Which values are picked never depends on the sample, only the work does: when the middle
-is not in the range (a very unlikely sample), that median is taken by the full sort.
+The values are the tickets' own, so the result is the exact median (``percentile_cont(0.5)``:
+the mean of the two middle values for an even count). Should the ranges not add up to the
+count of the totals (a store written without the triggers), the median is taken by the
+full sort of ``middles``, which also gives each first responder's median on SQLite.
 """
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_right
+from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import func, literal_column
 from sqlmodel import Session
 
+from store.day_totals import histogram_from
 from store.models import UTCDateTime
 
 STATS_INDEX = "ix_tickets_stats"  # revision 0003: every duration of the period, covered
-SAMPLE_EVERY = 32  # tickets (by id) per sampled ticket
-SAMPLED_FROM = 4_000  # values (about): a smaller period is sorted whole
-MARGIN = 4.0  # standard errors of the sample middle's rank on each side
 _COMPOUND_LIMIT = 200  # SELECTs per statement (SQLite allows 500 by default)
 
 
@@ -47,68 +46,127 @@ class Middle:
     responder: str | None = None
 
 
-def sample_ranges(
-    session: Session, since: datetime | None, columns: list[str]
-) -> dict[str, tuple[float, float]]:
-    """Per column with enough values in the period, a range of values around the middle
-    of a sample of them (a column left out is sorted whole)."""
-    where, params = _driver_period_where(since)
-    rows = _driver_rows(
-        session,
-        f"SELECT {', '.join(columns)} FROM tickets INDEXED BY {STATS_INDEX}"
-        f" WHERE {' AND '.join(where)} AND id % {SAMPLE_EVERY} = 0",
-        params,
-    )
-    ranges = {}
-    for column, sampled in zip(
-        columns, zip(*rows, strict=True) if rows else [()] * len(columns), strict=True
-    ):
-        values = sorted(v for v in sampled if v is not None)
-        if len(values) < SAMPLED_FROM // SAMPLE_EVERY:
-            continue  # a small period: sorted whole
-        middle = len(values) // 2
-        margin = math.ceil(MARGIN * math.sqrt(len(values)) / 2)  # a rank's error: sqrt(s)/2
-        low = values[max(0, middle - margin)]
-        high = values[min(len(values) - 1, middle + margin)]
-        ranges[column] = (float(low), float(high))
-    return ranges
-
-
-def range_counts(ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
-    """Aggregates for the pass over the period: per column, how many of its values are
-    under its range (``<column>:under``) and inside it (``<column>:inside``)."""
-    figures = {}
-    for column, (low, high) in ranges.items():
-        value: Any = literal_column(column)
-        figures[f"{column}:under"] = func.count().filter(value < low)
-        figures[f"{column}:inside"] = func.count().filter(value.between(low, high))
-    return figures
+MEASURES = {  # duration_days.measure -> the ticket's column
+    "fw": "first_response_wall_seconds",
+    "fb": "first_response_business_seconds",
+    "rw": "resolution_wall_seconds",
+    "rb": "resolution_business_seconds",
+}
 
 
 def period_medians(
+    session: Session, since: datetime | None, wanted: dict[str, int]
+) -> dict[str, float | None]:
+    """The median of each measure in ``wanted`` (measure -> count of its values in the
+    period) over the tickets created since ``since`` (None: ever), not merged away."""
+    if not wanted:
+        return {}
+    first_day, partial = whole_days(since)
+    bounds = _bounds(session)
+    ranges = histogram_from(session, first_day, list(wanted))
+    if partial is not None:
+        for measure, values in _values_between(session, partial, list(wanted)).items():
+            for value in values:
+                ranges[measure][bounds[bisect_right(bounds, value) - 1]] += 1
+    found: dict[str, float | None] = {}
+    for measure, count in wanted.items():
+        if sum(ranges[measure].values()) == count:
+            found[measure] = _median_in_ranges(session, since, measure, ranges[measure], bounds)
+    rest = [Middle(MEASURES[m], count) for m, count in wanted.items() if m not in found]
+    by_column = {column: measure for measure, column in MEASURES.items()}
+    for middle, median in zip(rest, middles(session, STATS_INDEX, since, rest), strict=True):
+        found[by_column[middle.column]] = median
+    return found
+
+
+def whole_days(since: datetime | None) -> tuple[date | None, tuple[datetime, datetime] | None]:
+    """The first whole UTC day of the period from ``since``, and the part of a day before
+    it that the period holds (None when it starts at midnight)."""
+    if since is None:
+        return None, None
+    day = since.astimezone(UTC).date()
+    midnight = datetime.combine(day, time(), tzinfo=UTC)
+    if since == midnight:
+        return day, None
+    return day + timedelta(days=1), (since, midnight + timedelta(days=1))
+
+
+def _bounds(session: Session) -> list[float]:
+    return [float(low) for low in session.execute(sa.text(_BOUNDS)).scalars()]
+
+
+_BOUNDS = "SELECT low FROM duration_buckets ORDER BY low"
+
+
+def _values_between(
+    session: Session, span: tuple[datetime, datetime], measures: list[str]
+) -> dict[str, list[float]]:
+    columns = [MEASURES[m] for m in measures]
+    rows = session.execute(
+        sa.text(
+            f"SELECT {', '.join(columns)} FROM tickets WHERE merged_into IS NULL"
+            " AND created_at >= :start AND created_at < :end"
+        ).bindparams(
+            sa.bindparam("start", type_=UTCDateTime()), sa.bindparam("end", type_=UTCDateTime())
+        ),
+        {"start": span[0], "end": span[1]},
+    ).all()
+    return {
+        measure: [float(row[n]) for row in rows if row[n] is not None]
+        for n, measure in enumerate(measures)
+    }
+
+
+def _median_in_ranges(
     session: Session,
     since: datetime | None,
-    wanted: dict[str, int],
-    ranges: dict[str, tuple[float, float]],
-    counted: dict[str, int],
-) -> dict[str, float | None]:
-    """The median of each column in ``wanted`` (column -> count of its values) over the
-    tickets created since ``since`` and not merged away; ``ranges`` from ``sample_ranges``
-    and ``counted`` the sums of ``range_counts`` over the period."""
-    sliced: dict[str, tuple[float, float, int]] = {}  # column -> low, high, values under
-    for column, (low, high) in ranges.items():
-        if column not in wanted:
-            continue
-        count, under = wanted[column], counted[f"{column}:under"]
-        skip = (count - 1) // 2 - under
-        if skip >= 0 and skip + 2 - count % 2 <= counted[f"{column}:inside"]:
-            sliced[column] = (low, high, under)
-    found = _middles_of_ranges(session, since, wanted, sliced) if sliced else {}
-    rest = [Middle(column, count) for column, count in wanted.items() if column not in found]
-    found.update(
-        zip([m.column for m in rest], middles(session, STATS_INDEX, since, rest), strict=True)
+    measure: str,
+    ranges: Counter[float],
+    bounds: list[float],
+) -> float | None:
+    count = sum(ranges.values())
+    if not count:
+        return None
+    ranks = sorted({(count - 1) // 2, count // 2})
+    picked: list[float] = []
+    under = 0
+    for low in sorted(ranges):
+        inside = ranges[low]
+        wanted = [rank - under for rank in ranks if under <= rank < under + inside]
+        if wanted:
+            later = bisect_right(bounds, low)
+            high = bounds[later] if later < len(bounds) else 1e300  # the last range
+            picked += _values_in_range(
+                session, since, measure, (low, high), (wanted[0], len(wanted))
+            )
+        under += inside
+    return sum(picked) / len(picked) if len(picked) == len(ranks) else None
+
+
+def _values_in_range(
+    session: Session,
+    since: datetime | None,
+    measure: str,
+    span: tuple[float, float],
+    rows: tuple[int, int],
+) -> list[float]:
+    """Of the period's values of ``measure`` in ``span`` (low included, high not), in
+    order, the ``rows`` (skip, take) ones, read from its value index."""
+    column = MEASURES[measure]
+    skip, take = rows
+    where, params, binds = _period_where(since)
+    where += [f"{column} >= :low", f"{column} < :high"]
+    params.update(low=span[0], high=span[1], skip=skip, take=take)
+    indexed = (
+        f" INDEXED BY ix_tickets_{measure}_value"
+        if session.get_bind().dialect.name == "sqlite"
+        else ""
     )
-    return {column: found[column] for column in wanted}
+    statement = sa.text(
+        f"SELECT {column} FROM tickets{indexed} WHERE {' AND '.join(where)}"
+        f" ORDER BY {column} LIMIT :take OFFSET :skip"
+    ).bindparams(*binds)
+    return [float(v) for v in session.execute(statement, params).scalars()]
 
 
 def _period_where(since: datetime | None) -> tuple[list[str], dict[str, Any], list[Any]]:
@@ -120,66 +178,15 @@ def _period_where(since: datetime | None) -> tuple[list[str], dict[str, Any], li
     return where, params, binds
 
 
-def _driver_period_where(since: datetime | None) -> tuple[list[str], dict[str, Any]]:
-    """``_period_where`` for the driver: times as ``UTCDateTime`` stores them on SQLite."""
-    where, params = ["merged_into IS NULL"], {}
-    if since is not None:
-        where.append("created_at >= :since")
-        stored = since.astimezone(UTC).replace(tzinfo=None)
-        params["since"] = stored.isoformat(sep=" ", timespec="microseconds")
-    return where, params
-
-
-def _driver_rows(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Plain tuples from the driver, in the session's transaction: these reads return
-    thousands of rows, whose result rows SQLAlchemy would take longer to build than
-    SQLite to find."""
-    cursor = session.connection().connection.cursor()
-    try:
-        return list(cursor.execute(sql, params).fetchall())
-    finally:
-        cursor.close()
-
-
-def _middles_of_ranges(
-    session: Session,
-    since: datetime | None,
-    wanted: dict[str, int],
-    sliced: dict[str, tuple[float, float, int]],
-) -> dict[str, float | None]:
-    """The middle values of the columns in ``sliced``, from one read of the period's
-    values inside their ranges (a few percent of the period), sorted here."""
-    where, params = _driver_period_where(since)
-    inside, picked = [], []
-    for n, (column, (low, high, _)) in enumerate(sliced.items()):
-        params[f"low{n}"], params[f"high{n}"] = low, high
-        inside.append(f"{column} BETWEEN :low{n} AND :high{n}")
-        picked.append(f"CASE WHEN {inside[-1]} THEN {column} END")
-    rows = _driver_rows(
-        session,
-        f"SELECT {', '.join(picked)} FROM tickets INDEXED BY {STATS_INDEX}"
-        f" WHERE {' AND '.join(where)} AND ({' OR '.join(inside)})",
-        params,
-    )
-    found: dict[str, float | None] = {}
-    columns = zip(*rows, strict=True) if rows else [()] * len(sliced)
-    for (column, (_, _, under)), inside_values in zip(sliced.items(), columns, strict=True):
-        values = sorted(v for v in inside_values if v is not None)
-        count = wanted[column]
-        skip = (count - 1) // 2 - under
-        pair = values[skip : skip + 2 - count % 2]
-        found[column] = float(sum(pair)) / len(pair)
-    return found
-
-
 def middles(
     session: Session, index: str, since: datetime | None, wanted: list[Middle]
 ) -> list[float | None]:
     """The medians asked for, each the middle one or two values in order, in one
-    statement (a UNION ALL of ORDER BY ... LIMIT ... OFFSET subqueries). Written out to
-    name the covering index (``INDEXED BY``): on its own the planner takes created_at's
-    and reads every ticket row of the period."""
+    statement (a UNION ALL of ORDER BY ... LIMIT ... OFFSET subqueries). On SQLite it names
+    the covering index (``INDEXED BY``): on its own the planner takes created_at's and
+    reads every ticket row of the period."""
     found: dict[int, list[float]] = {n: [] for n in range(len(wanted))}
+    indexed = f" INDEXED BY {index}" if session.get_bind().dialect.name == "sqlite" else ""
     for start in range(0, len(wanted), _COMPOUND_LIMIT):
         parts: list[str] = []
         where_period, params, binds = _period_where(since)
@@ -192,8 +199,9 @@ def middles(
             params[f"n{n}"] = 2 - middle.count % 2
             params[f"skip{n}"] = (middle.count - 1) // 2
             parts.append(
-                f"SELECT {n} AS k, v FROM (SELECT {column} AS v FROM tickets INDEXED BY {index}"
+                f"SELECT {n} AS k, v FROM (SELECT {column} AS v FROM tickets{indexed}"
                 f" WHERE {' AND '.join(where)} ORDER BY {column} LIMIT :n{n} OFFSET :skip{n})"
+                f" AS m{n}"
             )
         statement = sa.text(" UNION ALL ".join(parts)).bindparams(*binds)
         for k, value in session.execute(statement, params).all():

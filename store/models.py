@@ -84,6 +84,27 @@ def _backlog_index(name: str, *columns: Any) -> sa.Index:
     return sa.Index(name, *columns, postgresql_where=_BACKLOG, sqlite_where=_BACKLOG)
 
 
+_RUNNING = sa.text("due_at IS NOT NULL AND merged_into IS NULL")
+# The durations stats summarises, by the short names of ``duration_days.measure``.
+_MEASURED = {
+    "fw": "first_response_wall_seconds",
+    "fb": "first_response_business_seconds",
+    "rw": "resolution_wall_seconds",
+    "rb": "resolution_business_seconds",
+}
+
+
+def _value_index(measure: str, column: str) -> sa.Index:
+    where = sa.text(f"merged_into IS NULL AND {column} IS NOT NULL")
+    return sa.Index(
+        f"ix_tickets_{measure}_value",
+        column,
+        "created_at",
+        postgresql_where=where,
+        sqlite_where=where,
+    )
+
+
 class Ticket(SQLModel, table=True):
     __tablename__ = "tickets"
     __table_args__ = (
@@ -97,6 +118,17 @@ class Ticket(SQLModel, table=True):
         # stats: each agent's open tickets not past their deadline (store/stats.py)
         sa.Index(
             "ix_tickets_open_due", "due_at", "assignee", postgresql_where=_OPEN, sqlite_where=_OPEN
+        ),
+        # stats: the values of one range of a duration, for its median (store/medians.py),
+        # and the tickets whose deadline runs, for the verdicts "past due" (revision 0005)
+        *(_value_index(measure, column) for measure, column in _MEASURED.items()),
+        sa.Index(
+            "ix_tickets_running",
+            *("created_at", "due_at", "priority", "type", "sector"),
+            *("sla_first_response_seconds", "first_response_wall_seconds"),
+            "sla_resolution_seconds",
+            postgresql_where=_RUNNING,
+            sqlite_where=_RUNNING,
         ),
         # stats over a reporting period (store/stats.py) also reads ix_tickets_stats (and
         # on SQLite ix_tickets_stats_responder): covering indexes whose column order differs
@@ -175,6 +207,71 @@ class ReplyCount(SQLModel, table=True):
     day: date = Field(sa_type=sa.Date)
     author: str = Field(max_length=320)
     replies: int
+
+
+class TicketDayTotal(SQLModel, table=True):
+    """Rows of changes to the figures of the tickets (not merged away) created on one UTC
+    day, per priority, type and sector: how many; count and sum of each stored duration;
+    how many have each SLA phase measured, and how many of those met its target under the
+    limits of ``sla_limits``. Their sums per group equal the aggregates of ``tickets``
+    over that day. Written by triggers of revision 0005, read and compacted by
+    ``store/day_totals.py``."""
+
+    __tablename__ = "ticket_day_totals"
+    id: int | None = Field(default=None, primary_key=True)
+    day: date = Field(sa_type=sa.Date, index=True)
+    priority: str = Field(max_length=16)
+    type: str = Field(max_length=40)
+    sector: str = Field(max_length=40)
+    tickets: int
+    fw_n: int
+    fw_sum: float
+    fb_n: int
+    fb_sum: float
+    rw_n: int
+    rw_sum: float
+    rb_n: int
+    rb_sum: float
+    first_measured: int
+    first_met: int
+    done_measured: int
+    done_met: int
+
+
+class SlaLimit(SQLModel, table=True):
+    """The SLA targets the counts of ``ticket_day_totals`` were judged against: a phase of
+    a ticket of ``priority`` (and ``type``; "" for any type) met its target when its SLA
+    seconds are under ``below`` (the target's whole seconds plus one)."""
+
+    __tablename__ = "sla_limits"
+    phase: str = Field(max_length=16, primary_key=True)
+    priority: str = Field(max_length=16, primary_key=True)
+    type: str = Field(max_length=40, primary_key=True)
+    below: float
+
+
+class DurationBucket(SQLModel, table=True):
+    """The lower bounds of the value ranges ``duration_days`` counts durations in (fixed
+    by revision 0005): a value belongs to the greatest bound not above it."""
+
+    __tablename__ = "duration_buckets"
+    low: float = Field(primary_key=True)
+
+
+class DurationDay(SQLModel, table=True):
+    """Rows of changes to how many durations of one kind (``measure``: fw, fb, rw, rb for
+    first response and resolution, wall-clock and business) of the tickets created on one
+    UTC day fall in the range starting at ``low``. Written by triggers of revision 0005;
+    the medians of ``stats`` find the range of the middle value from them
+    (``store/medians.py``)."""
+
+    __tablename__ = "duration_days"
+    __table_args__ = (sa.Index("ix_duration_days_read", "measure", "day", "low", "n"),)
+    id: int | None = Field(default=None, primary_key=True)
+    measure: str = Field(max_length=2)
+    day: date = Field(sa_type=sa.Date)
+    low: float
+    n: int
 
 
 class TimeEntry(SQLModel, table=True):

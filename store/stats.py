@@ -29,11 +29,15 @@ Nothing is computed per ticket in Python. Where each figure comes from:
 - replies per agent: ``reply_counts`` for the whole days of the period, kept by
   triggers as messages are written, and the messages of its first, partial day
   (``ix_messages_replies``);
-- counts, means and SLA verdicts of the durations: one pass over the period
-  (``ix_tickets_stats``) grouped by priority, type and sector; the durations are stored
-  on the ticket when they happen (``store/durations.py``);
-- the four medians: ``percentile_cont`` on PostgreSQL; on SQLite the middle values of a
-  slice around a sampled middle, counted in the same pass (``store/medians.py``);
+- counts, means and SLA verdicts of the durations, per priority, type and sector: the
+  period's whole days from ``ticket_day_totals`` (``store/day_totals.py``, kept by
+  triggers, verdicts judged by the configured targets), its first, partial day from the
+  tickets (``ix_tickets_stats``), and the tickets running past their deadline from
+  ``ix_tickets_running``; the durations are stored on the ticket when they happen
+  (``store/durations.py``). Should the store's targets differ from the ones given, one
+  pass over the period's tickets counts it all;
+- the four medians: the range that holds each from the per-day ranges of
+  ``duration_days``, then that range's values in order (``store/medians.py``);
 - first responses per agent: one grouped pass (PostgreSQL, with ``percentile_cont``), or
   sums from ``ix_tickets_stats_responder`` and a short sort per agent (SQLite);
 - reopen rate: one pass over the period's status events (``ix_audit_events_status``);
@@ -42,19 +46,19 @@ Nothing is computed per ticket in Python. Where each figure comes from:
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import and_, case, func, literal_column
+from sqlalchemy import func, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from store.counts import replies_by_author, ticket_counts
+from store.day_totals import below_limit, limits_match, totals_from
 from store.durations import business_backfill_pending
 from store.enums import Priority, Status
-from store.medians import Middle, period_medians, range_counts, sample_ranges
+from store.medians import Middle, period_medians, whole_days
 from store.medians import middles as sqlite_middles
 from store.models import AuditEvent, Ticket
 from store.sla import Phase, SlaPolicy
@@ -108,27 +112,13 @@ def workflow_stats(
         _tune_postgresql(session)
     counts = ticket_counts(session)
     period = _period(since)
-    # SQLite: a range around each median, counted in the pass over the period (medians.py)
-    ranges = {} if _is_postgresql(session) else sample_ranges(session, since, list(_NAMES.values()))
-    groups = _period_groups(session, policy, now, period, range_counts(ranges))
-    first_wall = _summary(groups, "fw")
-    first_business = _summary(groups, "fb")
-    done_wall = _summary(groups, "rw")
-    done_business = _summary(groups, "rb")
-    medians = _medians(
-        session,
-        period,
-        since,
-        {"fw": first_wall, "fb": first_business, "rw": done_wall, "rb": done_business},
-        (ranges, {key: sum(g[key] for g in groups) for key in range_counts(ranges)}),
-    )
-    for key, summary in (
-        ("fw", first_wall),
-        ("fb", first_business),
-        ("rw", done_wall),
-        ("rb", done_business),
-    ):
-        summary["median"] = _rounded_minutes(medians.get(key))
+    groups = _judged(policy, _period_figures(session, policy, now, since))
+    summaries = {key: _summary(groups, key) for key in _NAMES}
+    wanted = {key: summary["count"] for key, summary in summaries.items() if summary["count"]}
+    for key, median in period_medians(session, since, wanted).items():
+        summaries[key]["median"] = _rounded_minutes(median)
+    first_wall, first_business = summaries["fw"], summaries["fb"]
+    done_wall, done_business = summaries["rw"], summaries["rb"]
     return {
         **_queue(counts),
         "period": {
@@ -172,39 +162,73 @@ def _period(since: datetime | None) -> list[ColumnElement[bool]]:
     return where
 
 
-def _limit(policy: SlaPolicy, phase: Phase) -> Any:
-    """Per row, the first measured value that misses the target: ``is_met`` holds when
-    ``floor(seconds) <= target``, that is ``seconds < floor(target) + 1``."""
-    priority, kind = col(Ticket.priority), col(Ticket.type)
-    whens: list[tuple[Any, float]] = [
-        (and_(priority == p, kind == t), float(math.floor(v) + 1))
-        for (ph, t, p), v in policy.by_type.items()
-        if ph is phase
+def _period_figures(
+    session: Session, policy: SlaPolicy, now: datetime, since: datetime | None
+) -> list[dict[str, Any]]:
+    """The sums, counts and verdicts of the period per priority, type and sector: its
+    whole days from ``ticket_day_totals`` and the tickets still running past their
+    deadline (``ix_tickets_running``), its first, partial day from the tickets; all from
+    the tickets when the kept verdicts were judged by other targets than ``policy``'s."""
+    if not limits_match(session, policy):
+        return _counted_groups(session, policy, now, _period(since))
+    first_day, partial = whole_days(since)
+    parts: list[dict[str, Any]] = []
+    if partial is not None:
+        begins, ends = partial
+        parts += _counted_groups(
+            session, policy, now, [*_period(begins), col(Ticket.created_at) < ends]
+        )
+    parts += totals_from(session, first_day)
+    parts += _late(session, now, first_day)
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for part in parts:
+        into = merged.setdefault(
+            (part["priority"], part["type"], part["sector"]),
+            {"priority": part["priority"], "type": part["type"], "sector": part["sector"]},
+        )
+        for key, value in part.items():
+            if key not in ("priority", "type", "sector"):
+                into[key] = into.get(key, 0) + (value or 0)
+    return list(merged.values())
+
+
+def _late(session: Session, now: datetime, first_day: date | None) -> list[dict[str, Any]]:
+    """The period's tickets (from ``first_day``) whose running phase is past its deadline:
+    not answered yet (first response), or answered and not solved (resolution)."""
+    where: list[Any] = [
+        literal_column("tickets.due_at IS NOT NULL AND tickets.merged_into IS NULL"),
+        col(Ticket.due_at) <= now,
     ]
-    targets = policy.first_response if phase is Phase.FIRST_RESPONSE else policy.resolution
-    whens += [(priority == p, float(math.floor(v) + 1)) for p, v in targets.items()]
-    return case(*whens, else_=None)
+    if first_day is not None:
+        where.append(col(Ticket.created_at) >= datetime.combine(first_day, time(), tzinfo=UTC))
+    sla_first, sla_done = col(Ticket.sla_first_response_seconds), col(Ticket.sla_resolution_seconds)
+    group = (col(Ticket.priority), col(Ticket.type), col(Ticket.sector))
+    rows = session.execute(
+        sa.select(
+            *group,
+            func.count().filter(sla_first.is_(None) & _fw.is_(None)),
+            func.count().filter(sla_done.is_(None) & _fw.is_not(None)),
+        )
+        .where(*where)
+        .group_by(*group)
+    ).all()
+    return [
+        {"priority": p, "type": t, "sector": s, "first_late": first, "done_late": done}
+        for p, t, s, first, done in rows
+    ]
 
 
-def _period_groups(
+def _counted_groups(
     session: Session,
     policy: SlaPolicy,
     now: datetime,
     period: list[ColumnElement[bool]],
-    extra: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """One pass over the period: sums and counts of the durations and the SLA verdicts,
-    per priority, type and sector (a few dozen groups).
-
-    A verdict is "met" when measured under the target, "breached" when measured at or
-    over it, or not measured and still running past its deadline in that phase (first
-    response until the ticket was answered, then resolution). Per row only what cannot
-    be had otherwise is tested: measured-over is the measured count minus the met one,
-    as every group has one target (it depends on priority and type only).
-    """
+    """The figures of ``_period_figures`` counted over the tickets of ``period``."""
     sla_first = col(Ticket.sla_first_response_seconds)
     sla_done = col(Ticket.sla_resolution_seconds)
-    first_limit, done_limit = _limit(policy, Phase.FIRST_RESPONSE), _limit(policy, Phase.RESOLUTION)
+    first_limit = below_limit(policy, Phase.FIRST_RESPONSE)
+    done_limit = below_limit(policy, Phase.RESOLUTION)
     past_due = col(Ticket.due_at) <= now
 
     def tally(condition: Any) -> Any:
@@ -225,25 +249,27 @@ def _period_groups(
         "done_measured": func.count(sla_done),
         "done_met": tally(sla_done < done_limit),
         "done_late": tally(sla_done.is_(None) & _fw.is_not(None) & past_due),
-        **extra,
     }
+    group = (col(Ticket.priority), col(Ticket.type), col(Ticket.sector))
     rows = session.execute(
-        sa.select(col(Ticket.priority), col(Ticket.type), col(Ticket.sector), *figures.values())
-        .where(*period)
-        .group_by(col(Ticket.priority), col(Ticket.type), col(Ticket.sector))
+        sa.select(*group, *figures.values()).where(*period).group_by(*group)
     ).all()
-    groups = []
-    for r in rows:
-        g = {
-            "priority": r[0],
-            "type": r[1],
-            "sector": r[2],
-            **dict(zip(figures, r[3:], strict=True)),
-        }
+    return [
+        {"priority": r[0], "type": r[1], "sector": r[2], **dict(zip(figures, r[3:], strict=True))}
+        for r in rows
+    ]
+
+
+def _judged(policy: SlaPolicy, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``groups`` with the breached count of each phase: measured over the target (the
+    measured count minus the met one, as every group has one target: it depends on
+    priority and type only), or not measured and running past the deadline."""
+    for g in groups:
         for phase, key in ((Phase.FIRST_RESPONSE, "first"), (Phase.RESOLUTION, "done")):
-            over = g[f"{key}_measured"] - g[f"{key}_met"] if _has_target(policy, phase, g) else 0
-            g[f"{key}_breached"] = over + g[f"{key}_late"]
-        groups.append(g)
+            measured, met = g.get(f"{key}_measured", 0), g.get(f"{key}_met", 0)
+            over = measured - met if _has_target(policy, phase, g) else 0
+            g[f"{key}_breached"] = over + g.get(f"{key}_late", 0)
+            g[f"{key}_met"] = met
     return groups
 
 
@@ -258,43 +284,15 @@ def _has_target(policy: SlaPolicy, phase: Phase, group: dict[str, Any]) -> bool:
 
 def _summary(groups: list[dict[str, Any]], key: str) -> dict[str, Any]:
     """count and mean (minutes) of one duration; the median is filled in by the caller."""
-    count = sum(g[f"{key}_n"] for g in groups)
+    count = sum(g.get(f"{key}_n", 0) for g in groups)
     if not count:
         return {"count": 0, "mean": None, "median": None}
-    total = sum(g[f"{key}_sum"] or 0.0 for g in groups)
+    total = sum(g.get(f"{key}_sum") or 0.0 for g in groups)
     return {"count": count, "mean": _rounded_minutes(total / count), "median": None}
 
 
 def _rounded_minutes(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds / 60, 1)
-
-
-_COLUMNS = {"fw": _fw, "fb": _fb, "rw": _rw, "rb": _rb}
-
-
-def _medians(
-    session: Session,
-    period: list[ColumnElement[bool]],
-    since: datetime | None,
-    summaries: dict[str, dict[str, Any]],
-    sliced: tuple[dict[str, tuple[float, float]], dict[str, int]],
-) -> dict[str, float | None]:
-    """The median (seconds) of each duration over the period; on SQLite ``sliced`` are
-    the sampled ranges and their counts (``store/medians.py``)."""
-    wanted = {key: s["count"] for key, s in summaries.items() if s["count"]}
-    if not wanted:
-        return {}
-    if _is_postgresql(session):
-        row = session.execute(
-            sa.select(
-                *(func.percentile_cont(0.5).within_group(_COLUMNS[key]) for key in wanted)
-            ).where(*period)
-        ).one()
-        return {key: float(value) for key, value in zip(wanted, row, strict=True)}
-    by_column = period_medians(
-        session, since, {_NAMES[key]: n for key, n in wanted.items()}, *sliced
-    )
-    return {key: by_column[_NAMES[key]] for key in wanted}
 
 
 _NAMES = {

@@ -70,7 +70,9 @@ def _truncate_all(url: str) -> None:
     import store.models  # noqa: F401
 
     engine = sa.create_engine(url)
-    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    # duration_buckets holds the fixed ranges written by revision 0005, not data.
+    tables = [t.name for t in SQLModel.metadata.sorted_tables if t.name != "duration_buckets"]
+    names = ", ".join(f'"{name}"' for name in tables)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
     engine.dispose()

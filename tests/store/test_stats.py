@@ -19,9 +19,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from mailgate.config import SlaSettings, WorkflowSettings
+from mailgate.config import SlaSettings, SlaTargets, TypeTargets, WorkflowSettings
 from mailgate.policy import sla_policy
 from store import directory
+from store.day_totals import limits_match, sync_limits
 from store.db import Database
 from store.durations import BACKFILL_KEY, backfill_business_seconds
 from store.enums import Direction, ParticipantRole, Priority, Status
@@ -37,6 +38,16 @@ from store.timelog import log_time
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # Monday 09:00
 SLA = sla_policy(WorkflowSettings(), SlaSettings())
+# Other targets, some per type: questions answered faster, problems solved slower.
+TYPED_SLA = sla_policy(
+    WorkflowSettings(),
+    SlaSettings(
+        first_response=SlaTargets(normal="6h", question=TypeTargets(normal="2h", high="1h")),
+        resolution=SlaTargets(
+            immediate="4h", high="16h", normal="40h", low="120h", problem=TypeTargets(high="30h")
+        ),
+    ),
+)
 MARIA, IOAN = "maria@support.example", "ioan@support.example"
 
 
@@ -286,15 +297,32 @@ def _reason(target: Status) -> Any:
 
 
 @pytest.mark.parametrize("days", [None, 30, 7])
+@pytest.mark.parametrize(
+    "limits",
+    ["kept by the triggers", "per type, kept", "recounted", "other targets", "none"],
+)
 def test_sql_figures_equal_the_former_per_ticket_computation(
-    db: Database, days: int | None
+    db: Database, days: int | None, limits: str
 ) -> None:
+    """Whatever the per-day verdicts were judged by (the targets, written before the
+    tickets changed or recounted afterwards; other targets; no limits yet), the figures
+    are the same."""
+    policy = TYPED_SLA if limits == "per type, kept" else SLA
+    if limits != "none":
+        with db.write() as s:
+            sync_limits(s, TYPED_SLA if limits == "other targets" else policy)
     _generate(db, seed=7, count=160)
+    if limits == "recounted":
+        with db.write() as s:
+            assert sync_limits(s, TYPED_SLA)
+            assert sync_limits(s, SLA)
+    with db.read() as s:
+        assert limits_match(s, policy) is (limits not in ("other targets", "none"))
     now = NOW + timedelta(hours=2)
     since = None if days is None else now - timedelta(days=days)
     with db.read() as s:
-        new = workflow_stats(s, SLA, now, since=since)
-        old = _former_workflow_stats(s, SLA, now, since)
+        new = workflow_stats(s, policy, now, since=since)
+        old = _former_workflow_stats(s, policy, now, since)
     assert new.pop("period") == {
         "since": since.isoformat() if since else None,
         "until": now.isoformat(),

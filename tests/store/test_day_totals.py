@@ -1,0 +1,208 @@
+"""The per-day totals and duration ranges of ``stats`` (``store/day_totals.py``, revision
+0005) equal the aggregates of the tickets after any sequence of changes, through whichever
+path makes them, after rollbacks and compaction, and as revision 0005 counts a store that
+had tickets before it."""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from store import day_totals
+from store.db import Database
+from store.durations import record_durations
+from store.enums import Status
+from store.lifecycle import change_status
+from store.migrate import upgrade
+from store.models import DurationDay, Ticket
+from store.sla import settle
+from store.tickets import NewTicket, open_ticket
+from tests.store.test_counts import NOW, SLA, _random_change
+
+MEASURES = {
+    "fw": "first_response_wall_seconds",
+    "fb": "first_response_business_seconds",
+    "rw": "resolution_wall_seconds",
+    "rb": "resolution_business_seconds",
+}
+
+
+def _day(session: Session) -> str:
+    return (
+        "created_at::date"
+        if session.get_bind().dialect.name == "postgresql"
+        else "date(created_at)"
+    )
+
+
+def _counted(session: Session) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """The figures straight from the tickets, with the verdicts of ``SLA``."""
+    first = "sla_first_response_seconds"
+    done = "sla_resolution_seconds"
+    below = {(phase, priority): limit for phase, priority, _, limit in day_totals.limits_for(SLA)}
+    rows = session.execute(
+        sa.text(
+            f"SELECT {_day(session)}, priority, type, sector, {', '.join(MEASURES.values())},"
+            f" {first}, {done} FROM tickets WHERE merged_into IS NULL"
+        )
+    ).all()
+    figures: dict[tuple[Any, ...], list[Any]] = {}
+    for day, priority, kind, sector, *values, sla_first, sla_done in rows:
+        into = figures.setdefault((str(day), priority, kind, sector), [0] * 13)
+        into[0] += 1
+        for n, value in enumerate(values):
+            if value is not None:
+                into[1 + 2 * n] += 1
+                into[2 + 2 * n] += value
+        for n, (phase, measured) in enumerate(
+            (("first_response", sla_first), ("resolution", sla_done))
+        ):
+            if measured is not None:
+                into[9 + 2 * n] += 1
+                into[10 + 2 * n] += int(measured < below[(phase, priority)])
+    return {group: _rounded(values) for group, values in figures.items()}
+
+
+def _kept(session: Session) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    table = day_totals.TicketDayTotal.__table__  # type: ignore[attr-defined]
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for row in session.execute(sa.select(table).order_by(table.c.id)):
+        values = row._mapping
+        group = (str(values["day"]), values["priority"], values["type"], values["sector"])
+        into = sums.setdefault(group, [0] * 13)
+        for n, name in enumerate(day_totals.FIGURES):
+            into[n] += values[name]
+    return {group: _rounded(values) for group, values in sums.items() if values[0]}
+
+
+def _rounded(values: list[Any]) -> tuple[Any, ...]:
+    return tuple(round(v, 3) if isinstance(v, float) else v for v in values)
+
+
+def _ranges_counted(session: Session) -> Counter[tuple[str, str, float]]:
+    lows = session.execute(sa.text("SELECT low FROM duration_buckets ORDER BY low")).scalars()
+    bounds = [float(b) for b in lows]
+    found: Counter[tuple[str, str, float]] = Counter()
+    rows = session.execute(
+        sa.text(
+            f"SELECT {_day(session)}, {', '.join(MEASURES.values())} FROM tickets"
+            " WHERE merged_into IS NULL"
+        )
+    ).all()
+    for day, *values in rows:
+        for measure, value in zip(MEASURES, values, strict=True):
+            if value is not None:
+                found[(measure, str(day), bounds[bisect_right(bounds, value) - 1])] += 1
+    return found
+
+
+def _ranges_kept(session: Session) -> Counter[tuple[str, str, float]]:
+    found: Counter[tuple[str, str, float]] = Counter()
+    for row in session.exec(select(DurationDay)).all():
+        found[(row.measure, str(row.day), row.low)] += row.n
+    return +found  # without the groups that came back to 0
+
+
+def _measure_some(s: Session, rng: random.Random, at: Any) -> None:
+    """Answer and solve some tickets, so that durations and verdicts change too."""
+    for t in s.exec(select(Ticket).where(Ticket.merged_into.is_(None))).all():  # type: ignore[union-attr]
+        if rng.random() < 0.15 and t.first_response_at is None:
+            t.first_response_at = at
+            settle(s, t, at, SLA)
+        elif rng.random() < 0.1 and t.status == Status.OPEN.value:
+            change_status(s, t, Status.SOLVED, actor="x", now=at)
+            record_durations(t, SLA.calendar)
+            settle(s, t, at, SLA)
+
+
+def test_random_changes_keep_the_totals_equal_to_the_tickets(db: Database) -> None:
+    with db.write() as s:
+        day_totals.sync_limits(s, SLA)
+    rng = random.Random(5)
+    at = NOW - timedelta(days=3)
+    for round_ in range(10):
+        with db.write() as s:
+            for _ in range(25):
+                at += timedelta(minutes=rng.choice([7, 90, 600]))
+                _random_change(s, rng, at)
+            _measure_some(s, rng, at)
+            s.flush()
+            assert _kept(s) == _counted(s), "in the writer's own transaction"
+            assert _ranges_kept(s) == _ranges_counted(s)
+        if round_ % 3 == 2:
+            with db.write() as s:
+                assert day_totals.compact(s) > 0
+        with db.read() as s:
+            assert _kept(s) == _counted(s)
+            assert _ranges_kept(s) == _ranges_counted(s)
+    with db.read() as s:
+        kept = _kept(s)
+        assert len({day for day, *_ in kept}) >= 3  # several days
+        assert sum(v[1] for v in kept.values()) > 5  # first responses measured
+        assert sum(v[10] for v in kept.values()) > 0  # and some of them met their target
+        assert len(_ranges_kept(s)) > 10
+
+
+def test_a_rolled_back_change_leaves_the_totals_alone(db: Database) -> None:
+    with db.write() as s:
+        open_ticket(s, NewTicket(subject="s", requester="ana@magazin.ro"), actor="a", now=NOW)
+    with db.read() as s:
+        before = (_kept(s), _ranges_kept(s))
+    try:
+        with db.write() as s:
+            t = s.exec(select(Ticket)).one()
+            t.first_response_wall_seconds, t.priority = 60.0, "high"
+            s.add(t)
+            s.flush()
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    with db.read() as s:
+        assert (_kept(s), _ranges_kept(s)) == before
+
+
+def test_compaction_folds_the_rows_into_one_per_group(db: Database) -> None:
+    with db.write() as s:
+        t = open_ticket(s, NewTicket(subject="s", requester="ana@magazin.ro"), actor="a", now=NOW)
+        for seconds in (30.0, 90.0, 91.0):  # two ranges, then the same range again
+            t.first_response_wall_seconds = seconds
+            s.add(t)
+            s.flush()
+        # ranges [30, 31) and [89, 93): +30; -30 +89; nothing for 91
+        assert len(s.exec(select(DurationDay)).all()) == 3
+        totals = s.execute(sa.text("SELECT COUNT(*) FROM ticket_day_totals")).scalar_one()
+        assert totals == 1 + 3 * 2  # the new ticket, then -old +new per change
+    with db.write() as s:
+        assert day_totals.compact(s) == (7 - 1) + (3 - 1)
+        assert [(r.measure, r.n) for r in s.exec(select(DurationDay)).all()] == [("fw", 1)]
+        assert day_totals.compact(s) == 0
+        assert _kept(s) == _counted(s)
+
+
+def test_revision_0005_counts_the_tickets_already_in_the_store(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    upgrade(engine, "0004")
+    db = Database(sqlite_url)
+    with db.write() as s:
+        for n in range(6):
+            t = open_ticket(
+                s, NewTicket(subject="s", requester="ana@magazin.ro"), actor="a", now=NOW
+            )
+            t.first_response_wall_seconds = 60.0 * n
+            t.sla_first_response_seconds = 3600.0 * n
+            s.add(t)
+    upgrade(engine, "head")
+    with db.write() as s:
+        assert _ranges_kept(s) == _ranges_counted(s)
+        assert not day_totals.limits_match(s, SLA)
+        assert day_totals.sync_limits(s, SLA)
+        assert not day_totals.sync_limits(s, SLA)
+        assert _kept(s) == _counted(s)
+    db.dispose()
+    engine.dispose()
