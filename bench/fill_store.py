@@ -15,7 +15,9 @@ for a store upgraded in place, and revision 0003 stores the wall-clock durations
 responders of ``stats`` in SQL, after which the business-time durations are computed with
 the default calendar as ``mailgate db upgrade`` does (``store.durations``); revision 0004
 counts the tickets (per status, sector, priority and assignee) and the replies (per day
-and author) into ``ticket_counts`` and ``reply_counts``. Solved and
+and author) into ``ticket_counts`` and ``reply_counts``; revision 0005 the per-day totals
+and duration ranges of ``stats``, whose SLA verdicts are then counted by the default
+targets (``store.day_totals.sync_limits``, as ``mailgate db upgrade`` does). Solved and
 closed tickets get the status history ``stats`` reads (6 % solved, reopened, solved again).
 The mix is the one of a platform that has run for three years: most
 tickets closed, a backlog of about 12 % (new, open, pending, on hold, solved), priorities
