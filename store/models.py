@@ -114,7 +114,6 @@ class Ticket(SQLModel, table=True):
         # it is made by migration 0002 (ix_tickets_backlog_due).
         _backlog_index("ix_tickets_backlog_queue", "priority_rank", "created_at", "id"),
         _backlog_index("ix_tickets_backlog_sector", "sector", "priority_rank", "created_at", "id"),
-        _backlog_index("ix_tickets_backlog_counts", "sector", "priority", "status"),
         # stats: each agent's open tickets not past their deadline (store/stats.py)
         sa.Index(
             "ix_tickets_open_due", "due_at", "assignee", postgresql_where=_OPEN, sqlite_where=_OPEN

@@ -21,7 +21,7 @@ ticket (+ for the new values, - for the old ones, when a column they depend on c
 whichever code path or SQL statement does it; rows are only inserted, and the scheduler
 folds them into one per group. ``ix_tickets_running`` covers the tickets with a running
 deadline, for the verdicts that depend on the time ``stats`` is run ("still running, past
-due").
+due"). ``ix_tickets_backlog_counts`` is dropped: nothing has read it since revision 0004.
 
 Backfill: the histograms and the totals of the tickets already in the store; the totals'
 verdicts are counted once the limits are written (``store.day_totals.sync_limits``, by
@@ -244,6 +244,9 @@ def upgrade() -> None:
         sqlite_where=running,
     )
     _backfill(dialect)
+    # The backlog by sector, priority and status has been read from ticket_counts since
+    # revision 0004: this index only cost every ticket write.
+    op.drop_index("ix_tickets_backlog_counts", table_name="tickets")
 
 
 def _backfill(dialect: str) -> None:
@@ -268,6 +271,14 @@ def _backfill(dialect: str) -> None:
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
+    backlog = sa.text("status <> 'closed'")
+    op.create_index(
+        "ix_tickets_backlog_counts",
+        "tickets",
+        ["sector", "priority", "status"],
+        postgresql_where=backlog,
+        sqlite_where=backlog,
+    )
     for trigger in TRIGGERS[dialect]:
         op.execute(f"DROP TRIGGER {trigger}" + (" ON tickets" if dialect == "postgresql" else ""))
     if dialect == "postgresql":
