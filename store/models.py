@@ -85,6 +85,7 @@ def _backlog_index(name: str, *columns: Any) -> sa.Index:
 
 
 _RUNNING = sa.text("due_at IS NOT NULL AND merged_into IS NULL")
+_SOLVED = sa.text("last_solved_at IS NOT NULL")
 # The durations stats summarises, by the short names of ``duration_days.measure``.
 _MEASURED = {
     "fw": "first_response_wall_seconds",
@@ -121,6 +122,14 @@ class Ticket(SQLModel, table=True):
         # stats: the values of one range of a duration, for its median (store/medians.py),
         # and the tickets whose deadline runs, for the verdicts "past due" (revision 0005)
         *(_value_index(measure, column) for measure, column in _MEASURED.items()),
+        # stats: tickets solved, and of those reopened, since a time (revision 0005)
+        sa.Index(
+            "ix_tickets_solved",
+            "last_solved_at",
+            "last_reopened_at",
+            postgresql_where=_SOLVED,
+            sqlite_where=_SOLVED,
+        ),
         sa.Index(
             "ix_tickets_running",
             *("created_at", "due_at", "priority", "type", "sector"),
@@ -179,6 +188,10 @@ class Ticket(SQLModel, table=True):
     first_responder: str | None = Field(default=None, max_length=320)  # first authored answer
     resolution_wall_seconds: float | None = Field(default=None)
     resolution_business_seconds: float | None = Field(default=None)
+    # The latest status events to solved and from solved to open, for stats' reopen rate:
+    # kept by triggers on audit_events (revision 0005), never set by the code.
+    last_solved_at: datetime | None = _time(nullable=True)
+    last_reopened_at: datetime | None = _time(nullable=True)
 
 
 class TicketCount(SQLModel, table=True):

@@ -40,7 +40,9 @@ Nothing is computed per ticket in Python. Where each figure comes from:
   ``duration_days``, then that range's values in order (``store/medians.py``);
 - first responses per agent: one grouped pass (PostgreSQL, with ``percentile_cont``), or
   sums from ``ix_tickets_stats_responder`` and a short sort per agent (SQLite);
-- reopen rate: one pass over the period's status events (``ix_audit_events_status``);
+- reopen rate: the tickets whose latest status event to solved is in the period, and of
+  those the ones whose latest from solved to open is too (kept on the ticket by
+  triggers on ``audit_events``; ``ix_tickets_solved``);
 - minutes logged: the time entries of the period (``ix_time_entries_at``).
 """
 
@@ -60,7 +62,7 @@ from store.durations import business_backfill_pending
 from store.enums import Priority, Status
 from store.medians import Middle, period_medians, whole_days
 from store.medians import middles as sqlite_middles
-from store.models import AuditEvent, Ticket
+from store.models import Ticket
 from store.sla import Phase, SlaPolicy
 from store.timelog import time_by_agent, time_by_shop
 
@@ -340,36 +342,21 @@ def _backlog(counts: Counts) -> dict[str, dict[str, int]]:
 
 
 def _reopen_rate(session: Session, since: datetime | None) -> dict[str, Any]:
-    """Of the tickets solved in the period, how many a merchant (or agent) opened again:
-    one pass over the period's status events to solved, and from solved to open, from
-    ``ix_audit_events_status``, grouped by ticket."""
-    new, old = col(AuditEvent.new), col(AuditEvent.old)
-    where = [
-        col(AuditEvent.action) == "status",
-        new.in_([Status.SOLVED.value, Status.OPEN.value]),
-        col(AuditEvent.ticket_id).is_not(None),
-    ]
+    """Of the tickets solved in the period, how many a merchant (or agent) opened again
+    in it: a ticket had a status event to solved in the period when its latest one is in
+    it, and the same for its events from solved to open (both kept on the ticket by the
+    triggers of revision 0005); one range of ``ix_tickets_solved``."""
+    solved_at, reopened_at = col(Ticket.last_solved_at), col(Ticket.last_reopened_at)
+    where: list[Any] = [literal_column("tickets.last_solved_at IS NOT NULL")]  # the index's
+    reopened: ColumnElement[bool] = reopened_at.is_not(None)
     if since is not None:
-        where.append(col(AuditEvent.at) >= since)
-    per_ticket = (
-        sa.select(
-            func.count().filter(new == Status.SOLVED.value).label("solves"),
-            func.count()
-            .filter(old == Status.SOLVED.value, new == Status.OPEN.value)
-            .label("reopens"),
-        )
-        .where(*where)
-        .group_by(col(AuditEvent.ticket_id))
-        .subquery()
-    )
-    solved, reopened = session.execute(
-        sa.select(
-            func.count().filter(per_ticket.c.solves > 0),
-            func.count().filter(per_ticket.c.solves > 0, per_ticket.c.reopens > 0),
-        )
+        where.append(solved_at >= since)
+        reopened = reopened_at >= since
+    solved, again = session.execute(
+        sa.select(func.count(), func.count().filter(reopened)).where(*where)
     ).one()
-    rate = round(reopened / solved, 3) if solved else None
-    return {"solved": solved, "reopened": reopened, "rate": rate}
+    rate = round(again / solved, 3) if solved else None
+    return {"solved": solved, "reopened": again, "rate": rate}
 
 
 def _agents(

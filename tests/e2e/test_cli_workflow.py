@@ -120,7 +120,7 @@ def test_the_queue_by_deadline_marks_breaches(env: Path, monkeypatch: pytest.Mon
         encoding="utf-8",
     )
     ingest(env, subject="Logo", body="Cum schimb logo-ul?")  # normal: due in a second
-    time.sleep(1.5)
+    time.sleep(2.1)  # a deadline is rounded up to the whole second: up to 2 s from now
     ingest(env, subject="Factura", body="Nu e grabă, aștept.")
     ok("tickets", "set", "2", "--priority", "low")
     listed = json.loads(ok("tickets", "list", "--sort", "due", "--json"))

@@ -109,6 +109,22 @@ def _ranges_kept(session: Session) -> Counter[tuple[str, str, float]]:
     return +found  # without the groups that came back to 0
 
 
+def _solve_times(session: Session) -> tuple[list[Any], list[Any]]:
+    """Each ticket's kept latest solve and reopen, and the same read from its events."""
+    kept = session.execute(
+        sa.text("SELECT id, last_solved_at, last_reopened_at FROM tickets ORDER BY id")
+    ).all()
+    counted = session.execute(
+        sa.text(
+            "SELECT t.id, (SELECT max(at) FROM audit_events e WHERE e.ticket_id = t.id"
+            " AND e.action = 'status' AND e.new = 'solved'), (SELECT max(at) FROM"
+            " audit_events e WHERE e.ticket_id = t.id AND e.action = 'status'"
+            " AND e.old = 'solved' AND e.new = 'open') FROM tickets t ORDER BY t.id"
+        )
+    ).all()
+    return [tuple(r) for r in kept], [tuple(r) for r in counted]
+
+
 def _measure_some(s: Session, rng: random.Random, at: Any) -> None:
     """Answer and solve some tickets, so that durations and verdicts change too."""
     for t in s.exec(select(Ticket).where(Ticket.merged_into.is_(None))).all():  # type: ignore[union-attr]
@@ -135,6 +151,22 @@ def test_random_changes_keep_the_totals_equal_to_the_tickets(db: Database) -> No
             s.flush()
             assert _kept(s) == _counted(s), "in the writer's own transaction"
             assert _ranges_kept(s) == _ranges_counted(s)
+            if round_ % 4 == 1:  # an event moved back in time, another deleted
+                s.execute(
+                    sa.text(
+                        "UPDATE audit_events SET at = :at WHERE id = (SELECT max(id) FROM"
+                        " audit_events WHERE action = 'status' AND new = 'solved')"
+                    ),
+                    {"at": (NOW - timedelta(days=30)).replace(tzinfo=None)},
+                )
+                s.execute(
+                    sa.text(
+                        "DELETE FROM audit_events WHERE id = (SELECT min(id) FROM audit_events"
+                        " WHERE action = 'status' AND old = 'solved' AND new = 'open')"
+                    )
+                )
+            kept, counted = _solve_times(s)
+            assert kept == counted
         if round_ % 3 == 2:
             with db.write() as s:
                 assert day_totals.compact(s) > 0
@@ -147,6 +179,8 @@ def test_random_changes_keep_the_totals_equal_to_the_tickets(db: Database) -> No
         assert sum(v[1] for v in kept.values()) > 5  # first responses measured
         assert sum(v[10] for v in kept.values()) > 0  # and some of them met their target
         assert len(_ranges_kept(s)) > 10
+        kept, _ = _solve_times(s)
+        assert sum(1 for _, solved, again in kept if solved and again) > 0  # some reopened
 
 
 def test_a_rolled_back_change_leaves_the_totals_alone(db: Database) -> None:
@@ -188,21 +222,41 @@ def test_compaction_folds_the_rows_into_one_per_group(db: Database) -> None:
 def test_revision_0005_counts_the_tickets_already_in_the_store(sqlite_url: str) -> None:
     engine = sa.create_engine(sqlite_url)
     upgrade(engine, "0004")
-    db = Database(sqlite_url)
-    with db.write() as s:
+    at = NOW.replace(tzinfo=None)
+    with engine.begin() as c:  # plain SQL: the models describe the newest schema
         for n in range(6):
-            t = open_ticket(
-                s, NewTicket(subject="s", requester="ana@magazin.ro"), actor="a", now=NOW
+            c.execute(
+                sa.text(
+                    "INSERT INTO tickets (id, subject, status, type, sector, priority,"
+                    " priority_rank, requester, requester_name, verified, confidential,"
+                    " language, created_at, updated_at, sla_clock, sla_used_seconds,"
+                    " first_response_wall_seconds, sla_first_response_seconds) VALUES (:id,"
+                    " 's', 'open', 'question', 'support', 'normal', 2, 'a@b.ro', '', false,"
+                    " false, 'ro', :at, :at, 'paused', 0, :fw, :sla)"
+                ),
+                {"id": n + 1, "at": at - timedelta(days=n), "fw": 60.0 * n, "sla": 3600.0 * n},
             )
-            t.first_response_wall_seconds = 60.0 * n
-            t.sla_first_response_seconds = 3600.0 * n
-            s.add(t)
+        events = [(1, "open", "solved", 1), (1, "solved", "open", 2), (2, "open", "solved", 3)]
+        for ticket, old, new, hours in events:
+            c.execute(
+                sa.text(
+                    "INSERT INTO audit_events (ticket_id, at, actor, action, old, new, detail)"
+                    " VALUES (:t, :at, 'x', 'status', :old, :new, '')"
+                ),
+                {"t": ticket, "at": at + timedelta(hours=hours), "old": old, "new": new},
+            )
     upgrade(engine, "head")
+    db = Database(sqlite_url)
     with db.write() as s:
         assert _ranges_kept(s) == _ranges_counted(s)
         assert not day_totals.limits_match(s, SLA)
         assert day_totals.sync_limits(s, SLA)
         assert not day_totals.sync_limits(s, SLA)
         assert _kept(s) == _counted(s)
+        solve_times = s.execute(
+            sa.text("SELECT id, last_solved_at IS NOT NULL, last_reopened_at IS NOT NULL"
+                    " FROM tickets WHERE id <= 3 ORDER BY id")
+        ).all()  # fmt: skip
+        assert [tuple(r) for r in solve_times] == [(1, 1, 1), (2, 1, 0), (3, 0, 0)]
     db.dispose()
     engine.dispose()

@@ -23,6 +23,10 @@ folds them into one per group. ``ix_tickets_running`` covers the tickets with a 
 deadline, for the verdicts that depend on the time ``stats`` is run ("still running, past
 due"). ``ix_tickets_backlog_counts`` is dropped: nothing has read it since revision 0004.
 
+``tickets.last_solved_at`` and ``last_reopened_at``: the latest status event of the ticket
+to solved, and from solved to open, kept by triggers on ``audit_events`` (backfilled from
+them), so the reopen rate of a period is a range of ``ix_tickets_solved``.
+
 Backfill: the histograms and the totals of the tickets already in the store; the totals'
 verdicts are counted once the limits are written (``store.day_totals.sync_limits``, by
 ``mailgate db upgrade`` and ``serve``).
@@ -174,6 +178,93 @@ def triggers(dialect: str) -> list[str]:
     ]
 
 
+# The reopen rate: per ticket the latest status event to solved and from solved to open,
+# kept on the ticket by triggers on audit_events. A new event moves them forward; a
+# deleted or changed one makes them be read again from the ticket's events.
+SOLVE = "{row}.new = 'solved'"
+REOPEN = "{row}.old = 'solved' AND {row}.new = 'open'"
+STATUS_EVENT = (
+    "{row}.action = 'status' AND {row}.ticket_id IS NOT NULL"
+    " AND ({row}.new = 'solved' OR ({row}.old = 'solved' AND {row}.new = 'open'))"
+)
+
+
+def _latest(kind: str, ticket: str) -> str:
+    condition = SOLVE if kind == "solve" else REOPEN
+    return (
+        f"(SELECT max(e.at) FROM audit_events e WHERE e.ticket_id = {ticket}"
+        f" AND e.action = 'status' AND {condition.format(row='e')})"
+    )
+
+
+def _moved_forward(column: str, kind: str) -> str:
+    condition = SOLVE if kind == "solve" else REOPEN
+    return (
+        f"CASE WHEN {condition.format(row='NEW')} AND ({column} IS NULL OR {column} < NEW.at)"
+        f" THEN NEW.at ELSE {column} END"
+    )
+
+
+FORWARD = (
+    "UPDATE tickets SET last_solved_at = " + _moved_forward("last_solved_at", "solve") + ","
+    " last_reopened_at = "
+    + _moved_forward("last_reopened_at", "reopen")
+    + " WHERE id = NEW.ticket_id"
+)
+
+
+def _reread(ticket: str) -> str:
+    return (
+        f"UPDATE tickets SET last_solved_at = {_latest('solve', ticket)},"
+        f" last_reopened_at = {_latest('reopen', ticket)} WHERE id = {ticket}"
+    )
+
+
+def solve_triggers(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        return [
+            f"""CREATE FUNCTION tickets_solve_times_track() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    IF {STATUS_EVENT.format(row="NEW")} THEN
+                        {FORWARD};
+                    END IF;
+                    RETURN NULL;
+                END IF;
+                IF {STATUS_EVENT.format(row="OLD")} THEN
+                    {_reread("OLD.ticket_id")};
+                END IF;
+                IF TG_OP = 'UPDATE' AND {STATUS_EVENT.format(row="NEW")} THEN
+                    {_reread("NEW.ticket_id")};
+                END IF;
+                RETURN NULL;
+            END $$""",
+            "CREATE TRIGGER tickets_solve_times AFTER INSERT OR DELETE OR UPDATE OF"
+            " ticket_id, at, action, old, new ON audit_events"
+            " FOR EACH ROW EXECUTE FUNCTION tickets_solve_times_track()",
+        ]
+    return [
+        "CREATE TRIGGER tickets_solve_times_insert AFTER INSERT ON audit_events"
+        f" WHEN {STATUS_EVENT.format(row='NEW')} BEGIN {FORWARD}; END",
+        "CREATE TRIGGER tickets_solve_times_delete AFTER DELETE ON audit_events"
+        f" WHEN {STATUS_EVENT.format(row='OLD')} BEGIN {_reread('OLD.ticket_id')}; END",
+        "CREATE TRIGGER tickets_solve_times_update AFTER UPDATE OF ticket_id, at, action, old,"
+        f" new ON audit_events WHEN {STATUS_EVENT.format(row='OLD')}"
+        f" OR {STATUS_EVENT.format(row='NEW')} BEGIN {_reread('OLD.ticket_id')};"
+        f" {_reread('NEW.ticket_id')}; END",
+    ]
+
+
+SOLVE_TRIGGERS = {
+    "postgresql": [("tickets_solve_times", "audit_events")],
+    "sqlite": [
+        ("tickets_solve_times_insert", "audit_events"),
+        ("tickets_solve_times_delete", "audit_events"),
+        ("tickets_solve_times_update", "audit_events"),
+    ],
+}
+
+
 TRIGGERS = {
     "postgresql": ["ticket_day_totals_insert_delete", "ticket_day_totals_update"],
     "sqlite": ["ticket_day_totals_insert", "ticket_day_totals_delete", "ticket_day_totals_update"],
@@ -244,9 +335,32 @@ def upgrade() -> None:
         sqlite_where=running,
     )
     _backfill(dialect)
+    _solve_times(dialect)
     # The backlog by sector, priority and status has been read from ticket_counts since
     # revision 0004: this index only cost every ticket write.
     op.drop_index("ix_tickets_backlog_counts", table_name="tickets")
+
+
+def _solve_times(dialect: str) -> None:
+    op.add_column("tickets", sa.Column("last_solved_at", sa.DateTime(), nullable=True))
+    op.add_column("tickets", sa.Column("last_reopened_at", sa.DateTime(), nullable=True))
+    solved = sa.text("last_solved_at IS NOT NULL")
+    op.create_index(
+        "ix_tickets_solved",
+        "tickets",
+        ["last_solved_at", "last_reopened_at"],
+        postgresql_where=solved,
+        sqlite_where=solved,
+    )
+    for statement in solve_triggers(dialect):
+        op.execute(statement)
+    op.execute(
+        "UPDATE tickets SET last_solved_at = e.solved, last_reopened_at = e.reopened FROM"
+        f" (SELECT ticket_id, max(CASE WHEN {SOLVE.format(row='audit_events')} THEN at END)"
+        f" AS solved, max(CASE WHEN {REOPEN.format(row='audit_events')} THEN at END)"
+        f" AS reopened FROM audit_events WHERE {STATUS_EVENT.format(row='audit_events')}"
+        " GROUP BY ticket_id) AS e WHERE tickets.id = e.ticket_id"
+    )
 
 
 def _backfill(dialect: str) -> None:
@@ -281,8 +395,15 @@ def downgrade() -> None:
     )
     for trigger in TRIGGERS[dialect]:
         op.execute(f"DROP TRIGGER {trigger}" + (" ON tickets" if dialect == "postgresql" else ""))
+    for trigger, table in SOLVE_TRIGGERS[dialect]:
+        op.execute(f"DROP TRIGGER {trigger}" + (f" ON {table}" if dialect == "postgresql" else ""))
     if dialect == "postgresql":
         op.execute("DROP FUNCTION ticket_day_totals_track()")
+        op.execute("DROP FUNCTION tickets_solve_times_track()")
+    op.drop_index("ix_tickets_solved", table_name="tickets")
+    # Plain ALTER TABLE ... DROP COLUMN: a batch copy of the table would drop its triggers.
+    op.execute("ALTER TABLE tickets DROP COLUMN last_reopened_at")
+    op.execute("ALTER TABLE tickets DROP COLUMN last_solved_at")
     op.drop_index("ix_tickets_running", table_name="tickets")
     for measure in MEASURES:
         op.drop_index(f"ix_tickets_{measure}_value", table_name="tickets")
