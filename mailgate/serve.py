@@ -24,6 +24,18 @@ log = logging.getLogger(__name__)
 Ready = Callable[[str, int], None]
 
 
+def _keep_stats_targets(gateway: Gateway) -> None:
+    """Write the SLA targets that stats' per-day verdicts are judged by
+    (``store/day_totals.py``). Mail does not depend on them: a store too busy for it now
+    leaves stats counting the verdicts itself until the next start or ``db upgrade``."""
+    try:
+        with gateway.db.write() as session:
+            if sync_limits(session, gateway.sla):
+                log.info("stats: SLA verdicts counted again by the configured targets")
+    except StoreUnavailable as exc:
+        log.warning("stats: SLA targets not written (%s); stats counts the verdicts itself", exc)
+
+
 async def run_gateway(
     gateway: Gateway,
     stop: asyncio.Event,
@@ -38,9 +50,7 @@ async def run_gateway(
     # includes them (bench/README.md, Memory); every worker of ``serve --workers`` runs this.
     load_language_model()
     load_suffix_list()
-    # The SLA targets that stats' per-day verdicts are judged by (store/day_totals.py).
-    with gateway.db.write() as session:
-        sync_limits(session, gateway.sla)
+    _keep_stats_targets(gateway)
     executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
     committer = gateway.committer()
     handler = SmtpHandler(

@@ -13,7 +13,7 @@ from mailgate_testing import make_gateway, make_settings, raw_mail, running_list
 
 from mailgate import language
 from mailgate.app import Gateway
-from mailgate.config import SmtpSettings
+from mailgate.config import SmtpSettings, StoreSettings
 from mailgate.sources import replies
 from store.views import TicketFilter, list_tickets
 
@@ -228,4 +228,39 @@ def test_the_language_model_is_loaded_before_the_listener_is_ready(
     gateway, _, _ = make_gateway(make_settings(tmp_path, sqlite_url))
     with running_listener(gateway):
         assert len(language._loaded) == 1
+    gateway.close()
+
+
+def test_serve_writes_the_sla_targets_of_stats_when_it_starts(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from store.day_totals import limits_match
+
+    gateway, _, _ = make_gateway(make_settings(tmp_path, sqlite_url))
+    with gateway.db.read() as session:
+        assert not limits_match(session, gateway.sla)
+    with running_listener(gateway), gateway.db.read() as session:
+        assert limits_match(session, gateway.sla)
+    gateway.close()
+
+
+def test_serve_starts_when_the_store_is_too_busy_to_write_the_sla_targets(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from store.day_totals import limits_match
+
+    store = StoreSettings(
+        url=sqlite_url, raw=str(tmp_path / "raw"), attachments=str(tmp_path / "attachments"),
+        busy_timeout_ms=200,
+    )  # fmt: skip
+    gateway, _, _ = make_gateway(make_settings(tmp_path, sqlite_url, store=store))
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        with running_listener(gateway):
+            holder.execute("ROLLBACK")
+            with gateway.db.read() as session:
+                assert not limits_match(session, gateway.sla)  # stats counts them itself
+    finally:
+        holder.close()
     gateway.close()
