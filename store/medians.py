@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from store.day_totals import histogram_from
-from store.models import UTCDateTime
+from store.models import DURATIONS, UTCDateTime
 
 STATS_INDEX = "ix_tickets_stats"  # revision 0003: every duration of the period, covered
 _COMPOUND_LIMIT = 200  # SELECTs per statement (SQLite allows 500 by default)
@@ -46,12 +46,7 @@ class Middle:
     responder: str | None = None
 
 
-MEASURES = {  # duration_days.measure -> the ticket's column
-    "fw": "first_response_wall_seconds",
-    "fb": "first_response_business_seconds",
-    "rw": "resolution_wall_seconds",
-    "rb": "resolution_business_seconds",
-}
+MEASURES = DURATIONS  # duration_days.measure -> the ticket's column
 
 
 def period_medians(

@@ -86,8 +86,8 @@ def _backlog_index(name: str, *columns: Any) -> sa.Index:
 
 _RUNNING = sa.text("due_at IS NOT NULL AND merged_into IS NULL")
 _SOLVED = sa.text("last_solved_at IS NOT NULL")
-# The durations stats summarises, by the short names of ``duration_days.measure``.
-_MEASURED = {
+# The durations stats summarises, by their short names (``duration_days.measure``).
+DURATIONS = {
     "fw": "first_response_wall_seconds",
     "fb": "first_response_business_seconds",
     "rw": "resolution_wall_seconds",
@@ -121,7 +121,7 @@ class Ticket(SQLModel, table=True):
         ),
         # stats: the values of one range of a duration, for its median (store/medians.py),
         # and the tickets whose deadline runs, for the verdicts "past due" (revision 0005)
-        *(_value_index(measure, column) for measure, column in _MEASURED.items()),
+        *(_value_index(measure, column) for measure, column in DURATIONS.items()),
         # stats: tickets solved, and of those reopened, since a time (revision 0005)
         sa.Index(
             "ix_tickets_solved",

@@ -62,7 +62,7 @@ from store.durations import business_backfill_pending
 from store.enums import Priority, Status
 from store.medians import Middle, period_medians, whole_days
 from store.medians import middles as sqlite_middles
-from store.models import Ticket
+from store.models import DURATIONS, Ticket
 from store.sla import Phase, SlaPolicy
 from store.timelog import time_by_agent, time_by_shop
 
@@ -115,7 +115,7 @@ def workflow_stats(
     counts = ticket_counts(session)
     period = _period(since)
     groups = _judged(policy, _period_figures(session, policy, now, since))
-    summaries = {key: _summary(groups, key) for key in _NAMES}
+    summaries = {key: _summary(groups, key) for key in DURATIONS}
     wanted = {key: summary["count"] for key, summary in summaries.items() if summary["count"]}
     for key, median in period_medians(session, since, wanted).items():
         summaries[key]["median"] = _rounded_minutes(median)
@@ -297,14 +297,6 @@ def _rounded_minutes(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds / 60, 1)
 
 
-_NAMES = {
-    "fw": "first_response_wall_seconds",
-    "fb": "first_response_business_seconds",
-    "rw": "resolution_wall_seconds",
-    "rb": "resolution_business_seconds",
-}
-
-
 def _is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
@@ -439,7 +431,7 @@ def _first_responses(
             session,
             "ix_tickets_stats_responder",
             since,
-            [Middle(_NAMES["fw"], count, name) for name, count, _ in sums],
+            [Middle(DURATIONS["fw"], count, name) for name, count, _ in sums],
         )
         rows = [(*row, middle) for row, middle in zip(sums, middles, strict=True)]
     return {

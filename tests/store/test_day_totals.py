@@ -20,17 +20,12 @@ from store.durations import record_durations
 from store.enums import Status
 from store.lifecycle import change_status
 from store.migrate import upgrade
-from store.models import DurationDay, Ticket
+from store.models import DURATIONS, DurationDay, Ticket
 from store.sla import settle
 from store.tickets import NewTicket, open_ticket
 from tests.store.test_counts import NOW, SLA, _random_change
 
-MEASURES = {
-    "fw": "first_response_wall_seconds",
-    "fb": "first_response_business_seconds",
-    "rw": "resolution_wall_seconds",
-    "rb": "resolution_business_seconds",
-}
+MEASURES = DURATIONS
 
 
 def _day(session: Session) -> str:
