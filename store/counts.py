@@ -10,7 +10,10 @@ inserted, so gateways ingesting at the same time never wait for each other on a 
 (PostgreSQL: every new ticket starts as (new, default sector, normal), and one row per
 group would be locked by each ingest transaction until it commits). The readers sum
 them per group; ``compact`` (run by the scheduler) folds them into one row per group, so
-a read stays a few hundred or thousand rows however many changes were made since.
+a read stays a few hundred or thousand rows however many changes were made since. A fold
+rewrites only the groups with rows added since the previous one (``fold_rows``), which
+the per-day tables of ``store/day_totals.py`` need: at a million tickets they hold ~400,000
+rows, and rewriting them all every minute held the write lock for 1.6–1.9 s.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from store.enums import Direction
-from store.models import Message, ReplyCount, TicketCount
+from store.meta import set_value
+from store.models import Message, MetaValue, ReplyCount, TicketCount
 
 _COMPACT_LOCK_ID = 0x636F756E  # "coun": one compaction at a time (PostgreSQL)
 
@@ -101,19 +105,23 @@ def try_lock(session: Session, lock_id: int) -> bool:
 
 
 def fold_rows(session: Session, table: sa.Table, keys: list[str], values: list[str]) -> int:
-    """Replace the rows of ``table`` by one per group of ``keys`` with the sums of
-    ``values`` (none where they are all 0); returns how many rows fewer there are."""
-    groups = sa.select(*(table.c[k] for k in keys)).distinct().subquery()
-    rows, kinds = session.execute(
-        sa.select(
-            sa.select(func.count()).select_from(table).scalar_subquery(),
-            sa.select(func.count()).select_from(groups).scalar_subquery(),
-        )
-    ).one()
-    if rows <= kinds:
-        return 0  # one row per group already
+    """Replace the rows of each group of ``keys`` that has rows added since the last fold
+    by one row with the sums of ``values`` (none where they are all 0); returns how many
+    rows fewer there are.
+
+    Only the groups touched since then are read (the rows above the id the last fold left
+    in ``meta``), so a fold costs what changed, not the size of the table: the per-day
+    tables of a large store hold hundreds of thousands of rows, and the scheduler folds
+    every minute. (On PostgreSQL a row of a transaction still open during a fold may stay
+    under the mark, unfolded: it is still counted.)"""
+    noted = session.get(MetaValue, _folded_key(table))  # not get_value's memo: set below
+    mark = int(noted.value) if noted is not None else 0
+    group = sa.tuple_(*(table.c[k] for k in keys))
+    touched = sa.select(*(table.c[k] for k in keys)).where(table.c.id > mark)
     removed = session.execute(
-        sa.delete(table).returning(*(table.c[k] for k in keys), *(table.c[v] for v in values))
+        sa.delete(table)
+        .where(group.in_(touched))
+        .returning(*(table.c[k] for k in keys), *(table.c[v] for v in values))
     ).all()
     sums: dict[tuple[Any, ...], list[Any]] = {}
     for row in removed:
@@ -121,10 +129,21 @@ def fold_rows(session: Session, table: sa.Table, keys: list[str], values: list[s
         for n, value in enumerate(row[len(keys) :]):
             into[n] += value
     kept = [
-        {**dict(zip(keys, group, strict=True)), **dict(zip(values, figures, strict=True))}
-        for group, figures in sums.items()
+        {**dict(zip(keys, group_, strict=True)), **dict(zip(values, figures, strict=True))}
+        for group_, figures in sums.items()
         if any(figures)
     ]
     if kept:
         session.execute(sa.insert(table), kept)
+    mark_folded(session, table)
     return len(removed) - len(kept)
+
+
+def mark_folded(session: Session, table: sa.Table) -> None:
+    """Note that every row of ``table`` so far is folded: the next fold starts after them."""
+    last = session.execute(sa.select(func.max(table.c.id))).scalar_one()
+    set_value(session, _folded_key(table), str(last or 0))
+
+
+def _folded_key(table: sa.Table) -> str:
+    return f"folded:{table.name}"

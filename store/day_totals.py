@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import case, func
 from sqlmodel import Session, col
 
-from store.counts import fold_rows, try_lock
+from store.counts import fold_rows, mark_folded, try_lock
 from store.models import DurationDay, SlaLimit, Ticket, TicketDayTotal
 from store.sla import Phase, SlaPolicy
 
@@ -160,6 +160,7 @@ def _recount_verdicts(session: Session, policy: SlaPolicy) -> None:
             sa.select(*groups, *figures).where(col(Ticket.merged_into).is_(None)).group_by(*groups),
         )
     )
+    mark_folded(session, table)  # one row per group: nothing for the next fold to do
 
 
 def _day_of_creation(session: Session) -> Any:

@@ -255,3 +255,36 @@ def test_revision_0005_counts_the_tickets_already_in_the_store(sqlite_url: str) 
         assert [tuple(r) for r in solve_times] == [(1, 1, 1), (2, 1, 0), (3, 0, 0)]
     db.dispose()
     engine.dispose()
+
+
+def test_a_fold_rewrites_only_the_groups_changed_since_the_last(db: Database) -> None:
+    with db.write() as s:
+        for days in (1, 2):
+            t = open_ticket(
+                s,
+                NewTicket(subject="s", requester="ana@magazin.ro"),
+                actor="a",
+                now=NOW - timedelta(days=days),
+            )
+            t.first_response_wall_seconds = 30.0 * days
+            s.add(t)
+        s.flush()
+        day_totals.compact(s)
+    with db.read() as s:
+        before = {(r.measure, r.day, r.low): r.id for r in s.exec(select(DurationDay)).all()}
+    with db.write() as s:
+        t = s.exec(select(Ticket).order_by(Ticket.id)).first()  # type: ignore[arg-type]
+        assert t is not None
+        t.first_response_wall_seconds = 45.0  # the first day's ticket only
+        s.add(t)
+        s.flush()
+        assert day_totals.compact(s) > 0
+        assert day_totals.compact(s) == 0  # folded: nothing new since
+    with db.read() as s:
+        after = {(r.measure, r.day, r.low): r.id for r in s.exec(select(DurationDay)).all()}
+        assert _ranges_kept(s) == _ranges_counted(s) and _kept(s) == _counted(s)
+    untouched = (NOW - timedelta(days=2)).date()
+    assert {k: v for k, v in after.items() if k[1] == untouched} == {
+        k: v for k, v in before.items() if k[1] == untouched
+    }  # the other day's row was not read again (same id)
+    assert set(after) - set(before)  # the changed day's range moved

@@ -379,6 +379,12 @@ def _backfill(dialect: str) -> None:
             f" WHERE low <= {column}) AS low FROM tickets"
             f" WHERE merged_into IS NULL AND {column} IS NOT NULL) AS v GROUP BY d, low"
         )
+    # One row per group already: the scheduler's folds start after them (store/counts.py).
+    for table in ("ticket_day_totals", "duration_days"):
+        op.execute(
+            f"INSERT INTO meta (key, value) SELECT 'folded:{table}',"
+            f" CAST(COALESCE(MAX(id), 0) AS VARCHAR(20)) FROM {table}"
+        )
     if dialect == "sqlite":
         op.execute("ANALYZE tickets")
 
@@ -407,6 +413,7 @@ def downgrade() -> None:
     op.drop_index("ix_tickets_running", table_name="tickets")
     for measure in MEASURES:
         op.drop_index(f"ix_tickets_{measure}_value", table_name="tickets")
+    op.execute("DELETE FROM meta WHERE key LIKE 'folded:%'")
     op.drop_table("ticket_day_totals")
     op.drop_table("sla_limits")
     op.drop_table("duration_days")
