@@ -13,7 +13,7 @@ them per group; ``compact`` (run by the scheduler) folds them into one row per g
 a read stays a few hundred or thousand rows however many changes were made since. A fold
 rewrites only the groups with rows added since the previous one (``fold_rows``), which
 the per-day tables of ``store/day_totals.py`` need: at a million tickets they hold ~400,000
-rows, and rewriting them all every minute held the write lock for 1.6–1.9 s.
+rows, and rewriting them all every minute held the write lock for 1.6 to 1.9 s.
 """
 
 from __future__ import annotations
