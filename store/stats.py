@@ -143,8 +143,9 @@ def workflow_stats(
 
 
 def _tune_postgresql(session: Session) -> None:
-    """Settings for this transaction only. The medians sort every duration of the period:
-    in memory, not in temporary files (the default 4 MB holds about 80,000 of them).
+    """Settings for this transaction only. The first responders' medians sort the period's
+    first responses: in memory, not in temporary files (the default 4 MB holds about
+    80,000 of them).
     Each statement is planned for its own period (a driver that prepares a statement run
     often would otherwise get a generic plan, made for a third of the table), and without
     JIT, whose compiling costs more than these ~100 ms statements gain from it."""
