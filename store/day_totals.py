@@ -29,7 +29,7 @@ from sqlalchemy import case, func
 from sqlmodel import Session, col
 
 from store.counts import fold_rows, mark_folded, try_lock
-from store.models import DurationDay, SlaLimit, Ticket, TicketDayTotal
+from store.models import DURATIONS, DurationDay, SlaLimit, Ticket, TicketDayTotal
 from store.sla import Phase, SlaPolicy
 
 # The figures of a group, in the order of ``ticket_day_totals``' columns.
@@ -127,8 +127,22 @@ def below_limit(policy: SlaPolicy, phase: Phase) -> Any:
     return case(*whens, else_=None)
 
 
-def _met(policy: SlaPolicy, phase: Phase, column: Any) -> Any:
-    return case((column < below_limit(policy, phase), 1), else_=0)
+def figures(policy: SlaPolicy) -> dict[str, Any]:
+    """``FIGURES`` as aggregates over ticket rows, verdicts judged by ``policy``: what a
+    row of ``ticket_day_totals`` sums up (the triggers of revision 0005 keep the same per
+    ticket), and what ``stats`` counts over the tickets where the totals cannot serve."""
+    first, done = col(Ticket.sla_first_response_seconds), col(Ticket.sla_resolution_seconds)
+    found: dict[str, Any] = {"tickets": func.count()}
+    for measure, name in DURATIONS.items():
+        column = getattr(Ticket, name)
+        found[f"{measure}_n"] = func.count(column)
+        found[f"{measure}_sum"] = func.coalesce(func.sum(column), 0.0)
+    found["first_measured"] = func.count(first)
+    found["first_met"] = func.count().filter(first < below_limit(policy, Phase.FIRST_RESPONSE))
+    found["done_measured"] = func.count(done)
+    found["done_met"] = func.count().filter(done < below_limit(policy, Phase.RESOLUTION))
+    assert tuple(found) == FIGURES
+    return found
 
 
 def _recount_verdicts(session: Session, policy: SlaPolicy) -> None:
@@ -136,28 +150,14 @@ def _recount_verdicts(session: Session, policy: SlaPolicy) -> None:
     would have written had the limits always been these)."""
     table = TicketDayTotal.__table__  # type: ignore[attr-defined]
     day = _day_of_creation(session)
-    durations = [
-        col(Ticket.first_response_wall_seconds),
-        col(Ticket.first_response_business_seconds),
-        col(Ticket.resolution_wall_seconds),
-        col(Ticket.resolution_business_seconds),
-    ]
-    first, done = col(Ticket.sla_first_response_seconds), col(Ticket.sla_resolution_seconds)
-    figures: list[Any] = [func.count()]
-    for column in durations:
-        figures += [func.count(column), func.coalesce(func.sum(column), 0.0)]
-    figures += [
-        func.count(first),
-        func.coalesce(func.sum(_met(policy, Phase.FIRST_RESPONSE, first)), 0),
-        func.count(done),
-        func.coalesce(func.sum(_met(policy, Phase.RESOLUTION, done)), 0),
-    ]
     groups = [day, col(Ticket.priority), col(Ticket.type), col(Ticket.sector)]
     session.execute(sa.delete(table))
     session.execute(
         sa.insert(table).from_select(
             ["day", *GROUP, *FIGURES],
-            sa.select(*groups, *figures).where(col(Ticket.merged_into).is_(None)).group_by(*groups),
+            sa.select(*groups, *figures(policy).values())
+            .where(col(Ticket.merged_into).is_(None))
+            .group_by(*groups),
         )
     )
     mark_folded(session, table)  # one row per group: nothing for the next fold to do

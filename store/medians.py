@@ -58,14 +58,14 @@ def period_medians(
         return {}
     first_day, partial = whole_days(since)
     bounds = _bounds(session)
-    ranges = histogram_from(session, first_day, list(wanted))
-    if partial is not None:
+    ranges = histogram_from(session, first_day, list(wanted)) if bounds else {}
+    if partial is not None and bounds:
         for measure, values in _values_between(session, partial, list(wanted)).items():
             for value in values:
                 ranges[measure][bounds[bisect_right(bounds, value) - 1]] += 1
     found: dict[str, float | None] = {}
     for measure, count in wanted.items():
-        if sum(ranges[measure].values()) == count:
+        if measure in ranges and sum(ranges[measure].values()) == count:
             found[measure] = _median_in_ranges(session, since, measure, ranges[measure], bounds)
     rest = [Middle(MEASURES[m], count) for m, count in wanted.items() if m not in found]
     by_column = {column: measure for measure, column in MEASURES.items()}

@@ -57,7 +57,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from store.counts import replies_by_author, ticket_counts
-from store.day_totals import below_limit, limits_match, totals_from
+from store.day_totals import figures as day_figures
+from store.day_totals import limits_match, totals_from
 from store.durations import business_backfill_pending
 from store.enums import Priority, Status
 from store.medians import Middle, period_medians, whole_days
@@ -230,28 +231,11 @@ def _counted_groups(
     """The figures of ``_period_figures`` counted over the tickets of ``period``."""
     sla_first = col(Ticket.sla_first_response_seconds)
     sla_done = col(Ticket.sla_resolution_seconds)
-    first_limit = below_limit(policy, Phase.FIRST_RESPONSE)
-    done_limit = below_limit(policy, Phase.RESOLUTION)
     past_due = col(Ticket.due_at) <= now
-
-    def tally(condition: Any) -> Any:
-        return func.count().filter(condition)
-
     figures = {
-        "fw_n": func.count(_fw),
-        "fw_sum": func.sum(_fw),
-        "fb_n": func.count(_fb),
-        "fb_sum": func.sum(_fb),
-        "rw_n": func.count(_rw),
-        "rw_sum": func.sum(_rw),
-        "rb_n": func.count(_rb),
-        "rb_sum": func.sum(_rb),
-        "first_measured": func.count(sla_first),
-        "first_met": tally(sla_first < first_limit),
-        "first_late": tally(sla_first.is_(None) & _fw.is_(None) & past_due),
-        "done_measured": func.count(sla_done),
-        "done_met": tally(sla_done < done_limit),
-        "done_late": tally(sla_done.is_(None) & _fw.is_not(None) & past_due),
+        **day_figures(policy),
+        "first_late": func.count().filter(sla_first.is_(None) & _fw.is_(None) & past_due),
+        "done_late": func.count().filter(sla_done.is_(None) & _fw.is_not(None) & past_due),
     }
     group = (col(Ticket.priority), col(Ticket.type), col(Ticket.sector))
     rows = session.execute(

@@ -132,3 +132,27 @@ def test_whole_days_split_a_period_at_the_first_midnight() -> None:
 def test_a_period_without_durations_has_no_medians(db: Database) -> None:
     with db.read() as s:
         assert medians.period_medians(s, NOW - timedelta(hours=5), {}) == {}
+
+
+def test_without_ranges_a_ticket_is_still_written_and_the_median_sorted(
+    sqlite_url: str,
+) -> None:
+    db = Database(sqlite_url)
+    db.upgrade()
+    with db.engine.begin() as c:  # a store whose ranges are gone (on SQLite: its own file)
+        c.execute(sa.text("DELETE FROM duration_buckets"))
+        for tid, seconds in enumerate((30.0, 90.0, 600.0), start=1):
+            c.execute(
+                sa.text(
+                    "INSERT INTO tickets (id, subject, status, type, sector, priority,"
+                    " priority_rank, requester, requester_name, verified, confidential,"
+                    " language, created_at, updated_at, sla_clock, sla_used_seconds,"
+                    " first_response_wall_seconds) VALUES (:id, 's', 'open', 'question',"
+                    " 'support', 'normal', 2, 'a@b.ro', '', false, false, 'ro', :at, :at,"
+                    " 'paused', 0, :fw)"
+                ),
+                {"id": tid, "at": NOW.replace(tzinfo=None), "fw": seconds},
+            )
+    with db.read() as s:
+        assert medians.period_medians(s, NOW - timedelta(days=1), {"fw": 3}) == {"fw": 90.0}
+    db.dispose()

@@ -68,10 +68,13 @@ TOTALS = (
 )
 
 
+LOWEST = -1e15  # the first range's bound: a value never falls outside the ranges
+
+
 def bucket_bounds() -> list[float]:
     """Everything under one second, each second up to a minute, then 5 % wider each
     range (whole seconds) up to ten years: about 380 ranges."""
-    bounds = [-1e15, *range(60)]
+    bounds = [LOWEST, *range(60)]
     low = 60.0
     while low < 3.2e8:
         bounds.append(round(low))
@@ -119,7 +122,8 @@ def _histogram_side(row: str, sign: int, dialect: str) -> str:
     )
     return (
         f"SELECT {_day(row, dialect)} AS day, v.measure AS measure,"
-        " (SELECT max(low) FROM duration_buckets WHERE low <= v.value) AS low,"
+        f" COALESCE((SELECT max(low) FROM duration_buckets WHERE low <= v.value), {LOWEST})"
+        " AS low,"
         f" {sign} AS n FROM ({values}) AS v"
         f" WHERE {row}.merged_into IS NULL AND v.value IS NOT NULL"
     )
