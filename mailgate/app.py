@@ -29,6 +29,7 @@ from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.outbound.transports import Transport, transport_from_settings
 from mailgate.pipeline import Pipeline
 from mailgate.policy import sla_policy
+from mailgate.preparer import Preparer
 from mailgate.ratelimit import RecipientGate
 from mailgate.resolver import DnsResolver
 from mailgate.schedule import Scheduler
@@ -135,23 +136,14 @@ def build_gateway(
         attachment_limits=settings.attachments,
         trust=trust,
     )
-    domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
-    own = OwnMail(
-        addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
-    )
     raws, blobs = _blob_stores(settings, db)
     pipeline = Pipeline(
         db=db,
-        raws=raws,
-        blobs=blobs,
+        preparer=build_preparer(settings, raws, blobs),
         ours=ours,
-        own=own,
-        auth_policy=settings.auth,
         rules=TriageRules.load(),
         applier=applier,
         clock=clock,
-        attachment_limits=settings.attachments,
-        resolver=DnsResolver(settings.auth.dns_resolver, timeout=settings.auth.dns_timeout),
         signed_ids=composer,
         confidential_rules=ConfidentialRules.load(settings.auth.confidential_rules),
     )
@@ -180,6 +172,32 @@ def build_gateway(
     )
 
 
+def build_preparer(settings: Settings, raws: Blobs, blobs: Blobs) -> Preparer:
+    """The half of the pipeline that needs no store (``mailgate.preparer``)."""
+    ours = OurAddresses.of(settings.smtp.addresses)
+    from_address = parseaddr(settings.outbound.from_)[1].lower()
+    domain = settings.outbound.message_id_domain or from_address.rpartition("@")[2]
+    own = OwnMail(
+        addresses=tuple(dict.fromkeys((*ours.addresses, from_address))), message_id_domain=domain
+    )
+    return Preparer(
+        raws=raws,
+        blobs=blobs,
+        own=own,
+        auth_policy=settings.auth,
+        attachment_limits=settings.attachments,
+        resolver=DnsResolver(settings.auth.dns_resolver, timeout=settings.auth.dns_timeout),
+    )
+
+
+def file_preparer(settings: Settings) -> Preparer:
+    """A preparer of its own, for a child process: only with blobs kept in folders
+    (``[store] blobs = "files"``), which need no store connection."""
+    if settings.store.blobs == "database":
+        raise ConfigError("preparing in child processes needs blobs kept in folders")
+    return build_preparer(settings, *_blob_stores(settings, None))
+
+
 def _trust_keeper(
     settings: Settings,
     *,
@@ -197,9 +215,10 @@ def _trust_keeper(
     return TrustKeeper(notifier, confirmations, quiet)
 
 
-def _blob_stores(settings: Settings, db: Database) -> tuple[Blobs, Blobs]:
+def _blob_stores(settings: Settings, db: Database | None) -> tuple[Blobs, Blobs]:
     """Where raw mails and attachments are kept: (raws, attachments)."""
     if settings.store.blobs == "database":
+        assert db is not None
         in_db = DatabaseBlobStore(db)
         return in_db, in_db
     return BlobStore(settings.store.raw, suffix=".eml"), BlobStore(settings.store.attachments)

@@ -14,7 +14,8 @@ import threading
 from concurrent.futures import Future
 
 from mailgate.apply import Outcome
-from mailgate.pipeline import Pipeline, Prepared
+from mailgate.pipeline import Pipeline
+from mailgate.preparer import Prepared
 
 log = logging.getLogger(__name__)
 _STOP = object()

@@ -3,8 +3,9 @@
 Two halves, so that many mails can share one commit (group commit) while each is still
 committed before it is acknowledged:
 
-- ``prepare`` (no database): keep the raw bytes durably, parse, screen, authenticate,
-  keep attachment files. Safe to run in parallel threads.
+- ``prepare`` (no database, ``mailgate.preparer``): keep the raw bytes durably, parse,
+  screen, authenticate, keep attachment files. Safe to run in parallel threads, or in
+  child processes (``mailgate.prepare_pool``).
 - ``commit`` (one transaction for a batch): per mail, in its own savepoint, the stages
   that read the store — duplicate check, identify, thread, interpret, decide — and apply.
 
@@ -15,10 +16,9 @@ means "not committed, answer 451 / exit 75".
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -26,27 +26,19 @@ from sqlmodel import Session
 
 from mailgate.addresses import OurAddresses
 from mailgate.apply import Applier, MailFacts, Outcome, new_raw
-from mailgate.attachments import keep_attachments
-from mailgate.auth import authenticate
 from mailgate.automated import screen_service_mail
 from mailgate.confidential import ConfidentialRules
-from mailgate.config import AttachmentSettings, AuthSettings
 from mailgate.decide import decide
-from mailgate.dkim import UNSIGNED_TAIL_DEFECT, restrict_to_signed
+from mailgate.dkim import UNSIGNED_TAIL_DEFECT
 from mailgate.identify import identify
 from mailgate.interpret import interpret
-from mailgate.language import Detected, detect_in_mail, supported_language
 from mailgate.logs import log_mail
-from mailgate.parse import parse_mail
-from mailgate.resolver import Resolver
-from mailgate.screen import OwnMail, screen
-from mailgate.threader import SignedIds, has_ticket_tag, thread_for
+from mailgate.preparer import Prepared, Preparer
+from mailgate.threader import SignedIds, thread_for
 from mailgate.triage import TriageRules
 from mailgate.values import (
     Arrival,
-    AuthResult,
     Envelope,
-    ParsedMail,
     ScreenResult,
     SenderKind,
     Source,
@@ -59,43 +51,20 @@ from store.enums import RawOutcome
 from store.errors import StoreUnavailable
 from store.locks import lock_in_order
 from store.lookups import StoreReader
-from store.raw import BlobRef, Blobs
 from store.suspended import mark_released
-from store.tickets import NewAttachment, NewRaw, audit, record_raw, suspend
+from store.tickets import NewRaw, audit, record_raw, suspend
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A mail after the stages that need no database."""
-
-    arrival: Arrival
-    raw: BlobRef
-    mail: ParsedMail
-    attachments: tuple[NewAttachment, ...]
-    screened: ScreenResult
-    auth: AuthResult
-    dedupe_key: str
-    failure: str | None = None  # set when a stage crashed: the mail is suspended
-    # The language of the merchant's words, for a mail likely to open a ticket (None:
-    # not detected here; the apply stage detects it if it does open one).
-    detected: Detected | None = None
 
 
 @dataclass
 class Pipeline:
     db: Database
-    raws: Blobs
-    blobs: Blobs
+    preparer: Preparer
     ours: OurAddresses
-    own: OwnMail
-    auth_policy: AuthSettings
     rules: TriageRules
     applier: Applier
     clock: Callable[[], datetime]
-    attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
-    resolver: Resolver | None = None  # None: no DNS, so no DKIM of our own (stage tests)
     signed_ids: SignedIds | None = None  # checks our mg.… Message-IDs before they thread
     confidential_rules: ConfidentialRules | None = None
 
@@ -109,7 +78,7 @@ class Pipeline:
         with self.db.write() as session:
             raw = mark_released(session, suspended_id, actor=actor, now=now)
             arrival = Arrival(
-                self.raws.read(raw.sha256),
+                self.preparer.raws.read(raw.sha256),
                 Envelope(raw.mail_from, tuple(a for a in raw.rcpt_tos.split(",") if a)),
                 Source("release"),
                 now,
@@ -140,29 +109,11 @@ class Pipeline:
         For a mail that crashed the process on each of its last tries (the IMAP poller's
         attempt count). Raises ``StoreUnavailable``.
         """
-        return self.commit([_failed(arrival, self.raws.keep(arrival.raw), why)])[0]
+        return self.commit([self.preparer.unprocessed(arrival, why)])[0]
 
-    # --- stages 2-5a: no database ---------------------------------------------------
     def prepare(self, arrival: Arrival) -> Prepared:
-        raw = self.raws.keep(arrival.raw)  # StoreUnavailable: nothing kept, answer 451
-        try:
-            mail = parse_mail(arrival.raw)
-            screened = screen(mail, arrival.envelope, self.own)
-            auth = authenticate(arrival.raw, mail, self.auth_policy, self.resolver)
-            if auth.signed_body_length is not None:
-                # Only the signed part is the sender's: text past l= is not shown as theirs.
-                mail = restrict_to_signed(
-                    arrival.raw, mail, auth.signed_body_length, relaxed=auth.relaxed_body
-                )
-            attachments = keep_attachments(mail.attachments, self.blobs, self.attachment_limits)
-            detected = _detect_if_new(mail, screened)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:  # a bug must not lose the mail: suspend it instead
-            log.exception("preparing mail %s failed", raw.sha256)
-            return _failed(arrival, raw, f"{type(exc).__name__}: {exc}")
-        key = dedupe_key(mail)
-        return Prepared(arrival, raw, mail, attachments, screened, auth, key, detected=detected)
+        """Stages 2-5a (no database): see ``mailgate.preparer``."""
+        return self.preparer.prepare(arrival)
 
     # --- stages 4b-8: one transaction --------------------------------------------------
     def commit(self, batch: Sequence[Prepared]) -> list[Outcome]:
@@ -293,23 +244,6 @@ class Pipeline:
             return write()
 
 
-def _detect_if_new(mail: ParsedMail, screened: ScreenResult) -> Detected | None:
-    """The language of a mail that will likely open a ticket, detected outside the write
-    transaction: not for service mail, nor when the mail's Content-Language decides, nor
-    for a reply (a ticket tag, In-Reply-To or References), which mostly joins a ticket
-    and keeps its language; a reply that does open one is detected in the apply stage."""
-    if not screened.is_ok or supported_language(mail.content_language) is not None:
-        return None
-    if has_ticket_tag(mail.subject) or mail.in_reply_to or mail.references:
-        return None
-    return detect_in_mail(mail.subject, mail.reply_text or mail.body_text)
-
-
-def dedupe_key(mail: ParsedMail) -> str:
-    """The same Message-ID AND the same content: the same delivery."""
-    return hashlib.sha256(f"{mail.message_id or ''}\0{mail.content_digest}".encode()).hexdigest()
-
-
 def _raw_of(prepared: Prepared) -> NewRaw:
     return new_raw(prepared.arrival, prepared.raw, prepared.mail.message_id, prepared.dedupe_key)
 
@@ -317,17 +251,3 @@ def _raw_of(prepared: Prepared) -> NewRaw:
 def _record_duplicate(session: Session, prepared: Prepared, original: int) -> Outcome:
     raw_id = record_raw(session, _raw_of(prepared), RawOutcome.DUPLICATE, duplicate_of=original)
     return Outcome("duplicate", raw_id, reason=f"same delivery as raw mail {original}")
-
-
-def _failed(arrival: Arrival, raw: BlobRef, why: str) -> Prepared:
-    empty = ParsedMail.unread(text="", content_digest=raw.sha256, defects=())
-    return Prepared(
-        arrival,
-        raw,
-        empty,
-        (),
-        ScreenResult(Verdict.OK),
-        AuthResult(),
-        hashlib.sha256(f"\0{raw.sha256}".encode()).hexdigest(),
-        failure=why,
-    )
