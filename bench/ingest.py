@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 from bench.generate import describe, generate
 from bench.smtp_load import (
     REPO,
+    bench_dns,
     free_port,
     rss_kb,
     send_all,
@@ -69,9 +70,16 @@ if TYPE_CHECKING:
 
 def scratch_settings(work: Path, url: str | None) -> Settings:
     """A gateway's settings with everything in ``work`` (the store too, unless ``url``)."""
-    from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
+    from mailgate.config import (
+        AuthSettings,
+        OutboundSettings,
+        Settings,
+        SmtpSettings,
+        StoreSettings,
+    )
 
     return Settings(
+        auth=AuthSettings(dns_resolver=bench_dns()),
         store=StoreSettings(
             url=url or f"sqlite:///{work}/mailgate.db",
             raw=str(work / "raw"),
@@ -106,26 +114,31 @@ def import_run(args: argparse.Namespace) -> None:
         latencies.extend([now - batch_began] * n)
         batch_began = now
 
+    preparing = gateway.prepare_pool(processes=args.prepare_processes)
     summary = import_mails(
         gateway.pipeline,
         corpus,
         clock=gateway.clock,
+        preparing=preparing,
         batch_size=settings.store.batch_size,
         progress=progress,
     )
     seconds = time.perf_counter() - began
+    children = [rss_kb(pid, "VmHWM") for pid in preparing.pids()]
+    preparing.close()
     gateway.close()
     shutil.rmtree(work)
     peak = rss_kb("self", "VmHWM")
     latencies.sort()
     print(f"{summary.total} mails ({dict(summary.counts)}) into {settings.store.url.split(':')[0]}")
-    print("| mails | mails/s | p50 ms | p99 ms | peak RSS MB | load before |")
-    print("|---:|---:|---:|---:|---:|---|")
+    print("| mails | mails/s | p50 ms | p99 ms | peak RSS MB | prepare process MB | load before |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
     print(
         f"| {summary.total} | {summary.total / seconds:.0f} |"
         f" {statistics.median(latencies) * 1000:.0f} |"
         f" {latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000:.0f} |"
-        f" {peak / 1024:.0f} | {load} |"
+        f" {peak / 1024:.0f} | {' + '.join(f'{kb / 1024:.0f}' for kb in children) or '-'} |"
+        f" {load} |"
     )
 
 
@@ -141,7 +154,13 @@ def smtp_run(args: argparse.Namespace) -> None:
         work = Path(tempfile.mkdtemp(prefix="ingest-smtp-"))
         port = free_port()
         url = args.url or f"sqlite:///{work}/mailgate.db"
-        config = write_config(work / "mailgate.toml", url=url, port=port, work=work)
+        config = write_config(
+            work / "mailgate.toml",
+            url=url,
+            port=port,
+            work=work,
+            prepare_processes=args.prepare_processes,
+        )
         server = start_serve(config, "--workers", str(args.workers))
         try:
             wait_listening(port)
@@ -167,9 +186,15 @@ def smtp_run(args: argparse.Namespace) -> None:
 
 
 def _gateway_pids(pid: int) -> list[int]:
-    """The processes that take mail: ``serve`` itself, or its workers under ``--workers``."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children] or [pid]
+    """``serve`` and every process under it: its ``--workers`` and their prepare
+    processes (``[smtp] prepare_processes``), whose CPU is the gateway's too."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").iterdir():
+            todo.extend(int(c) for c in (task / "children").read_text().split())
+    return pids
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -244,10 +269,16 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("import", help="mails/s and peak RSS of the import path")
     one.add_argument("--mails", type=int, default=1000)
+    one.add_argument(
+        "--prepare-processes", type=int, help="child processes (default: [smtp] prepare_processes)"
+    )
     two = commands.add_parser("smtp", help="mails/s and latency of SMTP end to end")
     two.add_argument("--mails", type=int, default=2000)
     two.add_argument("--clients", type=int, nargs="+", default=[8, 64])
     two.add_argument("--workers", type=int, default=1, help="serve --workers N")
+    two.add_argument(
+        "--prepare-processes", type=int, help="[smtp] prepare_processes (default: its default)"
+    )
     three = commands.add_parser("stages", help="CPU and wall time per mail of each half")
     three.add_argument("--mails", type=int, default=500)
     for sub in (one, two, three):

@@ -65,9 +65,16 @@ def flat(args: argparse.Namespace) -> None:
             elapsed = time.monotonic() - started
             print(f"  {done:>7} mails  RSS {rss_kb() / 1024:6.1f} MB  ({done / elapsed:.0f}/s)")
 
+    preparing = gateway.prepare_pool()
     summary = import_mails(
-        gateway.pipeline, corpus, clock=gateway.clock, batch_size=64, progress=progress
+        gateway.pipeline,
+        corpus,
+        clock=gateway.clock,
+        preparing=preparing,
+        batch_size=64,
+        progress=progress,
     )
+    preparing.close()
     gateway.close()
     after_warmup = [rss for count, rss in samples if count >= args.warmup] or [
         s[1] for s in samples

@@ -8,6 +8,7 @@ start of a send to its 250 is the whole of ingest: DATA, prepare, group commit.
 
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import subprocess
@@ -21,6 +22,41 @@ from pathlib import Path
 from bench.generate import TO, Mail
 
 REPO = Path(__file__).resolve().parents[1]
+_dns: list[str] = []
+_dns_server: list[subprocess.Popen[str]] = []
+
+
+def bench_dns() -> str | None:
+    """The DNS server the benchmarked gateways ask (``[auth] dns_resolver``): a loopback
+    server (``tests/dns_server.py``, in a process of its own, so that it takes no CPU
+    from an importing benchmark) that answers NXDOMAIN for every generated sender's
+    ``_dmarc`` name at once, as a warm local caching resolver would. The figures then
+    measure Mailgate, not this machine's upstream resolver, which answers the reserved
+    ``.example`` names in ~27 ms and drops some (a 5 s time-out for that mail).
+    ``MAILGATE_BENCH_SYSTEM_DNS=1``: the machine's own resolver instead (None)."""
+    if os.environ.get("MAILGATE_BENCH_SYSTEM_DNS") == "1":
+        return None
+    if not _dns:
+        server = subprocess.Popen(
+            [sys.executable, "-c", _DNS_MAIN],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        _dns_server.append(server)
+        _dns.append(server.stdout.readline().strip())  # type: ignore[union-attr]
+    return _dns[0]
+
+
+# The server runs until its parent (the benchmark) ends: stdin closes, and so does it.
+_DNS_MAIN = """
+import sys
+from tests.dns_server import LoopbackDns
+server = LoopbackDns()
+print(server.address, flush=True)
+sys.stdin.read()
+"""
 
 
 def free_port() -> int:
@@ -37,8 +73,11 @@ def rss_kb(pid: int | str = "self", field: str = "VmRSS") -> int:
     raise RuntimeError(f"no {field} for {pid}")
 
 
-def write_config(path: Path, *, url: str, port: int, work: Path) -> Path:
-    """A gateway's config: the store at ``url``, outbound mail to a maildir under ``work``.
+def write_config(
+    path: Path, *, url: str, port: int, work: Path, prepare_processes: int | None = None
+) -> Path:
+    """A gateway's config: the store at ``url``, outbound mail to a maildir under ``work``,
+    DNS from ``bench_dns()``; ``[smtp] prepare_processes`` when given.
 
     The per-connection mail budget is lifted: the clients here keep one connection for
     their whole share, which the default (100 MAIL per connection) would cut short.
@@ -46,7 +85,9 @@ def write_config(path: Path, *, url: str, port: int, work: Path) -> Path:
     path.write_text(
         f'[store]\nurl = "{url}"\nraw = "{work}/raw"\nattachments = "{work}/att"\n'
         f"[smtp]\nport = {port}\nmax_messages_per_connection = 1000000\n"
-        f'[outbound]\ntransport = "maildir:{work}/out"\n[log]\nmail_lines = false\n'
+        + (f"prepare_processes = {prepare_processes}\n" if prepare_processes is not None else "")
+        + f'[outbound]\ntransport = "maildir:{work}/out"\n[log]\nmail_lines = false\n'
+        + (f'[auth]\ndns_resolver = "{dns}"\n' if (dns := bench_dns()) else "")
     )
     return path
 

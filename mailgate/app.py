@@ -29,6 +29,7 @@ from mailgate.outbound.dispatcher import Dispatcher
 from mailgate.outbound.transports import Transport, transport_from_settings
 from mailgate.pipeline import Pipeline
 from mailgate.policy import sla_policy
+from mailgate.prepare_pool import PreparePool
 from mailgate.preparer import Preparer
 from mailgate.ratelimit import RecipientGate
 from mailgate.resolver import DnsResolver
@@ -73,6 +74,22 @@ class Gateway:
         committer.start()
         self._committers.append(committer)
         return committer
+
+    def prepare_pool(self, processes: int | None = None) -> PreparePool:
+        """Where mails are prepared (``mailgate.prepare_pool``), started: in ``processes``
+        (default ``[smtp] prepare_processes``) child processes, or in the gateway's own
+        threads when that is 0 or the blobs are kept in the database (a child has no
+        store connection)."""
+        smtp = self.settings.smtp
+        wanted = smtp.prepare_processes if processes is None else processes
+        pool = PreparePool(
+            self.settings,
+            processes=wanted if self.settings.store.blobs == "files" else 0,
+            threads=smtp.workers,
+            fallback=self.pipeline.prepare,
+        )
+        pool.start()
+        return pool
 
     def imap_pollers(self) -> list[ImapPoller]:
         """One poller per configured ``[[imap]]`` mailbox (not started); each polls only

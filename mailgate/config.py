@@ -58,6 +58,12 @@ class SmtpSettings(Section):
     )
     timeout: float = Field(60.0, description="idle seconds before a slow client is dropped")
     workers: int = Field(8, description="threads that parse and keep mails in parallel")
+    prepare_processes: int = Field(
+        1,
+        ge=0,
+        description="child processes that parse and keep mails beside the writer, each with"
+        " `workers` threads (0: in the gateway's own threads)",
+    )
     max_connections: int = Field(100, description="clients served at once (421 above it)")
     max_session_seconds: float = Field(
         600.0, description="a connection is closed after this long, however busy (slow clients)"

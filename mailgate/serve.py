@@ -10,7 +10,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from mailgate.alignment import load_suffix_list
 from mailgate.app import Gateway
@@ -51,14 +50,13 @@ async def run_gateway(
     load_language_model()
     load_suffix_list()
     _keep_stats_targets(gateway)
-    executor = ThreadPoolExecutor(settings.smtp.workers, thread_name_prefix="prepare")
+    preparing = gateway.prepare_pool()
     committer = gateway.committer()
     handler = SmtpHandler(
-        pipeline=gateway.pipeline,
+        preparing=preparing,
         committer=committer,
         ours=gateway.ours,
         settings=settings.smtp,
-        executor=executor,
         clock=gateway.clock,
     )
     listener = SmtpListener(handler, settings.smtp, reuse_port=reuse_port)
@@ -92,7 +90,7 @@ async def run_gateway(
         stop.set()
         await asyncio.gather(*loops, return_exceptions=True)
         committer.stop()
-        executor.shutdown(wait=True)
+        preparing.close()
 
 
 async def _every(

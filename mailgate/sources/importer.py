@@ -1,8 +1,9 @@
 """Stage 1 from files (``mailgate import``): an mbox, a maildir, a folder of ``.eml``.
 
-Mails are prepared in parallel and committed in batches; running an import twice is
-safe because the pipeline recognises a delivery it already holds (same Message-ID and
-same content) and records it as a duplicate instead of a second ticket message.
+Mails are prepared in parallel (``mailgate.prepare_pool``) and committed in batches;
+running an import twice is safe because the pipeline recognises a delivery it already
+holds (same Message-ID and same content) and records it as a duplicate instead of a
+second ticket message.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import mailbox
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -20,6 +21,8 @@ from pathlib import Path
 from mailgate.apply import Outcome
 from mailgate.clock import Clock
 from mailgate.pipeline import Pipeline
+from mailgate.prepare_pool import PreparePool
+from mailgate.preparer import Prepared
 from mailgate.values import Arrival, Envelope, Source
 
 log = logging.getLogger(__name__)
@@ -89,21 +92,29 @@ def import_mails(
     path: Path,
     *,
     clock: Clock,
+    preparing: PreparePool,
     batch_size: int = 64,
-    workers: int = 4,
     progress: Progress | None = None,
 ) -> ImportSummary:
     """Feed every mail under ``path`` to the pipeline; raises ``StoreUnavailable`` if the
-    store goes away (what was committed stays committed; run the import again)."""
+    store goes away (what was committed stays committed; run the import again).
+
+    The next batch is being prepared (``preparing``: in child processes, or threads)
+    while the current one commits."""
     summary = ImportSummary()
     mails = iter_mails(path)
     source = Source("import", mailbox=str(path))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="import") as pool:
-        while chunk := list(islice(mails, batch_size)):
-            arrivals = [Arrival(raw, Envelope(), source, clock()) for _, raw in chunk]
-            prepared = list(pool.map(pipeline.prepare, arrivals))
-            for outcome in pipeline.commit(prepared):
-                summary.add(outcome)
-            if progress is not None:
-                progress(len(chunk))
+
+    def submit() -> list[Future[Prepared]]:
+        chunk = islice(mails, batch_size)
+        return [preparing.submit(Arrival(raw, Envelope(), source, clock())) for _, raw in chunk]
+
+    batch = submit()
+    while batch:
+        following = submit()
+        for outcome in pipeline.commit([future.result() for future in batch]):
+            summary.add(outcome)
+        if progress is not None:
+            progress(len(batch))
+        batch = following
     return summary

@@ -19,7 +19,6 @@ import collections
 import io
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +30,7 @@ from mailgate.addresses import OurAddresses
 from mailgate.committer import GroupCommitter
 from mailgate.config import SmtpSettings
 from mailgate.errors import RejectedMail
-from mailgate.pipeline import Pipeline
+from mailgate.prepare_pool import PreparePool
 from mailgate.sources import replies
 from mailgate.values import Arrival, Envelope, Source
 from store.errors import StoreUnavailable
@@ -220,18 +219,16 @@ class SmtpHandler:
     def __init__(
         self,
         *,
-        pipeline: Pipeline,
+        preparing: PreparePool,
         committer: GroupCommitter,
         ours: OurAddresses,
         settings: SmtpSettings,
-        executor: Executor,
         clock: Callable[[], datetime],
     ) -> None:
-        self.pipeline = pipeline
+        self.preparing = preparing
         self.committer = committer
         self.ours = ours
         self.settings = settings
-        self.executor = executor
         self.clock = clock
         self.in_flight = 0
 
@@ -260,8 +257,7 @@ class SmtpHandler:
         )
         self.in_flight += 1
         try:
-            loop = asyncio.get_running_loop()
-            prepared = await loop.run_in_executor(self.executor, self.pipeline.prepare, arrival)
+            prepared = await asyncio.wrap_future(self.preparing.submit(arrival))
             await asyncio.wrap_future(self.committer.submit(prepared))
         except StoreUnavailable as exc:
             log.warning("451 for a mail from %s: %s", envelope.mail_from, exc)

@@ -142,6 +142,29 @@ def test_import_is_safe_to_run_twice(env: dict[str, str], tmp_path: Path) -> Non
     assert len(json.loads(ok("tickets", "list", "--json"))) == 5
 
 
+def test_a_large_import_is_prepared_in_a_child_process(env: dict[str, str], tmp_path: Path) -> None:
+    """From 200 mails on the import prepares in ``[smtp] prepare_processes`` children while
+    it commits: every mail still lands once, replies in their tickets, and again is a no-op."""
+    import mailbox
+
+    box = mailbox.mbox(tmp_path / "many.mbox")
+    for i in range(150):
+        box.add(raw_mail(subject=f"Comanda {i} nu apare", message_id=f"<bulk-{i}@magazin.ro>"))
+    for i in range(60):
+        box.add(
+            raw_mail(
+                subject=f"Re: Comanda {i} nu apare",
+                message_id=f"<bulk-reply-{i}@magazin.ro>",
+                in_reply_to=f"<bulk-{i}@magazin.ro>",
+            )
+        )
+    box.close()
+    first = json.loads(ok("import", str(tmp_path / "many.mbox"), "--json"))
+    assert first == {"total": 210, "ticket_created": 150, "message_added": 60}
+    second = json.loads(ok("import", str(tmp_path / "many.mbox"), "--json"))
+    assert second == {"total": 210, "duplicate": 210}
+
+
 def test_import_mbox_and_maildir(env: dict[str, str], tmp_path: Path) -> None:
     import mailbox
 
