@@ -1,0 +1,90 @@
+"""A batch of mails commits in one transaction, first without a savepoint per mail; a mail
+that fails takes the batch back, and the batch is done again with one savepoint per mail:
+that mail is suspended (``processing_error``), the others are committed once each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mailgate_testing import raw_mail
+from sqlalchemy import func
+from sqlmodel import select
+
+from mailgate.app import Gateway
+from mailgate.apply import Applier, Outcome
+from mailgate.clock import ManualClock
+from mailgate.preparer import Prepared
+from mailgate.values import Arrival, Envelope, Source
+from store.models import RawMail, SuspendedMail, Ticket
+
+
+def _prepared(gateway: Gateway, clock: ManualClock, raws: list[bytes]) -> list[Prepared]:
+    envelope = Envelope("ana@magazin.ro", ("support@localhost",))
+    return [gateway.pipeline.prepare(Arrival(r, envelope, Source("pipe"), clock())) for r in raws]
+
+
+class _BrokenFor:
+    """The apply stage with a bug for one subject, as a stage bug would show."""
+
+    def __init__(self, applier: Applier, subject: str) -> None:
+        self.applier, self.subject, self.calls = applier, subject, 0
+
+    def apply(self, session: Any, disposition: Any, facts: Any, *args: Any) -> Outcome:
+        self.calls += 1
+        outcome = self.applier.apply(session, disposition, facts, *args)
+        if facts.mail.subject == self.subject:  # after its rows were written
+            raise RuntimeError("a bug in the apply stage")
+        return outcome
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.applier, name)
+
+
+def _counts(gateway: Gateway) -> tuple[int, int, int]:
+    with gateway.db.read() as session:
+        return (
+            session.exec(select(func.count()).select_from(RawMail)).one(),
+            session.exec(select(func.count()).select_from(Ticket)).one(),
+            session.exec(select(func.count()).select_from(SuspendedMail)).one(),
+        )
+
+
+def test_a_failing_mail_is_suspended_and_the_rest_of_its_batch_commits(
+    gateway: Gateway, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subjects = ["Plata nu merge", "Importul se oprește", "Factura lipsește"]
+    raws = [raw_mail(subject=s, message_id=f"<b{i}@magazin.ro>") for i, s in enumerate(subjects)]
+    broken = _BrokenFor(gateway.pipeline.applier, "Importul se oprește")
+    monkeypatch.setattr(gateway.pipeline, "applier", broken)
+
+    outcomes = gateway.pipeline.commit(_prepared(gateway, clock, raws))
+
+    assert [o.kind for o in outcomes] == ["ticket_created", "suspended", "ticket_created"]
+    assert outcomes[1].reason == "processing_error"
+    # Unguarded: the first two mails, then the batch again with a savepoint per mail.
+    assert broken.calls == 2 + 3
+    # Nothing of the rolled-back attempt stays: one raw mail each, two tickets.
+    assert _counts(gateway) == (3, 2, 1)
+    with gateway.db.read() as session:
+        [held] = session.exec(select(SuspendedMail))
+        assert "a bug in the apply stage" in held.detail
+        tickets = session.exec(select(Ticket).order_by(Ticket.id)).all()
+        assert [t.subject for t in tickets] == ["Plata nu merge", "Factura lipsește"]
+        assert [t.id for t in tickets] == [outcomes[0].ticket_id, outcomes[2].ticket_id]
+
+
+def test_a_batch_without_failures_is_one_pass(
+    gateway: Gateway, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raws = [raw_mail(subject=f"Comanda {i}", message_id=f"<ok{i}@magazin.ro>") for i in range(4)]
+    counted = _BrokenFor(gateway.pipeline.applier, "no such subject")
+    monkeypatch.setattr(gateway.pipeline, "applier", counted)
+    # The same delivery twice in one batch: the second is a duplicate, not a failure.
+    batch = _prepared(gateway, clock, [*raws, raws[0]])
+
+    outcomes = gateway.pipeline.commit(batch)
+
+    assert [o.kind for o in outcomes] == ["ticket_created"] * 4 + ["duplicate"]
+    assert counted.calls == 4
+    assert _counts(gateway) == (5, 4, 0)
