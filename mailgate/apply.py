@@ -197,6 +197,7 @@ class Applier:
                 ("gateway", "language", language.describe()),
                 *([("triage", "triage", "; ".join(triage.reasons))] if triage.reasons else []),
             ],
+            before_insert=lambda opened: self.workflow.start_clock(session, opened, now=now),
         )
         assert ticket.id is not None
         copied = self._add_copied(session, ticket, mail)

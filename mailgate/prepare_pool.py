@@ -215,10 +215,9 @@ def _child_main(conn: Connection, settings: Settings, threads: int) -> None:
     from mailgate.app import file_preparer
     from mailgate.language import load_language_model
 
-    # The parent decides when to stop (a service manager signals every process of the
-    # service at once): it sends None, or its end of the pipe closes when it dies.
+    # Ctrl-C reaches the whole process group: the parent decides when to stop (it sends
+    # None once its mails in flight are done), or its end of the pipe closes as it dies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     load_language_model()
     load_suffix_list()
     preparer = file_preparer(settings)

@@ -60,7 +60,12 @@ async def run_gateway(
         clock=gateway.clock,
     )
     listener = SmtpListener(handler, settings.smtp, reuse_port=reuse_port)
-    host, port = await listener.start()
+    try:
+        host, port = await listener.start()
+    except BaseException:
+        committer.stop()
+        preparing.close()
+        raise
     if ready is not None:
         ready(host, port)
     loops = [

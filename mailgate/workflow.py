@@ -19,7 +19,7 @@ from mailgate.values import Command
 from store.enums import Status
 from store.lifecycle import ALLOWED, REOPENED_BY_MERCHANT, change_status
 from store.models import Ticket
-from store.sla import SlaPolicy, peak_mode, settle
+from store.sla import SlaPolicy, peak_mode, settle, settle_ticket
 from store.tickets import audit
 
 
@@ -33,9 +33,13 @@ class Workflow:
         """Peak mode (a sales campaign): acknowledgements say answers are slower."""
         return peak_mode(session)
 
+    def start_clock(self, session: Session, ticket: Ticket, *, now: datetime) -> None:
+        """Start the SLA clock of a ticket being opened, before its row is written: its
+        deadline goes in with the row (one ``INSERT``, no ``UPDATE`` after it)."""
+        settle_ticket(ticket, now, self.sla, peak=peak_mode(session))
+
     def ticket_opened(self, session: Session, ticket: Ticket, text: str, *, now: datetime) -> None:
-        """Start the SLA clock of a new ticket and tell its sector's agents."""
-        settle(session, ticket, now, self.sla)
+        """Tell a new ticket's sector's agents (its clock was started by ``start_clock``)."""
         self.notices.new_ticket(session, ticket, text, now=now)
 
     def merchant_wrote(

@@ -7,7 +7,7 @@ notifications commit together. Inputs are plain typed values: the store knows no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -144,11 +144,13 @@ def open_ticket(
     actor: str,
     now: datetime,
     notes: Sequence[tuple[str, str, str]] = (),
+    before_insert: Callable[[Ticket], None] | None = None,
 ) -> Ticket:
     """Create a ticket in status ``new`` with its requester as the first participant.
 
     ``notes``: more audit events (actor, action, detail) of the ticket's opening, written
-    with its ``created`` event in one statement.
+    with its ``created`` event in one statement. ``before_insert``: sets more of the
+    ticket (its SLA clock) before its row is written.
     """
     ticket = Ticket(
         subject=new.subject[:998],
@@ -170,6 +172,8 @@ def open_ticket(
         follow_up_of=new.follow_up_of,
         suggested_sector=new.suggested_sector,
     )
+    if before_insert is not None:
+        before_insert(ticket)
     session.add(ticket)
     session.flush()
     assert ticket.id is not None

@@ -32,10 +32,11 @@ def _send(port: int, subject: str) -> None:
         client.sendmail("ana@magazin.ro", ["support@localhost"], raw_mail(subject=subject))
 
 
-def _wait_for(condition: object, timeout: float = 30) -> None:
+def _wait_for(condition: object, timeout: float = 30, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
+        said = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+        assert time.monotonic() < deadline, f"timed out; serve said:\n{said}"
         time.sleep(0.1)
 
 
@@ -58,7 +59,8 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(tmp_path: Path) ->
             _send(port, f"before {i}")
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
-        _wait_for(lambda: len(worker_pids(server.pid) - {victim}) == 2)
+        # A worker starts in seconds; on a machine busy with other tests it has taken longer.
+        _wait_for(lambda: len(worker_pids(server.pid) - {victim}) == 2, 60, tmp_path / "serve.log")
         for i in range(10):  # the survivor serves meanwhile, the new worker afterwards
             _send(port, f"after {i}")
         assert worker_pids(server.pid) - first  # a new process took the dead one's place
