@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -67,6 +69,22 @@ def worker_pids(parent: int) -> set[int]:
         if int(fields[1]) == parent and b"resource_tracker" not in cmdline:
             found.add(int(stat.parent.name))
     return found
+
+
+def listening(pid: int, port: int) -> bool:
+    """True once ``pid`` holds a socket listening on ``port`` (each ``serve --workers``
+    worker has its own, shared through SO_REUSEPORT)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(f"socket:[{fields[9]}]")
+    try:
+        return any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False  # the process ended (or closed that descriptor) while we looked
 
 
 def is_running(pid: int) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from mailgate_testing import raw_mail
-from serve_process import REPO, free_port, is_running, start_serve, worker_pids
+from serve_process import REPO, free_port, is_running, listening, start_serve, worker_pids
 
 
 def _config(tmp_path: Path, port: int) -> Path:
@@ -55,6 +55,8 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(tmp_path: Path) ->
     try:
         _wait_for(lambda: len(worker_pids(server.pid)) == 2)
         first = worker_pids(server.pid)
+        # Killed before it listens, a worker means serve cannot start (and it stops).
+        _wait_for(lambda: all(listening(pid, port) for pid in first), 60)
         for i in range(10):
             _send(port, f"before {i}")
         victim = min(first)
