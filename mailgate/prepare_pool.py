@@ -214,10 +214,12 @@ def _child_main(conn: Connection, settings: Settings, threads: int) -> None:
     from mailgate.alignment import load_suffix_list
     from mailgate.app import file_preparer
     from mailgate.language import load_language_model
+    from mailgate.logs import configure_logging
 
     # Ctrl-C reaches the whole process group: the parent decides when to stop (it sends
     # None once its mails in flight are done), or its end of the pipe closes as it dies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(settings.log)  # a stage's warnings, as the parent writes them
     load_language_model()
     load_suffix_list()
     preparer = file_preparer(settings)
