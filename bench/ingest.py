@@ -6,8 +6,9 @@
 
 ``import`` writes ``--mails`` mails of ``bench.generate`` to an mbox (in a child process,
 so that the generator's memory is not counted), then runs the import path of ``mailgate
-import`` (``import_mails``: prepare in threads, commit in batches of ``[store]
-batch_size``) in this process into a fresh store — SQLite in a temporary folder unless
+import`` (``import_mails``: prepare in ``--prepare-processes`` child processes, default
+``[smtp] prepare_processes``, or threads; commit in batches of ``[store] batch_size``) in
+this process into a fresh store — SQLite in a temporary folder unless
 ``--url`` names an empty database. It prints mails/s (the import alone; opening the store
 and its migrations are not counted), the p50/p99 of a mail's latency (from the start of
 its batch, reading included, to that batch's commit) and this process's peak resident

@@ -5,9 +5,10 @@
     python -m bench.memory attachment --mb 25 [--url URL] [--blobs files|database]
 
 ``flat`` imports ``--mails`` mails through the import path (``mailgate import``'s
-``import_mails``: prepare in threads, commit in batches) into a fresh store and samples
-the process's resident set (VmRSS) after every batch; it prints RSS every ``--every``
-mails and the spread after the first ``--warmup`` (caches, connection pool, templates).
+``import_mails``: prepare in a child process, commit in batches) into a fresh store and
+samples the resident set (VmRSS) of the importing process and of its prepare child after
+every batch; it prints both every ``--every`` mails and their spread after the first
+``--warmup`` (caches, connection pool, templates).
 Without ``--corpus`` it writes an mbox of ``bench.generate`` mails first (five languages,
 30 % replies, HTML, 5 % screenshots); any mbox, maildir or folder of .eml can be given.
 
@@ -53,19 +54,24 @@ def flat(args: argparse.Namespace) -> None:
         outbound=OutboundSettings(transport=f"maildir:{work}/out"),
     )
     gateway = build_gateway(settings)
-    samples: list[tuple[int, int]] = []
+    preparing = gateway.prepare_pool()
+    # (mails so far, the importer's RSS, its prepare children's RSS together)
+    samples: list[tuple[int, int, int]] = []
     done = 0
     started = time.monotonic()
 
     def progress(n: int) -> None:
         nonlocal done
         done += n
-        samples.append((done, rss_kb()))
+        children = sum(rss_kb(pid) for pid in preparing.pids())
+        samples.append((done, rss_kb(), children))
         if done % args.every < n:
             elapsed = time.monotonic() - started
-            print(f"  {done:>7} mails  RSS {rss_kb() / 1024:6.1f} MB  ({done / elapsed:.0f}/s)")
+            print(
+                f"  {done:>7} mails  RSS {rss_kb() / 1024:6.1f} MB"
+                f"  prepare child {children / 1024:6.1f} MB  ({done / elapsed:.0f}/s)"
+            )
 
-    preparing = gateway.prepare_pool()
     summary = import_mails(
         gateway.pipeline,
         corpus,
@@ -76,15 +82,17 @@ def flat(args: argparse.Namespace) -> None:
     )
     preparing.close()
     gateway.close()
-    after_warmup = [rss for count, rss in samples if count >= args.warmup] or [
-        s[1] for s in samples
-    ]
-    low, high = min(after_warmup), max(after_warmup)
+    after_warmup = [s for s in samples if s[0] >= args.warmup] or samples
     print(f"{summary.total} mails ({dict(summary.counts)}) into {url}")
-    print(
-        f"RSS after {args.warmup:,} mails: min {low / 1024:.1f} MB, max {high / 1024:.1f} MB,"
-        f" spread {100 * (high - low) / low:.1f} % of the minimum"
-    )
+    for name, column in (("importer", 1), ("prepare child", 2)):
+        values = [s[column] for s in after_warmup]
+        low, high = min(values), max(values)
+        if low:
+            print(
+                f"{name} RSS after {args.warmup:,} mails: min {low / 1024:.1f} MB,"
+                f" max {high / 1024:.1f} MB, spread {100 * (high - low) / low:.1f} % of the"
+                " minimum"
+            )
 
 
 def attachment(args: argparse.Namespace) -> None:
