@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -112,6 +113,11 @@ def test_a_child_that_dies_fails_its_mails_and_is_replaced(pool: PreparePool) ->
     first = children[0]
     assert first is not None and first.process.pid is not None
     os.kill(first.process.pid, signal.SIGSTOP)  # hold it, so that the mails stay in hand
+    stat = Path(f"/proc/{first.process.pid}/stat")
+    for _ in range(100):
+        if stat.read_text().rpartition(")")[2].split()[0] == "T":
+            break
+        time.sleep(0.01)
     held = [pool.submit(_arrival(raw_mail(message_id=f"<h{i}@magazin.ro>"))) for i in range(3)]
     os.kill(first.process.pid, signal.SIGKILL)
     for future in held:
