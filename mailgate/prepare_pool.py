@@ -84,7 +84,7 @@ class PreparePool:
         self._children: list[_Child | None] = [None] * processes
         self._lock = threading.Lock()  # guards _children and every child's pending
         self._jobs = itertools.count()
-        self._local = ThreadPoolExecutor(max(1, threads), thread_name_prefix="prepare")
+        self._local = ThreadPoolExecutor(self._threads, thread_name_prefix="prepare")
         self._closed = False
 
     def start(self) -> None:
@@ -99,12 +99,12 @@ class PreparePool:
                 self._await_ready(child)
 
     def submit(self, arrival: Arrival) -> Future[Prepared]:
+        if self._closed:
+            raise StoreUnavailable("the gateway is stopping", operation="prepare")
         if not self._processes or len(arrival.raw) > self._inline_limit:
             return self._local.submit(self._fallback, arrival)
         future: Future[Prepared] = Future()
         with self._lock:
-            if self._closed:
-                raise StoreUnavailable("the gateway is stopping", operation="prepare")
             slot, child = self._least_busy()
             if child is None:
                 child = self._children[slot] = self._spawn()

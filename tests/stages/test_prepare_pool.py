@@ -158,8 +158,11 @@ def test_without_processes_every_mail_is_prepared_in_threads(
         pool.close()
 
 
-def test_a_closed_pool_takes_no_more_mail(settings: Settings, parent: _Recorded) -> None:
-    pool = PreparePool(settings, processes=1, threads=1, fallback=parent)
+@pytest.mark.parametrize("processes", [1, 0])
+def test_a_closed_pool_takes_no_more_mail(
+    settings: Settings, parent: _Recorded, processes: int
+) -> None:
+    pool = PreparePool(settings, processes=processes, threads=1, fallback=parent)
     pool.start()
     pool.close()
     with pytest.raises(StoreUnavailable):
