@@ -2,7 +2,7 @@
 
     python -m bench.ingest import --mails 1000 [--url URL] [--seed 1]
     python -m bench.ingest smtp --mails 2000 --clients 8 64 [--workers 1] [--url URL] [--seed 1]
-    python -m bench.ingest stages --mails 500 [--url URL] [--seed 1]
+    python -m bench.ingest stages --mails 500 [--profile N] [--url URL] [--seed 1]
 
 ``import`` writes ``--mails`` mails of ``bench.generate`` to an mbox (in a child process,
 so that the generator's memory is not counted), then runs the import path of ``mailgate
@@ -28,7 +28,10 @@ fresh store and a fresh ``serve`` for each client count. PostgreSQL with one and
 ``prepare`` for every mail, then ``commit`` in batches of 64 — and prints the CPU time
 (``thread_time``, which other processes on the machine do not inflate) and the wall time
 per mail of each half, per outcome kind: where a mail's time goes, and what a single
-gateway process can reach at best (its Python runs on one core at a time).
+gateway process can reach at best (its Python runs on one core at a time). With
+``--profile N`` each half runs under ``cProfile`` too (which slows it, so its times are
+not the figures) and the ``N`` functions with the most own time and the most cumulative
+time of each half are printed after the table.
 
 The load generator shares the machine with the gateway (and on a shared machine with
 whatever else runs): the load average before each run is printed with the figures.
@@ -37,7 +40,10 @@ whatever else runs): the load average before each run is printed with the figure
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
 import os
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -230,19 +236,22 @@ def stages_run(args: argparse.Namespace) -> None:
     corpus = [mail.raw for mail in generate(args.mails, args.seed)]
     source = Source("import")
     load = _load()
+    profiles = {"prepare": _profiler(args.profile), "commit": _profiler(args.profile)}
     cpu, wall = time.thread_time(), time.perf_counter()
-    prepared = [
-        pipeline.prepare(Arrival(raw, Envelope(), source, gateway.clock())) for raw in corpus
-    ]
+    with profiles["prepare"]:
+        prepared = [
+            pipeline.prepare(Arrival(raw, Envelope(), source, gateway.clock())) for raw in corpus
+        ]
     prepare_cpu, prepare_wall = time.thread_time() - cpu, time.perf_counter() - wall
     by_kind: dict[str, list[float]] = {}
     cpu, wall = time.thread_time(), time.perf_counter()
-    for start in range(0, len(prepared), 64):
-        batch_cpu = time.thread_time()
-        outcomes = pipeline.commit(prepared[start : start + 64])
-        share = (time.thread_time() - batch_cpu) / len(outcomes)
-        for outcome in outcomes:
-            by_kind.setdefault(outcome.kind, []).append(share)
+    with profiles["commit"]:
+        for start in range(0, len(prepared), 64):
+            batch_cpu = time.thread_time()
+            outcomes = pipeline.commit(prepared[start : start + 64])
+            share = (time.thread_time() - batch_cpu) / len(outcomes)
+            for outcome in outcomes:
+                by_kind.setdefault(outcome.kind, []).append(share)
     commit_cpu, commit_wall = time.thread_time() - cpu, time.perf_counter() - wall
     gateway.close()
     shutil.rmtree(work)
@@ -263,6 +272,15 @@ def stages_run(args: argparse.Namespace) -> None:
             f"{kind} {1000 * statistics.mean(v):.1f} ({len(v)})" for kind, v in by_kind.items()
         )
     )
+    for half, profile in profiles.items():
+        if isinstance(profile, cProfile.Profile):
+            for order in ("tottime", "cumulative"):
+                print(f"\n{half}, by {order}:")
+                pstats.Stats(profile).sort_stats(order).print_stats(args.profile)
+
+
+def _profiler(top: int) -> contextlib.AbstractContextManager[object]:
+    return cProfile.Profile() if top else contextlib.nullcontext()
 
 
 def main() -> None:
@@ -282,6 +300,9 @@ def main() -> None:
     )
     three = commands.add_parser("stages", help="CPU and wall time per mail of each half")
     three.add_argument("--mails", type=int, default=500)
+    three.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="print cProfile's top N of each half"
+    )
     for sub in (one, two, three):
         sub.add_argument("--url", help="an empty database (default: SQLite in a temp folder)")
         sub.add_argument("--seed", type=int, default=1)
