@@ -7,6 +7,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlmodel import col, select, text
 
 from store import directory
@@ -15,7 +16,7 @@ from store.enums import Direction, ParticipantRole, RawOutcome, StandbyReason, S
 from store.errors import IllegalTransition, InvalidInput, StoreUnavailable, TicketNotFound
 from store.lifecycle import change_status
 from store.lookups import StoreReader
-from store.models import AuditEvent, RawMail, Ticket
+from store.models import AuditEvent, Participant, RawMail, Ticket
 from store.suspended import list_suspended, mark_deleted, mark_released
 from store.tickets import (
     NewAttachment,
@@ -87,6 +88,34 @@ def test_ticket_round_trip_with_times_in_utc(db: Database) -> None:
     assert message["from"] == "ana@shop.example" and message["direction"] == "in"
     assert message["attachments"][0]["filename"] == "screen.png"
     assert json.dumps(data, ensure_ascii=False)  # serialisable as is
+
+
+def test_an_opened_ticket_is_whole_in_its_session_and_later_changes_are_written(
+    db: Database,
+) -> None:
+    """open_ticket writes the row itself; the object must still act as a loaded one."""
+    statements: list[str] = []
+    with db.write() as s:
+        t = open_ticket(
+            s, NewTicket(subject="Plata", requester="Ana@Shop.example"), actor="a", now=NOW
+        )
+        listen = s.connection()
+        sa_event.listen(listen, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        values = {column.key: getattr(t, column.key) for column in Ticket.__table__.columns}
+        assert values["id"] == t.id and values["status"] == "new" and values["due_at"] is None
+        assert statements == []  # every column was there: nothing loaded back
+        assert t in s and not s.is_modified(t)
+        change_status(s, t, Status.OPEN, actor="agent@x", now=NOW + timedelta(minutes=5))
+        s.flush()
+        assert any(sql.startswith("UPDATE tickets") for sql in statements)
+        assert s.exec(select(Ticket).where(Ticket.id == t.id)).one() is t  # one identity
+    with db.read() as s:
+        row = s.get(Ticket, t.id)
+        assert row is not None and row.status == "open" and row.created_at == NOW
+        roles = s.exec(
+            select(Participant.email, Participant.role).where(Participant.ticket_id == t.id)
+        )
+        assert list(roles) == [("ana@shop.example", "requester")]
 
 
 def test_dedupe_key_is_unique_but_duplicates_are_recorded(db: Database) -> None:
