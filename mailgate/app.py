@@ -23,6 +23,7 @@ from mailgate.config import Settings
 from mailgate.confirmation import Confirmations
 from mailgate.development import DevelopmentActions
 from mailgate.errors import ConfigError
+from mailgate.interpret import WordReader
 from mailgate.notifications import Notifier
 from mailgate.outbound.compose import Composer
 from mailgate.outbound.dispatcher import Dispatcher
@@ -204,6 +205,9 @@ def build_preparer(settings: Settings, raws: Blobs, blobs: Blobs) -> Preparer:
         auth_policy=settings.auth,
         attachment_limits=settings.attachments,
         resolver=DnsResolver(settings.auth.dns_resolver, timeout=settings.auth.dns_timeout),
+        words=WordReader(
+            TriageRules.load(), ConfidentialRules.load(settings.auth.confidential_rules)
+        ),
     )
 
 

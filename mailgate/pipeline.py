@@ -31,7 +31,7 @@ from mailgate.confidential import ConfidentialRules
 from mailgate.decide import decide
 from mailgate.dkim import UNSIGNED_TAIL_DEFECT
 from mailgate.identify import identify
-from mailgate.interpret import interpret
+from mailgate.interpret import WordReader, instructions_for
 from mailgate.logs import log_mail
 from mailgate.preparer import Prepared, Preparer
 from mailgate.threader import SignedIds, thread_for
@@ -219,7 +219,8 @@ class Pipeline:
             thread = ThreadDecision(
                 None, ThreadedBy.NEW, "not threaded: " + prepared.screened.verdict.value
             )
-        instructions = interpret(mail, sender, self.rules, self.confidential_rules)
+        reading = prepared.reading or WordReader(self.rules, self.confidential_rules).read(mail)
+        instructions = instructions_for(reading, mail, sender)
         disposition = decide(prepared.screened, sender, thread, instructions)
         locale = None
         if sender.kind is SenderKind.SHOP_USER and sender.address:

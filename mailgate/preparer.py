@@ -1,5 +1,6 @@
 """Stages 2-5a, the half of the pipeline that needs no database: keep the raw bytes
-durably, parse, screen, authenticate, keep attachment files, detect the language.
+durably, parse, screen, authenticate, keep attachment files, detect the language, and
+read what the words say (stage 7's reading, ``mailgate.interpret``).
 
 ``Preparer`` holds only what these stages need (blob stores, our own addresses, the
 authentication policy and its resolver), so it can be built without a store: in a
@@ -18,6 +19,7 @@ from mailgate.attachments import keep_attachments
 from mailgate.auth import authenticate
 from mailgate.config import AttachmentSettings, AuthSettings
 from mailgate.dkim import restrict_to_signed
+from mailgate.interpret import Reading, WordReader
 from mailgate.language import Detected, detect_in_mail, supported_language
 from mailgate.parse import parse_mail
 from mailgate.resolver import Resolver
@@ -52,6 +54,9 @@ class Prepared:
     # The language of the merchant's words, for a mail likely to open a ticket (None:
     # not detected here; the apply stage detects it if it does open one).
     detected: Detected | None = None
+    # What its words say (triage, commands, confidentiality), read here when the preparer
+    # has the rules (None: the commit half reads them).
+    reading: Reading | None = None
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Preparer:
     auth_policy: AuthSettings
     attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
     resolver: Resolver | None = None  # None: no DNS, so no DKIM of our own (stage tests)
+    words: WordReader | None = None  # None: the words are read in the commit half
 
     def prepare(self, arrival: Arrival) -> Prepared:
         raw = self.raws.keep(arrival.raw)  # StoreUnavailable: nothing kept, answer 451
@@ -76,13 +82,16 @@ class Preparer:
                 )
             attachments = keep_attachments(mail.attachments, self.blobs, self.attachment_limits)
             detected = detect_if_new(mail, screened)
+            reading = self.words.read(mail) if self.words is not None else None
         except StoreUnavailable:
             raise
         except Exception as exc:  # a bug must not lose the mail: suspend it instead
             log.exception("preparing mail %s failed", raw.sha256)
             return failed(arrival, raw, f"{type(exc).__name__}: {exc}")
         key = dedupe_key(mail)
-        return Prepared(arrival, raw, mail, attachments, screened, auth, key, detected=detected)
+        return Prepared(
+            arrival, raw, mail, attachments, screened, auth, key, detected=detected, reading=reading
+        )
 
     def unprocessed(self, arrival: Arrival, why: str) -> Prepared:
         """The mail kept raw, no stage run on it: it is to be suspended (``why``)."""

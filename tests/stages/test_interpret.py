@@ -6,7 +6,7 @@ import pytest
 from factories import parsed_mail
 
 from mailgate.commands import AGENT_COMMANDS, check_commands, extract_commands
-from mailgate.interpret import interpret
+from mailgate.interpret import WordReader, instructions_for, interpret
 from mailgate.triage import TriageRules, triage
 from mailgate.values import Sender, SenderKind
 
@@ -83,3 +83,25 @@ def test_triage_ignores_accents_and_explains_itself() -> None:
 def test_development_request_is_typed() -> None:
     result = triage("Wycena nowej funkcji", "Potrzebujemy nowej funkcji w koszyku", RULES)
     assert result.type == "development"
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        AGENT,
+        Sender(SenderKind.AGENT, "maria@support.example", agent_id=1, verified=False),
+        Sender(SenderKind.SHOP_USER, "ana@shop.example", shop_id=1, verified=True),
+        Sender(SenderKind.STRANGER, "eve@elsewhere.example"),
+    ],
+)
+def test_one_reading_serves_every_sender(sender: Sender) -> None:
+    """The prepare half reads a mail before anyone knows who sent it; what the sender may
+    ask for is kept afterwards, and comes out as if read for that sender alone."""
+    mail = parsed_mail(
+        subject="Plata nu merge",
+        reply_text="#status solved\n#frobnicate\nMy password is hunter2, payment fails. Solved!",
+        body_text="#status solved\n#frobnicate\nMy password is hunter2, payment fails. Solved!",
+    )
+    reading = WordReader(RULES).read(mail)
+    assert reading.agent_commands.commands and reading.agent_errors
+    assert instructions_for(reading, mail, sender) == interpret(mail, sender, RULES)

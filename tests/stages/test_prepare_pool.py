@@ -16,8 +16,10 @@ import pytest
 
 from mailgate.app import file_preparer
 from mailgate.config import Settings
+from mailgate.interpret import WordReader
 from mailgate.prepare_pool import PreparePool
 from mailgate.preparer import Prepared
+from mailgate.triage import TriageRules
 from mailgate.values import Arrival, Envelope, Source
 from store.errors import StoreUnavailable
 from tests.mailgate_testing import make_settings, raw_mail
@@ -92,6 +94,9 @@ def test_a_child_prepares_what_a_thread_would(
         assert prepared.attachments == here.attachments
         assert prepared.screened == here.screened
         assert prepared.detected == here.detected
+        # The words are read in the child too: triage, commands, confidentiality.
+        assert prepared.reading is not None and prepared.reading == here.reading
+        assert prepared.reading == WordReader(TriageRules.load()).read(prepared.mail)
         assert prepared.raw == here.raw
         # The child kept the raw mail (the same content-addressed file a thread keeps).
         assert parent.preparer.raws.read(prepared.raw.sha256) == arrival.raw
