@@ -109,3 +109,22 @@ def test_the_boundary_is_in_no_body() -> None:
     boundary = _read(raw).get_boundary()
     assert boundary and raw.count(f"--{boundary}".encode()) == 3
     assert raw.endswith(f"--{boundary}--\r\n".encode())
+
+
+# Latin text with diacritics (quoted-printable wins over base64), blanks and tabs at line
+# ends, and lines longer than 76: where an encoder must break lines and encode blanks.
+latin_lines = st.lists(
+    st.text(alphabet="aeioustă îșțç=.\t ", max_size=120), min_size=1, max_size=12
+).map("\n".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=latin_lines)
+def test_quoted_printable_lines_stay_within_76_and_read_back(text: str) -> None:
+    raw = write_mail([], text, None, "ro")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if b"quoted-printable" in head:
+        assert all(len(line) <= 76 for line in body.split(b"\r\n"))  # RFC 2045 6.7
+        assert all(not line.endswith((b" ", b"\t")) for line in body.split(b"\r\n"))
+    read = _read(raw).get_payload(decode=True).decode("utf-8")
+    assert _normalised(read) == _normalised(text)
