@@ -2,7 +2,7 @@
 
     python -m bench.ingest import --mails 1000 [--url URL] [--seed 1]
     python -m bench.ingest smtp --mails 2000 --clients 8 64 [--workers 1] [--url URL] [--seed 1]
-    python -m bench.ingest stages --mails 500 [--profile N] [--url URL] [--seed 1]
+    python -m bench.ingest stages --mails 500 [--batch 64] [--profile N] [--url URL] [--seed 1]
 
 ``import`` writes ``--mails`` mails of ``bench.generate`` to an mbox (in a child process,
 so that the generator's memory is not counted), then runs the import path of ``mailgate
@@ -25,7 +25,7 @@ fresh store and a fresh ``serve`` for each client count. PostgreSQL with one and
 ``bench.instances``.
 
 ``stages`` runs the two halves of the pipeline one after the other in one thread —
-``prepare`` for every mail, then ``commit`` in batches of 64 — and prints the CPU time
+``prepare`` for every mail, then ``commit`` in batches of ``--batch`` (64) — and prints the CPU time
 (``thread_time``, which other processes on the machine do not inflate) and the wall time
 per mail of each half, per outcome kind: where a mail's time goes, and what a single
 gateway process can reach at best (its Python runs on one core at a time). With
@@ -246,9 +246,9 @@ def stages_run(args: argparse.Namespace) -> None:
     by_kind: dict[str, list[float]] = {}
     cpu, wall = time.thread_time(), time.perf_counter()
     with profiles["commit"]:
-        for start in range(0, len(prepared), 64):
+        for start in range(0, len(prepared), args.batch):
             batch_cpu = time.thread_time()
-            outcomes = pipeline.commit(prepared[start : start + 64])
+            outcomes = pipeline.commit(prepared[start : start + args.batch])
             share = (time.thread_time() - batch_cpu) / len(outcomes)
             for outcome in outcomes:
                 by_kind.setdefault(outcome.kind, []).append(share)
@@ -300,6 +300,7 @@ def main() -> None:
     )
     three = commands.add_parser("stages", help="CPU and wall time per mail of each half")
     three.add_argument("--mails", type=int, default=500)
+    three.add_argument("--batch", type=int, default=64, help="mails per commit (default 64)")
     three.add_argument(
         "--profile", type=int, default=0, metavar="N", help="print cProfile's top N of each half"
     )

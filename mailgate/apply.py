@@ -430,7 +430,10 @@ def _raw_of(facts: MailFacts) -> NewRaw:
 
 def inbound_message(facts: MailFacts, thread: ThreadDecision) -> NewMessage:
     mail, auth = facts.mail, facts.auth
-    headers = {name: mail.header(name) for name in HEADERS_OF_RECORD if mail.header(name)}
+    first: dict[str, str] = {}  # one pass over the headers, not one per header of record
+    for key, value in mail.headers:
+        first.setdefault(key.lower(), value)
+    headers = {name: first[name.lower()] for name in HEADERS_OF_RECORD if first.get(name.lower())}
     return NewMessage(
         direction=Direction.IN,
         body_text=mail.body_text,
