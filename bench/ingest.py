@@ -2,7 +2,8 @@
 
     python -m bench.ingest import --mails 1000 [--url URL] [--seed 1]
     python -m bench.ingest smtp --mails 2000 --clients 8 64 [--workers 1] [--url URL] [--seed 1]
-    python -m bench.ingest stages --mails 500 [--batch 64] [--profile N] [--url URL] [--seed 1]
+    python -m bench.ingest stages --mails 500 [--batch 64] [--profile N] [--statements]
+        [--url URL] [--seed 1]
 
 ``import`` writes ``--mails`` mails of ``bench.generate`` to an mbox (in a child process,
 so that the generator's memory is not counted), then runs the import path of ``mailgate
@@ -31,7 +32,8 @@ per mail of each half, per outcome kind: where a mail's time goes, and what a si
 gateway process can reach at best (its Python runs on one core at a time). With
 ``--profile N`` each half runs under ``cProfile`` too (which slows it, so its times are
 not the figures) and the ``N`` functions with the most own time and the most cumulative
-time of each half are printed after the table.
+time of each half are printed after the table; with ``--statements``, the SQL statements
+the commit sends per mail, by kind.
 
 The load generator shares the machine with the gateway (and on a shared machine with
 whatever else runs): the load average before each run is printed with the figures.
@@ -40,6 +42,7 @@ whatever else runs): the load average before each run is printed with the figure
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import cProfile
 import os
@@ -52,6 +55,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
 
 from bench.generate import describe, generate
 from bench.smtp_load import (
@@ -245,7 +251,8 @@ def stages_run(args: argparse.Namespace) -> None:
     prepare_cpu, prepare_wall = time.thread_time() - cpu, time.perf_counter() - wall
     by_kind: dict[str, list[float]] = {}
     cpu, wall = time.thread_time(), time.perf_counter()
-    with profiles["commit"]:
+    counted = _StatementCount() if args.statements else contextlib.nullcontext()
+    with profiles["commit"], counted:
         for start in range(0, len(prepared), args.batch):
             batch_cpu = time.thread_time()
             outcomes = pipeline.commit(prepared[start : start + args.batch])
@@ -272,11 +279,37 @@ def stages_run(args: argparse.Namespace) -> None:
             f"{kind} {1000 * statistics.mean(v):.1f} ({len(v)})" for kind, v in by_kind.items()
         )
     )
+    if isinstance(counted, _StatementCount):
+        counted.report(n)
     for half, profile in profiles.items():
         if isinstance(profile, cProfile.Profile):
             for order in ("tottime", "cumulative"):
                 print(f"\n{half}, by {order}:")
                 pstats.Stats(profile).sort_stats(order).print_stats(args.profile)
+
+
+class _StatementCount:
+    """The SQL statements the commit half sends, by their first words (``--statements``)."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def _count(self, *args: object) -> None:
+        statement = args[2]
+        assert isinstance(statement, str)
+        self.counts[" ".join(statement.split())[:80]] += 1
+
+    def __enter__(self) -> _StatementCount:
+        sa_event.listen(Engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sa_event.remove(Engine, "before_cursor_execute", self._count)
+
+    def report(self, mails: int) -> None:
+        print(f"\nstatements per mail in the commit: {sum(self.counts.values()) / mails:.2f}")
+        for statement, count in self.counts.most_common(25):
+            print(f"{count / mails:6.2f}  {statement}")
 
 
 def _profiler(top: int) -> contextlib.AbstractContextManager[object]:
@@ -301,6 +334,9 @@ def main() -> None:
     three = commands.add_parser("stages", help="CPU and wall time per mail of each half")
     three.add_argument("--mails", type=int, default=500)
     three.add_argument("--batch", type=int, default=64, help="mails per commit (default 64)")
+    three.add_argument(
+        "--statements", action="store_true", help="count the SQL statements of the commit"
+    )
     three.add_argument(
         "--profile", type=int, default=0, metavar="N", help="print cProfile's top N of each half"
     )
