@@ -320,7 +320,8 @@ class RawMail(SQLModel, table=True):
     mailbox: str | None = Field(default=None, max_length=100)
     mail_from: str | None = Field(default=None, max_length=998)
     rcpt_tos: str = _text(nullable=False)
-    message_id: str | None = Field(default=None, max_length=998)
+    # Asked for every mail: did an earlier, different mail carry this Message-ID?
+    message_id: str | None = Field(default=None, max_length=998, index=True)
     # sha256(Message-ID + content digest); unique so that two gateways cannot both take
     # the same delivery. Duplicates are recorded with dedupe_key NULL and duplicate_of set.
     dedupe_key: str | None = Field(default=None, max_length=64, unique=True)
