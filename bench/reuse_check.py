@@ -6,7 +6,8 @@ revision 0006's index on ``raw_mails.message_id``.
 A fresh SQLite store at the head revision gets ``--raw-mails`` rows of raw mails (written
 directly, in one transaction); then ``store.lookups``' earlier-delivery statement (the same
 delivery by its dedupe key, and an earlier, different mail with the same Message-ID) is
-asked ``--asks`` times for new mails with the index dropped, and again once it is built.
+asked ``--asks`` times for new mails with the index dropped, and again once it is built
+(the time the build takes is printed too: what the upgrade to revision 0006 costs).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def main() -> None:
 
         connection.execute("DROP INDEX ix_raw_mails_message_id")
         ask("without the index")
+        start = time.perf_counter()
         connection.execute("CREATE INDEX ix_raw_mails_message_id ON raw_mails (message_id)")
+        print(f"building the index (revision 0006): {time.perf_counter() - start:.1f} s")
         ask("with the index")
         connection.close()
     finally:

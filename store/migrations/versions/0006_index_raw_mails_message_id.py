@@ -6,9 +6,9 @@ that part of the question read every raw mail: a scan per mail, growing with the
 (0.14 ms per mail on a fresh one, a full table's read per mail at a million). The
 dedupe key, asked in the same statement, always had its unique index.
 
-On PostgreSQL the index is built in the migration's transaction, which holds writes to
-``raw_mails`` while it is built: for a large store, run ``mailgate db upgrade`` in a quiet
-moment.
+The index is built in the migration's transaction, which holds writes to ``raw_mails``
+while it is built: for a million raw mails, 0.9 s on SQLite and 1.4 s on PostgreSQL on a
+2-core machine (``python -m bench.reuse_check``).
 
 Revision ID: 0006
 Revises: 0005
