@@ -159,11 +159,9 @@ def build_gateway(
         db=db,
         preparer=build_preparer(settings, raws, blobs),
         ours=ours,
-        rules=TriageRules.load(),
         applier=applier,
         clock=clock,
         signed_ids=composer,
-        confidential_rules=ConfidentialRules.load(settings.auth.confidential_rules),
     )
     transport = transport or transport_from_settings(settings.outbound)
     dispatcher = Dispatcher(

@@ -27,15 +27,13 @@ from sqlmodel import Session
 from mailgate.addresses import OurAddresses
 from mailgate.apply import Applier, MailFacts, Outcome, new_raw
 from mailgate.automated import screen_service_mail
-from mailgate.confidential import ConfidentialRules
 from mailgate.decide import decide
 from mailgate.dkim import UNSIGNED_TAIL_DEFECT
 from mailgate.identify import identify
-from mailgate.interpret import WordReader, instructions_for
+from mailgate.interpret import instructions_for
 from mailgate.logs import log_mail
 from mailgate.preparer import Prepared, Preparer
 from mailgate.threader import SignedIds, thread_for
-from mailgate.triage import TriageRules
 from mailgate.values import (
     Arrival,
     Envelope,
@@ -66,11 +64,9 @@ class Pipeline:
     db: Database
     preparer: Preparer
     ours: OurAddresses
-    rules: TriageRules
     applier: Applier
     clock: Callable[[], datetime]
     signed_ids: SignedIds | None = None  # checks our mg.… Message-IDs before they thread
-    confidential_rules: ConfidentialRules | None = None
 
     def process(self, arrival: Arrival) -> Outcome:
         """Run every stage for one mail and commit it; raises ``StoreUnavailable``."""
@@ -219,7 +215,7 @@ class Pipeline:
             thread = ThreadDecision(
                 None, ThreadedBy.NEW, "not threaded: " + prepared.screened.verdict.value
             )
-        reading = prepared.reading or WordReader(self.rules, self.confidential_rules).read(mail)
+        reading = prepared.reading or self.preparer.words.read(mail)
         instructions = instructions_for(reading, mail, sender)
         disposition = decide(prepared.screened, sender, thread, instructions)
         locale = None

@@ -25,6 +25,7 @@ from mailgate.parse import parse_mail
 from mailgate.resolver import Resolver
 from mailgate.screen import OwnMail, screen
 from mailgate.threader import has_ticket_tag
+from mailgate.triage import TriageRules
 from mailgate.values import (
     Arrival,
     AuthResult,
@@ -54,8 +55,8 @@ class Prepared:
     # The language of the merchant's words, for a mail likely to open a ticket (None:
     # not detected here; the apply stage detects it if it does open one).
     detected: Detected | None = None
-    # What its words say (triage, commands, confidentiality), read here when the preparer
-    # has the rules (None: the commit half reads them).
+    # What its words say (triage, commands, confidentiality); None for a mail no stage
+    # read, or a ``Prepared`` made elsewhere (the commit half then reads them).
     reading: Reading | None = None
 
 
@@ -67,7 +68,9 @@ class Preparer:
     auth_policy: AuthSettings
     attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
     resolver: Resolver | None = None  # None: no DNS, so no DKIM of our own (stage tests)
-    words: WordReader | None = None  # None: the words are read in the commit half
+    # The rules the words are read with; the commit half reads with them too when a
+    # ``Prepared`` comes without its reading.
+    words: WordReader = field(default_factory=lambda: WordReader(TriageRules.load()))
 
     def prepare(self, arrival: Arrival) -> Prepared:
         raw = self.raws.keep(arrival.raw)  # StoreUnavailable: nothing kept, answer 451
@@ -82,7 +85,7 @@ class Preparer:
                 )
             attachments = keep_attachments(mail.attachments, self.blobs, self.attachment_limits)
             detected = detect_if_new(mail, screened)
-            reading = self.words.read(mail) if self.words is not None else None
+            reading = self.words.read(mail)
         except StoreUnavailable:
             raise
         except Exception as exc:  # a bug must not lose the mail: suspend it instead
