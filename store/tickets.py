@@ -25,6 +25,7 @@ from store.enums import (
     Status,
     SuspendedState,
 )
+from store.loaded import as_loaded, column_defaults
 from store.models import (
     Attachment,
     AuditEvent,
@@ -153,25 +154,29 @@ def open_ticket(
     with its ``created`` event in one statement. ``before_insert``: sets more of the
     ticket (its SLA clock) before its row is written.
     """
-    ticket = Ticket(
-        subject=new.subject[:998],
-        status=Status.NEW.value,
-        type=new.type,
-        sector=new.sector,
-        priority=new.priority,
-        priority_rank=Priority(new.priority).rank,
-        requester=new.requester,
-        requester_name=new.requester_name[:200],
-        shop_id=new.shop_id,
-        verified=new.verified,
-        verified_by=new.verified_by,
-        confidential=new.confidential,
-        language=new.language,
-        created_at=now,
-        updated_at=now,
-        status_since=now,
-        follow_up_of=new.follow_up_of,
-        suggested_sector=new.suggested_sector,
+    ticket = as_loaded(
+        Ticket,
+        _TICKET_DEFAULTS
+        | {
+            "subject": new.subject[:998],
+            "status": Status.NEW.value,
+            "type": new.type,
+            "sector": new.sector,
+            "priority": new.priority,
+            "priority_rank": Priority(new.priority).rank,
+            "requester": new.requester,
+            "requester_name": new.requester_name[:200],
+            "shop_id": new.shop_id,
+            "verified": new.verified,
+            "verified_by": new.verified_by,
+            "confidential": new.confidential,
+            "language": new.language,
+            "created_at": now,
+            "updated_at": now,
+            "status_since": now,
+            "follow_up_of": new.follow_up_of,
+            "suggested_sector": new.suggested_sector,
+        },
     )
     if before_insert is not None:
         before_insert(ticket)
@@ -201,6 +206,7 @@ def open_ticket(
 _TICKET_TABLE: sa.Table = Ticket.__table__  # type: ignore[attr-defined]
 _TICKET_INSERT = sa.insert(_TICKET_TABLE).returning(_TICKET_TABLE.c.id)
 _TICKET_FIELDS = tuple(column.key for column in _TICKET_TABLE.columns if column.key != "id")
+_TICKET_DEFAULTS = column_defaults(Ticket)
 _PARTICIPANT_INSERT = sa.insert(Participant.__table__)  # type: ignore[attr-defined]
 
 

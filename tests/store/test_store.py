@@ -7,6 +7,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlmodel import col, select, text
 
@@ -15,6 +16,7 @@ from store.db import Database
 from store.enums import Direction, ParticipantRole, RawOutcome, StandbyReason, Status
 from store.errors import IllegalTransition, InvalidInput, StoreUnavailable, TicketNotFound
 from store.lifecycle import change_status
+from store.loaded import as_loaded, column_defaults
 from store.lookups import StoreReader
 from store.models import AuditEvent, Participant, RawMail, Ticket
 from store.suspended import list_suspended, mark_deleted, mark_released
@@ -116,6 +118,18 @@ def test_an_opened_ticket_is_whole_in_its_session_and_later_changes_are_written(
             select(Participant.email, Participant.role).where(Participant.ticket_id == t.id)
         )
         assert list(roles) == [("ana@shop.example", "requester")]
+
+
+def test_a_ticket_built_as_loaded_holds_what_the_constructor_gives() -> None:
+    """open_ticket builds its Ticket without the constructor (store/loaded.py): with the
+    model's defaults it must hold every column, each with the constructor's value."""
+    columns = [column.key for column in Ticket.__table__.columns]
+    built = as_loaded(Ticket, column_defaults(Ticket) | {"requester": "ana@shop.example"})
+    made = Ticket(requester="ana@shop.example")
+    assert set(columns) <= set(vars(built))  # nothing left to load from the database
+    assert {k: getattr(built, k) for k in columns} == {k: getattr(made, k) for k in columns}
+    built.status = "open"  # still instrumented: a change is seen
+    assert sa.inspect(built).attrs.status.history.added == ["open"]
 
 
 def test_dedupe_key_is_unique_but_duplicates_are_recorded(db: Database) -> None:
