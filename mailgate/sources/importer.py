@@ -79,22 +79,24 @@ def mbox_messages(path: Path) -> Iterator[bytes]:
     0.8 s to count them; this reads them in 0.2-0.6 s and counts them in 0.2-0.3 s.
     """
     with path.open("rb") as handle:
-        lines: list[bytes] | None = None
+        mail: bytearray | None = None  # not a list of lines: no object per line held
         last_was_empty = False
         for line in handle:
             if line.startswith(b"From "):
-                if lines is not None:
-                    yield _joined(lines, last_was_empty)
-                lines, last_was_empty = [], False
-            elif lines is not None:
-                lines.append(line)
+                if mail is not None:
+                    yield _finished(mail, last_was_empty)
+                mail, last_was_empty = bytearray(), False
+            elif mail is not None:
+                mail += line
                 last_was_empty = line == b"\n"
-        if lines is not None:
-            yield _joined(lines, last_was_empty)
+        if mail is not None:
+            yield _finished(mail, last_was_empty)
 
 
-def _joined(lines: list[bytes], last_was_empty: bool) -> bytes:
-    return b"".join(lines[:-1] if last_was_empty else lines)
+def _finished(mail: bytearray, last_was_empty: bool) -> bytes:
+    if last_was_empty:
+        del mail[-1:]  # the blank line before the next "From " line
+    return bytes(mail)
 
 
 def _is_mbox(path: Path) -> bool:
