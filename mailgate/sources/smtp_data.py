@@ -9,7 +9,9 @@ whatever the client sent after the lone dot stays in the stream for the next com
 
 The result is what the line-by-line reading gave: the mail with RFC 5321's dot-stuffing
 undone, or the reply refusing it once the client has sent it all (a line longer than
-``line_limit`` bytes with its CRLF, or more than ``size_limit`` bytes in all).
+``line_limit`` bytes with its CRLF, or more than ``size_limit`` bytes in all). One
+difference: a dot is also unstuffed after a bare LF (``_unstuff``), which aiosmtpd did
+not do.
 """
 
 from __future__ import annotations
@@ -90,7 +92,13 @@ def _refusal(lines: bytes, size: int, size_limit: int | None, line_limit: int) -
 
 
 def _unstuff(lines: bytes) -> bytes:
-    """RFC 5321 4.5.2: the client doubled each dot that starts a line; one goes."""
+    """RFC 5321 4.5.2: the client doubled each dot that starts a line; one goes.
+
+    A line here also starts after a bare LF, as Postfix reads one (its default since
+    3.9, ``smtpd_forbid_bare_newline = normalize``): Python's ``smtplib`` sends a mail
+    given as bytes with the line ends it has, and doubles the dots after each LF. Only
+    the end of the mail is strict (CRLF, dot, CRLF), against SMTP smuggling.
+    """
     if lines.startswith(b"."):
         lines = lines[1:]
-    return lines.replace(b"\r\n.", b"\r\n") if b"\r\n." in lines else lines
+    return lines.replace(b"\n.", b"\n") if b"\n." in lines else lines

@@ -201,6 +201,20 @@ def test_the_mail_is_kept_as_sent_with_its_dots_unstuffed(listener) -> None:  # 
     assert gateway.raws.read(hashlib.sha256(mail).hexdigest()) == mail
 
 
+def test_dots_are_unstuffed_after_a_bare_lf_as_smtplib_sends_bytes(listener) -> None:  # type: ignore[no-untyped-def]
+    """Python's smtplib sends a mail given as bytes with its own line ends and doubles
+    each dot after a LF (README's tour does this): the mail must be kept as it was, not
+    with '..' where it had '.' (which also made it look like another mail reusing its
+    Message-ID when the same file was imported)."""
+    gateway, host, port = listener
+    mail = raw_mail(body=".MsoNormal {}\nsee example\n.nl</a>\n..two\nend\n")
+    assert b"\r\n" not in mail
+    with smtplib.SMTP(host, port) as client:
+        client.sendmail("ana@magazin.ro", ["support@localhost"], mail)
+    sent = mail + b"\r\n"  # smtplib ends the data with a CRLF of its own
+    assert gateway.raws.read(hashlib.sha256(sent).hexdigest()) == sent
+
+
 def test_a_line_over_the_limit_is_500_after_the_whole_mail(tmp_path: Path, sqlite_url: str) -> None:
     settings = make_settings(
         tmp_path,

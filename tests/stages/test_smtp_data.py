@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 
 from aiosmtpd.smtp import SMTP
 from hypothesis import assume, given, settings
@@ -20,7 +21,8 @@ NEXT = b"QUIT\r\n"
 async def _line_by_line(
     reader: asyncio.StreamReader, size_limit: int | None, line_limit: int
 ) -> bytes | str:
-    """The reading this module replaced (aiosmtpd's, one buffer): the reference."""
+    """The reading this module replaced (aiosmtpd's, one buffer), with dots unstuffed
+    after a bare LF too: the reference."""
     data = io.BytesIO()
     size = 0
     refusal: str | None = None
@@ -43,7 +45,7 @@ async def _line_by_line(
             if refusal is None and len(whole) > line_limit:
                 refusal = TOO_LONG
             elif refusal is None:
-                data.write(whole[1:] if whole.startswith(b".") else whole)
+                data.write(re.sub(rb"(?m)^\.", b"", whole))  # also after a bare LF
     return refusal or data.getvalue()
 
 
@@ -107,6 +109,14 @@ def test_dot_stuffing_is_undone_and_a_line_ending_in_a_dot_is_text() -> None:
     stream = b"..hidden\r\nEnd of sentence.\r\n...\r\n\r\n.\r\n" + NEXT
     (result, rest), _ = _both(stream, [7, 3, 100])
     assert result == b".hidden\r\nEnd of sentence.\r\n..\r\n\r\n" and rest == NEXT
+
+
+def test_a_dot_after_a_bare_lf_is_unstuffed_but_ends_nothing() -> None:
+    """smtplib, given bytes, sends its LF line ends and doubles the dots after them;
+    only CRLF, dot, CRLF ends the mail (SMTP smuggling)."""
+    stream = b"a\n..b\n.\nc\r\n.\r\n" + NEXT
+    (result, rest), _ = _both(stream, [3, 5, 100])
+    assert result == b"a\n.b\n\nc\r\n" and rest == NEXT
 
 
 def test_an_empty_mail_and_a_mail_of_one_line() -> None:
