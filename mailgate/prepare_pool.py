@@ -23,7 +23,6 @@ by the threads that parse, screen and authenticate the next mails (``bench/READM
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -60,6 +59,9 @@ class _Child:
     pending: dict[int, tuple[Future[Prepared], Arrival]] = field(default_factory=dict)
     alive: bool = True
     ready: threading.Event = field(default_factory=threading.Event)
+    # Held to write to ``conn`` and to close it: a sender that wrote after the close could
+    # write into a new child's pipe, which the system may give the same file descriptor.
+    writing: threading.Lock = field(default_factory=threading.Lock)
 
 
 class PreparePool:
@@ -169,13 +171,23 @@ class PreparePool:
 
     def _send(self, child: _Child) -> None:
         while (item := child.outgoing.get()) is not None:
+            if not self._write(child, item):
+                self._lost(child)
+                child.process.kill()  # its pipe is broken: make sure it ends
+                return
+        if child.alive:  # the pool is closing: ask the child to finish and stop
+            self._write(child, None)
+
+    @staticmethod
+    def _write(child: _Child, item: tuple[int, Arrival] | None) -> bool:
+        with child.writing:
+            if child.conn.closed:
+                return False
             try:
                 child.conn.send(item)
             except (OSError, ValueError):
-                self._lost(child)
-                return
-        with contextlib.suppress(OSError, ValueError):
-            child.conn.send(None)
+                return False
+            return True
 
     def _read(self, child: _Child) -> None:
         while True:
@@ -194,6 +206,8 @@ class PreparePool:
             else:
                 future.set_result(replace(prepared, arrival=arrival))
         self._lost(child)
+        with child.writing:  # the reader closes the pipe: nobody reads it any more
+            child.conn.close()
 
     def _lost(self, child: _Child) -> None:
         with self._lock:
@@ -206,7 +220,6 @@ class PreparePool:
             future.set_exception(StoreUnavailable("the prepare process ended", operation="prepare"))
         if was_alive:
             child.outgoing.put(None)  # ends the sender thread
-            child.conn.close()
 
 
 # --- the child's side ---------------------------------------------------------------
