@@ -94,10 +94,10 @@ def _refusal(lines: bytes, size: int, size_limit: int | None, line_limit: int) -
 def _unstuff(lines: bytes) -> bytes:
     """RFC 5321 4.5.2: the client doubled each dot that starts a line; one goes.
 
-    A line here also starts after a bare LF, as Postfix reads one (its default since
-    3.9, ``smtpd_forbid_bare_newline = normalize``): Python's ``smtplib`` sends a mail
-    given as bytes with the line ends it has, and doubles the dots after each LF. Only
-    the end of the mail is strict (CRLF, dot, CRLF), against SMTP smuggling.
+    A line here also starts after a bare LF, as in Postfix when it takes a bare LF for
+    a line end (``smtpd_forbid_bare_newline = normalize``): Python's ``smtplib`` sends a
+    mail given as bytes with the line ends it has, and doubles the dots after each LF.
+    Only the end of the mail is strict (CRLF, dot, CRLF), against SMTP smuggling.
     """
     if lines.startswith(b"."):
         lines = lines[1:]
