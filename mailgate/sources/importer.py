@@ -27,6 +27,9 @@ from mailgate.values import Arrival, Envelope, Source
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+# A line of an mbox that starts with this begins the next mail (what ``mailbox.mbox``
+# reads too): the count for the progress bar and the reading must agree.
+_MBOX_SEPARATOR = b"From "
 
 
 @dataclass
@@ -47,7 +50,7 @@ def count_mails(path: Path) -> int:
         return sum(1 for _ in _eml_files(path))
     if _is_mbox(path):
         with path.open("rb") as handle:
-            return sum(1 for line in handle if line.startswith(b"From "))
+            return sum(1 for line in handle if line.startswith(_MBOX_SEPARATOR))
     return 1
 
 
@@ -82,7 +85,7 @@ def mbox_messages(path: Path) -> Iterator[bytes]:
         mail: bytearray | None = None  # not a list of lines: no object per line held
         last_was_empty = False
         for line in handle:
-            if line.startswith(b"From "):
+            if line.startswith(_MBOX_SEPARATOR):
                 if mail is not None:
                     yield _finished(mail, last_was_empty)
                 mail, last_was_empty = bytearray(), False
@@ -103,7 +106,7 @@ def _is_mbox(path: Path) -> bool:
     if not path.is_file():
         return False
     with path.open("rb") as handle:
-        return handle.read(5) == b"From "
+        return handle.read(len(_MBOX_SEPARATOR)) == _MBOX_SEPARATOR
 
 
 def _eml_files(folder: Path) -> list[Path]:
