@@ -67,7 +67,8 @@ async def read_data(
                 data.write(_unstuff(lines))
         if end:
             break
-        if len(pending) > line_limit:  # a line that is already too long for its CRLF
+        # A line already too long for its CRLF; a CR at the end may be its CRLF's start.
+        if len(pending) - pending.endswith(b"\r") > line_limit:
             refusal = refusal or TOO_LONG
             pending, line_start = pending[-_KEEP:], False
     return data.getvalue() if refusal is None else refusal

@@ -119,6 +119,15 @@ def test_a_dot_after_a_bare_lf_is_unstuffed_but_ends_nothing() -> None:
     assert result == b"a\n.b\n\nc\r\n" and rest == NEXT
 
 
+def test_a_line_as_long_as_the_limit_is_not_too_long_before_its_lf_comes() -> None:
+    """A block can end between a line's CR and its LF: a line of exactly ``line_limit``
+    bytes is then not yet over it, and a mail over the size limit as well is refused
+    for its size first, as the line-by-line reading does (found by hypothesis)."""
+    stream = b"x" * 344 + b"\r\naaa.\r\n.\r\n" + NEXT
+    in_blocks, line_by_line = _both(stream, [], size_limit=1, line_limit=344)
+    assert in_blocks == line_by_line == (TOO_MUCH, NEXT)
+
+
 def test_an_empty_mail_and_a_mail_of_one_line() -> None:
     assert _both(b".\r\n" + NEXT, [])[0] == (b"", NEXT)
     assert _both(b"x\r\n.\r\n" + NEXT, [2])[0] == (b"x\r\n", NEXT)
