@@ -11,8 +11,8 @@ stored once.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +63,10 @@ class BlobStore:
     def keep(self, content: bytes) -> BlobRef:
         """Store ``content`` durably; raises ``StoreUnavailable`` when the disk refuses."""
         sha = hashlib.sha256(content).hexdigest()
-        path = self.path_for(sha)
+        path = self.root / sha[:2] / f"{sha}{self.suffix}"  # a hexdigest needs no check
         try:
             if not path.exists():
-                self._write(path, content)
+                _write(path, content)
         except OSError as exc:
             raise StoreUnavailable(
                 f"cannot keep file {path.name}: {exc}", operation="keep"
@@ -84,24 +84,61 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).exists()
 
-    @staticmethod
-    def _write(path: Path, content: bytes) -> None:
-        folder = path.parent
-        new_folder = not folder.exists()
+
+TEMP_PREFIX = ".tmp-"  # a file being written; never a blob's name
+# Numbers the temporary files of this process; with the pid they make a name no other
+# writer uses at the same time (``next`` on a ``count`` is atomic under the GIL).
+_temp_numbers = itertools.count()
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write(path: Path, content: bytes) -> None:
+    """Write temp, fsync it, rename, fsync the folder (and its parent when the folder
+    is new). The folder is made only when the temp file cannot be opened in it: the 256
+    folders all exist after the first few hundred blobs, and a ``mkdir`` of one that
+    exists cost 0.1-0.2 ms of CPU on ext4 while other writes were being synced (about
+    as much as the file's own fsync)."""
+    folder = path.parent
+    try:
+        fd, tmp = _open_temp(folder)
+        new_folder = False
+    except FileNotFoundError:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        fd, tmp = _open_temp(folder)
+        new_folder = True
+    try:
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(content)
-                out.flush()
-                os.fsync(out.fileno())
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(folder)
-        if new_folder:
-            _fsync_dir(folder.parent)
+            _write_all(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+    if new_folder:
+        _fsync_dir(folder.parent)
+
+
+def _open_temp(folder: Path) -> tuple[int, Path]:
+    """A new temporary file in ``folder``, opened for writing: a name from this process's
+    pid and a counter, rather than ``tempfile.mkstemp``'s random names (a name left by
+    a crashed process with the same pid is skipped)."""
+    pid = os.getpid()
+    while True:
+        tmp = folder / f"{TEMP_PREFIX}{pid}-{next(_temp_numbers)}"
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
+        except FileExistsError:
+            continue
+
+
+def _write_all(fd: int, content: bytes) -> None:
+    """``os.write`` may write less than asked (a signal, a full disk): go on until done."""
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_dir(folder: Path) -> None:

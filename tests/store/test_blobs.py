@@ -6,6 +6,7 @@ nothing silently."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from store import raw
 from store.db import Database
 from store.dbblobs import DatabaseBlobStore
+from store.errors import StoreUnavailable
 from store.raw import BlobRef, Blobs, BlobStore
 
 
@@ -87,3 +90,45 @@ def test_gateways_keeping_the_same_bytes_at_once_store_them_once(store_url: str)
         assert stores[0].read(refs.pop().sha256) == content
     finally:
         db.dispose()
+
+
+def test_a_file_store_makes_its_folders_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    root = tmp_path / "not" / "yet"
+    store = BlobStore(root, suffix=".eml")
+    refs = [store.keep(f"mail {n}".encode()) for n in range(40)]
+    assert all(store.read(ref.sha256) == f"mail {n}".encode() for n, ref in enumerate(refs))
+    names = [p.name for p in root.rglob("*") if p.is_file()]
+    assert sorted(names) == sorted(f"{ref.sha256}.eml" for ref in refs)
+    assert store.path_for(refs[0].sha256) == root / refs[0].sha256[:2] / f"{refs[0].sha256}.eml"
+
+
+def test_a_temporary_name_left_by_a_crash_is_skipped_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that died mid-write leaves ``.tmp-<pid>-<n>``; a later one with the same
+    pid must take another name and leave that file alone (it is not a blob)."""
+    monkeypatch.setattr(raw, "_temp_numbers", itertools.count(7))
+    content = b"after the crash"
+    folder = tmp_path / hashlib.sha256(content).hexdigest()[:2]
+    folder.mkdir()
+    stale = folder / f".tmp-{os.getpid()}-7"
+    stale.write_bytes(b"half a mail")
+    ref = BlobStore(tmp_path).keep(content)
+    assert BlobStore(tmp_path).read(ref.sha256) == content
+    assert stale.read_bytes() == b"half a mail"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([stale.name, ref.sha256])
+
+
+def test_a_failed_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    store = BlobStore(tmp_path)
+    store.keep(b"first")  # its folder exists: the failure is the second mail's own
+    monkeypatch.setattr(raw.os, "fsync", full_disk)
+    with pytest.raises(StoreUnavailable):
+        store.keep(b"second")
+    assert not store.exists(hashlib.sha256(b"second").hexdigest())
+    assert not list(tmp_path.rglob(".tmp-*"))
