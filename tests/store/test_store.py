@@ -17,7 +17,7 @@ from store.enums import Direction, ParticipantRole, RawOutcome, StandbyReason, S
 from store.errors import IllegalTransition, InvalidInput, StoreUnavailable, TicketNotFound
 from store.lifecycle import change_status
 from store.loaded import as_loaded, column_defaults
-from store.lookups import StoreReader
+from store.lookups import Delivery, StoreReader
 from store.models import AuditEvent, Participant, RawMail, Ticket
 from store.suspended import list_suspended, mark_deleted, mark_released
 from store.tickets import (
@@ -141,6 +141,38 @@ def test_dedupe_key_is_unique_but_duplicates_are_recorded(db: Database) -> None:
         assert StoreReader(s).duplicate_of("same") == first
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"), db.write() as s:
         record_raw(s, _raw("same"), RawOutcome.MESSAGE)
+
+
+def test_a_batch_looked_up_ahead_gets_the_answers_of_one_mail_at_a_time(db: Database) -> None:
+    """``StoreReader.look_ahead`` asks for a whole batch at once; each mail must still get
+    what asking for it alone, in its turn, would give, batch mates' rows included."""
+    with db.write() as s:
+        record_raw(s, _raw("held", "reused@x"), RawOutcome.MESSAGE)
+        directory.add_shop(s, "Magazin", locale="ro", rate=40, now=NOW)
+        directory.add_user(s, "ana@magazin.ro", shop="Magazin", name="Ana", now=NOW)
+    batch = [
+        Delivery("held", "reused@x", "Ana@Magazin.RO"),  # the same delivery again
+        Delivery("other", "reused@x", None),  # other content, a Message-ID seen before
+        Delivery("new", None, "eve@elsewhere.example"),
+        Delivery("twice", "twice@x", None),  # twice in the batch: the second is a duplicate
+        Delivery("twice", "twice@x", None),
+        Delivery("shared", "shared@x", None),  # a Message-ID two mails of the batch carry
+        Delivery("sharing", "shared@x", None),
+    ]
+    with db.write() as s:
+        ahead, alone = StoreReader(s), StoreReader(s)
+        ahead.look_ahead(batch)
+        for d in batch:
+            expected = alone.earlier_delivery(d.dedupe_key, d.message_id)
+            assert ahead.earlier_delivery(d.dedupe_key, d.message_id) == expected
+            if d.from_address:
+                asked = d.from_address
+                assert ahead.shop_user(asked) == alone.shop_user(asked)
+            if expected.duplicate_of is None:  # what the pipeline records for the mail
+                record_raw(s, _raw(d.dedupe_key, d.message_id or ""), RawOutcome.MESSAGE)
+        user = ahead.shop_user("ana@magazin.ro")
+        assert user is not None and user.shop_locale == "ro"
+        assert ahead.shop_user("eve@elsewhere.example") is None
 
 
 def test_status_rules(db: Database) -> None:
