@@ -11,11 +11,23 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BindParameter, CompoundSelect, Select, bindparam, exists, literal, union_all
+from sqlalchemy import (
+    BindParameter,
+    CompoundSelect,
+    Select,
+    Table,
+    bindparam,
+    exists,
+    literal,
+    union_all,
+)
 from sqlalchemy import select as sa_select
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, col, select
 
+from store import plain
 from store.enums import RawOutcome
+from store.loaded import as_loaded
 from store.memo import remembered
 from store.models import Agent, Message, OutboxMail, Participant, RawMail, Shop, ShopUser, Ticket
 
@@ -180,10 +192,10 @@ class StoreReader:
 
     def _look_up_deliveries(self, batch: Sequence[Delivery]) -> None:
         keys = [d.dedupe_key for d in batch]
-        held = dict(self.session.execute(_DELIVERIES_HELD, {"keys": keys}).all())
+        held = dict(plain.execute(self.session, _DELIVERIES_HELD, {"keys": keys}).all())
         asked = [d.message_id for d in batch if d.message_id]
         reused = (
-            set(self.session.execute(_MESSAGE_IDS_HELD, {"ids": asked}).scalars())
+            set(plain.execute(self.session, _MESSAGE_IDS_HELD, {"ids": asked}).scalars())
             if asked
             else set()
         )
@@ -195,7 +207,7 @@ class StoreReader:
     def _look_up_shop_users(self, emails: Sequence[str]) -> None:
         found = {
             row.email: ShopUserRef(*row)
-            for row in self.session.execute(_SHOP_USERS, {"emails": emails})
+            for row in plain.execute(self.session, _SHOP_USERS, {"emails": emails})
         }
         self._shop_users.update({email: found.get(email) for email in emails})
 
@@ -210,8 +222,8 @@ class StoreReader:
         ahead = self._earlier.pop(dedupe_key, None)
         if ahead is not None and ahead[0] == (message_id or None):
             return ahead[1]
-        raw_id, other = self.session.execute(
-            _EARLIER_DELIVERY, {"key": dedupe_key, "message_id": message_id or None}
+        raw_id, other = plain.execute(
+            self.session, _EARLIER_DELIVERY, {"key": dedupe_key, "message_id": message_id or None}
         ).one()
         return EarlierDelivery(raw_id, bool(other))
 
@@ -223,12 +235,12 @@ class StoreReader:
         email = email.lower()
         if email in self._shop_users:
             return self._shop_users[email]
-        row = self.session.execute(_SHOP_USER, {"email": email}).first()
+        row = plain.execute(self.session, _SHOP_USER, {"email": email}).first()
         return None if row is None else ShopUserRef(*row)
 
     # --- tickets ------------------------------------------------------------------
     def ticket(self, ticket_id: int) -> TicketRef | None:
-        row = self.session.get(Ticket, ticket_id)
+        row = load_ticket(self.session, ticket_id)
         if row is None or row.id is None:
             return None
         self._tickets[row.id] = row
@@ -247,7 +259,7 @@ class StoreReader:
         if not message_ids:
             return {}
         ids = list(dict.fromkeys(message_ids))[-50:]  # a References chain can be long
-        rows = self.session.execute(_KNOWN_MESSAGE_IDS, {"ids": ids}).all()
+        rows = plain.execute(self.session, _KNOWN_MESSAGE_IDS, {"ids": ids}).all()
         found: dict[str, int] = {}
         for mid, tid, _source in sorted(rows, key=lambda row: row[2]):
             if mid is not None:
@@ -266,3 +278,22 @@ class StoreReader:
                 Participant.ticket_id == ticket.id, Participant.email == email
             )
         ).first()
+
+
+_TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
+_TICKET_BY_ID = sa_select(_TICKETS).where(_TICKETS.c.id == bindparam("id"))
+
+
+def load_ticket(session: Session, ticket_id: int) -> Ticket | None:
+    """``session.get(Ticket, ticket_id)`` for a ticket the session does not hold yet, read
+    with a plain select and made as the ORM makes a loaded one (``store.loaded``)."""
+    held = session.identity_map.get(session.identity_key(Ticket, ticket_id))
+    if held is not None:
+        return session.get(Ticket, ticket_id)  # as the ORM answers for one it holds
+    row = plain.execute(session, _TICKET_BY_ID, {"id": ticket_id}).mappings().first()
+    if row is None:
+        return None
+    ticket = as_loaded(Ticket, dict(row))
+    make_transient_to_detached(ticket)
+    session.add(ticket)
+    return ticket

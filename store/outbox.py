@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from store import plain
 from store.db import Database
 from store.enums import OutboxState
 from store.errors import InvalidInput, RecordNotFound
@@ -68,7 +69,7 @@ def enqueue(
         "next_attempt_at": now,
         "created_at": now,
     }
-    return int(session.execute(_INSERT, row).scalar_one())
+    return int(plain.execute(session, _INSERT, row).scalar_one())
 
 
 _INSERT = sa.insert(OutboxMail.__table__).returning(OutboxMail.__table__.c.id)  # type: ignore[attr-defined]

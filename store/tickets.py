@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, select
 
+from store import plain
 from store.enums import (
     AttachmentStatus,
     Direction,
@@ -119,7 +120,8 @@ def record_raw(
     belongs to the first). A plain insert: the row is never changed in this transaction.
     A delivery already taken raises ``IntegrityError`` on the unique dedupe key."""
     return int(
-        session.execute(
+        plain.execute(
+            session,
             _RAW_INSERT,
             {
                 "sha256": raw.sha256,
@@ -196,7 +198,8 @@ def open_ticket(
     )
     detail = f"follow-up of #{new.follow_up_of}" if new.follow_up_of else ""
     events = [(actor, "created", detail), *notes]
-    session.execute(
+    plain.execute(
+        session,
         _AUDIT_INSERT,
         [_audit_row(ticket.id, now, actor=a, action=b, detail=c) for a, b, c in events],
     )
@@ -250,9 +253,10 @@ def add_message(
         "headers": new.headers_json,
         "created_at": now,
     }
-    message_id = int(session.execute(_MESSAGE_INSERT, row).scalar_one())
+    message_id = int(plain.execute(session, _MESSAGE_INSERT, row).scalar_one())
     if new.attachments:
-        session.execute(
+        plain.execute(
+            session,
             _ATTACHMENT_INSERT,
             [
                 {
@@ -337,7 +341,8 @@ def audit(
 ) -> None:
     # A plain insert: nothing reads the row back in this transaction, so it needs no
     # place in the session (a third of the work of adding it as an object).
-    session.execute(
+    plain.execute(
+        session,
         _AUDIT_INSERT,
         _audit_row(
             ticket_id,
