@@ -105,7 +105,7 @@ class NewMessage:
     attachments: tuple[NewAttachment, ...] = field(default_factory=tuple)
 
 
-_RAW_INSERT = sa.insert(RawMail.__table__).returning(RawMail.__table__.c.id)  # type: ignore[attr-defined]
+_RAW_INSERT = sa.insert(RawMail.__table__)  # type: ignore[attr-defined]
 
 
 def record_raw(
@@ -119,7 +119,7 @@ def record_raw(
     """Record one accepted mail and return its id; duplicates keep no dedupe key (it
     belongs to the first). A plain insert: the row is never changed in this transaction.
     A delivery already taken raises ``IntegrityError`` on the unique dedupe key."""
-    return int(
+    return plain.inserted_id(
         plain.execute(
             session,
             _RAW_INSERT,
@@ -137,7 +137,7 @@ def record_raw(
                 "ticket_id": ticket_id,
                 "duplicate_of": duplicate_of,
             },
-        ).scalar_one()
+        )
     )
 
 
@@ -184,7 +184,7 @@ def open_ticket(
         before_insert(ticket)
     # A plain INSERT, then the object joins the session as if loaded: the unit of work's
     # flush of one new row costs several times the statement (bench/README.md).
-    ticket.id = int(session.connection().execute(_TICKET_INSERT, _ticket_row(ticket)).scalar_one())
+    ticket.id = plain.inserted_id(session.connection().execute(_TICKET_INSERT, _ticket_row(ticket)))
     make_transient_to_detached(ticket)
     session.add(ticket)
     # A new ticket has no participants yet: nothing to look up.
@@ -207,7 +207,7 @@ def open_ticket(
 
 
 _TICKET_TABLE: sa.Table = Ticket.__table__  # type: ignore[attr-defined]
-_TICKET_INSERT = sa.insert(_TICKET_TABLE).returning(_TICKET_TABLE.c.id)
+_TICKET_INSERT = sa.insert(_TICKET_TABLE)
 _TICKET_FIELDS = tuple(column.key for column in _TICKET_TABLE.columns if column.key != "id")
 _TICKET_DEFAULTS = column_defaults(Ticket)
 _PARTICIPANT_INSERT = sa.insert(Participant.__table__)  # type: ignore[attr-defined]
@@ -253,7 +253,7 @@ def add_message(
         "headers": new.headers_json,
         "created_at": now,
     }
-    message_id = int(plain.execute(session, _MESSAGE_INSERT, row).scalar_one())
+    message_id = plain.inserted_id(plain.execute(session, _MESSAGE_INSERT, row))
     if new.attachments:
         plain.execute(
             session,
@@ -281,7 +281,7 @@ def add_message(
     return message_id
 
 
-_MESSAGE_INSERT = sa.insert(Message.__table__).returning(Message.__table__.c.id)  # type: ignore[attr-defined]
+_MESSAGE_INSERT = sa.insert(Message.__table__)  # type: ignore[attr-defined]
 _ATTACHMENT_INSERT = sa.insert(Attachment.__table__)  # type: ignore[attr-defined]
 
 
