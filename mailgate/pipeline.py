@@ -48,7 +48,7 @@ from store.db import Database
 from store.enums import RawOutcome
 from store.errors import StoreUnavailable
 from store.locks import lock_in_order
-from store.lookups import StoreReader
+from store.lookups import Delivery, StoreReader
 from store.suspended import mark_released
 from store.tickets import NewRaw, audit, record_raw, suspend
 
@@ -147,6 +147,7 @@ class Pipeline:
             # PostgreSQL would end one batch as a deadlock (451 for all of its mails).
             lock_in_order(session, (f"delivery:{p.dedupe_key}" for p in batch))
             reader = StoreReader(session)
+            reader.look_ahead([_delivery_of(prepared) for prepared in batch])
             return [commit_one(session, reader, prepared, now) for prepared in batch]
 
     def _commit_unguarded(
@@ -270,6 +271,11 @@ class Pipeline:
             return write()
         with session.begin_nested():
             return write()
+
+
+def _delivery_of(prepared: Prepared) -> Delivery:
+    mail = prepared.mail
+    return Delivery(prepared.dedupe_key, mail.message_id, mail.from_address)
 
 
 def _raw_of(prepared: Prepared) -> NewRaw:

@@ -7,13 +7,27 @@ transaction, so a decision sees every mail committed before it, batch mates incl
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BindParameter, CompoundSelect, Select, bindparam, exists, literal, union_all
+from sqlalchemy import (
+    BindParameter,
+    CompoundSelect,
+    Select,
+    Table,
+    bindparam,
+    exists,
+    literal,
+    union_all,
+)
 from sqlalchemy import select as sa_select
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, col, select
 
+from store import plain
 from store.enums import RawOutcome
+from store.loaded import as_loaded
 from store.memo import remembered
 from store.models import Agent, Message, OutboxMail, Participant, RawMail, Shop, ShopUser, Ticket
 
@@ -113,6 +127,34 @@ def _known_message_ids_query() -> CompoundSelect[tuple[str, int, int]]:
 
 _KNOWN_MESSAGE_IDS = _known_message_ids_query()
 
+# The same questions for a whole batch, one statement each (``StoreReader.look_ahead``).
+_RAW = RawMail.__table__.c  # type: ignore[attr-defined]
+_DELIVERIES_HELD = sa_select(_RAW.dedupe_key, _RAW.id).where(
+    _RAW.dedupe_key.in_(bindparam("keys", expanding=True))
+)
+_MESSAGE_IDS_HELD = (
+    sa_select(_RAW.message_id)
+    .where(
+        _RAW.message_id.in_(bindparam("ids", expanding=True)),
+        _RAW.outcome != RawOutcome.DUPLICATE.value,
+    )
+    .distinct()
+)
+_SHOP_USERS = (
+    sa_select(_USERS.id, _USERS.email, _USERS.name, _USERS.shop_id, _SHOPS.locale)
+    .join_from(ShopUser.__table__, Shop.__table__, _SHOPS.id == _USERS.shop_id)  # type: ignore[attr-defined]
+    .where(_USERS.email.in_(bindparam("emails", expanding=True)))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the pipeline knows of a mail before asking the store about it."""
+
+    dedupe_key: str
+    message_id: str | None
+    from_address: str | None
+
 
 class StoreReader:
     def __init__(self, session: Session) -> None:
@@ -121,6 +163,53 @@ class StoreReader:
         # session keeps loaded objects only while something refers to them, and the apply
         # stage gets the same ticket again (``session.get``) without another SELECT.
         self._tickets: dict[int, Ticket] = {}
+        # Answers found ahead for a batch (``look_ahead``): by dedupe key, with the
+        # Message-ID they were asked for; shop users by address (None: not one).
+        self._earlier: dict[str, tuple[str | None, EarlierDelivery]] = {}
+        self._shop_users: dict[str, ShopUserRef | None] = {}
+
+    def look_ahead(self, batch: Sequence[Delivery]) -> None:
+        """Answer the duplicate checks and shop-user lookups of a batch about to be
+        committed in three statements, instead of one or two per mail.
+
+        A mail of the batch can change the answer for a later one only through the raw
+        mail it records (its dedupe key, its Message-ID): a mail that shares either with
+        another of the batch is asked when its turn comes, as before. The directory is
+        not written by the pipeline, so a shop user found now is found then.
+        """
+        keys = Counter(d.dedupe_key for d in batch)
+        ids = Counter(d.message_id for d in batch if d.message_id)
+        alone = [
+            d
+            for d in batch
+            if keys[d.dedupe_key] == 1 and (not d.message_id or ids[d.message_id] == 1)
+        ]
+        if alone:
+            self._look_up_deliveries(alone)
+        emails = {d.from_address.lower() for d in batch if d.from_address}
+        if emails:
+            self._look_up_shop_users(sorted(emails))
+
+    def _look_up_deliveries(self, batch: Sequence[Delivery]) -> None:
+        keys = [d.dedupe_key for d in batch]
+        held = dict(plain.execute(self.session, _DELIVERIES_HELD, {"keys": keys}).all())
+        asked = [d.message_id for d in batch if d.message_id]
+        reused = (
+            set(plain.execute(self.session, _MESSAGE_IDS_HELD, {"ids": asked}).scalars())
+            if asked
+            else set()
+        )
+        for d in batch:
+            mid = d.message_id or None
+            found = EarlierDelivery(held.get(d.dedupe_key), mid is not None and mid in reused)
+            self._earlier[d.dedupe_key] = (mid, found)
+
+    def _look_up_shop_users(self, emails: Sequence[str]) -> None:
+        found = {
+            row.email: ShopUserRef(*row)
+            for row in plain.execute(self.session, _SHOP_USERS, {"emails": emails})
+        }
+        self._shop_users.update({email: found.get(email) for email in emails})
 
     # --- mail history -------------------------------------------------------------
     def duplicate_of(self, dedupe_key: str) -> int | None:
@@ -130,8 +219,11 @@ class StoreReader:
     def earlier_delivery(self, dedupe_key: str, message_id: str | None) -> EarlierDelivery:
         """What the store holds of this mail: the same delivery, or its Message-ID on
         another mail (one statement for both, each part through its own index)."""
-        raw_id, other = self.session.execute(
-            _EARLIER_DELIVERY, {"key": dedupe_key, "message_id": message_id or None}
+        ahead = self._earlier.pop(dedupe_key, None)
+        if ahead is not None and ahead[0] == (message_id or None):
+            return ahead[1]
+        raw_id, other = plain.execute(
+            self.session, _EARLIER_DELIVERY, {"key": dedupe_key, "message_id": message_id or None}
         ).one()
         return EarlierDelivery(raw_id, bool(other))
 
@@ -140,12 +232,15 @@ class StoreReader:
         return active_agents(self.session).get(email.lower())
 
     def shop_user(self, email: str) -> ShopUserRef | None:
-        row = self.session.execute(_SHOP_USER, {"email": email.lower()}).first()
+        email = email.lower()
+        if email in self._shop_users:
+            return self._shop_users[email]
+        row = plain.execute(self.session, _SHOP_USER, {"email": email}).first()
         return None if row is None else ShopUserRef(*row)
 
     # --- tickets ------------------------------------------------------------------
     def ticket(self, ticket_id: int) -> TicketRef | None:
-        row = self.session.get(Ticket, ticket_id)
+        row = load_ticket(self.session, ticket_id)
         if row is None or row.id is None:
             return None
         self._tickets[row.id] = row
@@ -164,7 +259,7 @@ class StoreReader:
         if not message_ids:
             return {}
         ids = list(dict.fromkeys(message_ids))[-50:]  # a References chain can be long
-        rows = self.session.execute(_KNOWN_MESSAGE_IDS, {"ids": ids}).all()
+        rows = plain.execute(self.session, _KNOWN_MESSAGE_IDS, {"ids": ids}).all()
         found: dict[str, int] = {}
         for mid, tid, _source in sorted(rows, key=lambda row: row[2]):
             if mid is not None:
@@ -183,3 +278,22 @@ class StoreReader:
                 Participant.ticket_id == ticket.id, Participant.email == email
             )
         ).first()
+
+
+_TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
+_TICKET_BY_ID = sa_select(_TICKETS).where(_TICKETS.c.id == bindparam("id"))
+
+
+def load_ticket(session: Session, ticket_id: int) -> Ticket | None:
+    """``session.get(Ticket, ticket_id)`` for a ticket the session does not hold yet, read
+    with a plain select and made as the ORM makes a loaded one (``store.loaded``)."""
+    held = session.identity_map.get(session.identity_key(Ticket, ticket_id))
+    if held is not None:
+        return session.get(Ticket, ticket_id)  # as the ORM answers for one it holds
+    row = plain.execute(session, _TICKET_BY_ID, {"id": ticket_id}).mappings().first()
+    if row is None:
+        return None
+    ticket = as_loaded(Ticket, dict(row))
+    make_transient_to_detached(ticket)
+    session.add(ticket)
+    return ticket

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from store import plain
 from store.db import Database
 from store.enums import OutboxState
 from store.errors import InvalidInput, RecordNotFound
@@ -68,10 +69,10 @@ def enqueue(
         "next_attempt_at": now,
         "created_at": now,
     }
-    return int(session.execute(_INSERT, row).scalar_one())
+    return plain.inserted_id(plain.execute(session, _INSERT, row))
 
 
-_INSERT = sa.insert(OutboxMail.__table__).returning(OutboxMail.__table__.c.id)  # type: ignore[attr-defined]
+_INSERT = sa.insert(OutboxMail.__table__)  # type: ignore[attr-defined]
 
 
 def recipients_of(mail: OutboxMail) -> list[str]:

@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from store import plain
 from store.models import BouncedAddress, NotificationLog
 
 
@@ -37,7 +38,10 @@ def record_recipients(
         for email in dict.fromkeys(e.lower() for e in emails)
     ]
     if rows:  # plain inserts: the rows are only ever counted, never loaded as objects
-        session.execute(sa.insert(NotificationLog.__table__), rows)  # type: ignore[attr-defined]
+        plain.execute(session, _LOG_INSERT, rows)
+
+
+_LOG_INSERT = sa.insert(NotificationLog.__table__)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,8 @@ def count_sent(
 ) -> SentCounts:
     """What the send limits need to know of ``email``, in one statement: the automatic
     mails to it, those about one ticket, and its last hard bounce."""
-    row = session.execute(
+    row = plain.execute(
+        session,
         _SENT_COUNTS,
         {
             "email": email.lower(),

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, select
 
+from store import plain
 from store.enums import (
     AttachmentStatus,
     Direction,
@@ -104,7 +105,7 @@ class NewMessage:
     attachments: tuple[NewAttachment, ...] = field(default_factory=tuple)
 
 
-_RAW_INSERT = sa.insert(RawMail.__table__).returning(RawMail.__table__.c.id)  # type: ignore[attr-defined]
+_RAW_INSERT = sa.insert(RawMail.__table__)  # type: ignore[attr-defined]
 
 
 def record_raw(
@@ -118,8 +119,9 @@ def record_raw(
     """Record one accepted mail and return its id; duplicates keep no dedupe key (it
     belongs to the first). A plain insert: the row is never changed in this transaction.
     A delivery already taken raises ``IntegrityError`` on the unique dedupe key."""
-    return int(
-        session.execute(
+    return plain.inserted_id(
+        plain.execute(
+            session,
             _RAW_INSERT,
             {
                 "sha256": raw.sha256,
@@ -135,7 +137,7 @@ def record_raw(
                 "ticket_id": ticket_id,
                 "duplicate_of": duplicate_of,
             },
-        ).scalar_one()
+        )
     )
 
 
@@ -182,7 +184,7 @@ def open_ticket(
         before_insert(ticket)
     # A plain INSERT, then the object joins the session as if loaded: the unit of work's
     # flush of one new row costs several times the statement (bench/README.md).
-    ticket.id = int(session.connection().execute(_TICKET_INSERT, _ticket_row(ticket)).scalar_one())
+    ticket.id = plain.inserted_id(session.connection().execute(_TICKET_INSERT, _ticket_row(ticket)))
     make_transient_to_detached(ticket)
     session.add(ticket)
     # A new ticket has no participants yet: nothing to look up.
@@ -196,7 +198,8 @@ def open_ticket(
     )
     detail = f"follow-up of #{new.follow_up_of}" if new.follow_up_of else ""
     events = [(actor, "created", detail), *notes]
-    session.execute(
+    plain.execute(
+        session,
         _AUDIT_INSERT,
         [_audit_row(ticket.id, now, actor=a, action=b, detail=c) for a, b, c in events],
     )
@@ -204,7 +207,7 @@ def open_ticket(
 
 
 _TICKET_TABLE: sa.Table = Ticket.__table__  # type: ignore[attr-defined]
-_TICKET_INSERT = sa.insert(_TICKET_TABLE).returning(_TICKET_TABLE.c.id)
+_TICKET_INSERT = sa.insert(_TICKET_TABLE)
 _TICKET_FIELDS = tuple(column.key for column in _TICKET_TABLE.columns if column.key != "id")
 _TICKET_DEFAULTS = column_defaults(Ticket)
 _PARTICIPANT_INSERT = sa.insert(Participant.__table__)  # type: ignore[attr-defined]
@@ -250,9 +253,10 @@ def add_message(
         "headers": new.headers_json,
         "created_at": now,
     }
-    message_id = int(session.execute(_MESSAGE_INSERT, row).scalar_one())
+    message_id = plain.inserted_id(plain.execute(session, _MESSAGE_INSERT, row))
     if new.attachments:
-        session.execute(
+        plain.execute(
+            session,
             _ATTACHMENT_INSERT,
             [
                 {
@@ -277,7 +281,7 @@ def add_message(
     return message_id
 
 
-_MESSAGE_INSERT = sa.insert(Message.__table__).returning(Message.__table__.c.id)  # type: ignore[attr-defined]
+_MESSAGE_INSERT = sa.insert(Message.__table__)  # type: ignore[attr-defined]
 _ATTACHMENT_INSERT = sa.insert(Attachment.__table__)  # type: ignore[attr-defined]
 
 
@@ -337,7 +341,8 @@ def audit(
 ) -> None:
     # A plain insert: nothing reads the row back in this transaction, so it needs no
     # place in the session (a third of the work of adding it as an object).
-    session.execute(
+    plain.execute(
+        session,
         _AUDIT_INSERT,
         _audit_row(
             ticket_id,

@@ -145,6 +145,7 @@ _MSG_ID = re.compile(r"[!-;=?-~]{1,900}@[!-;=?-~]{1,255}")
 _OUR_ID = re.compile(r"mg\.(?P<ticket>\d{1,18})\.(?P<nonce>[0-9a-f]{12})\.(?P<mac>[0-9a-f]{16})@.+")
 _LANG = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_MAX_REMEMBERED = 1000  # template paths kept per composer: languages x kinds, with room
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,9 +267,13 @@ class Composer:
         self._domain = (settings.message_id_domain or self._from.domain).lower()
         if not all(_LABEL.fullmatch(label) for label in self._domain.split(".")):
             raise ConfigError(f"bad outbound.message_id_domain: {self._domain!r}")
-        self._builtin = builtin_templates_dir()
-        self._override = override_dir
+        self._roots = tuple(r for r in (override_dir, builtin_templates_dir()) if r is not None)
         self._environments: dict[Path, jinja2.Environment] = {}
+        # The paths to look at, built once: which of them exist is still asked on every
+        # render (an admin's new template counts at once), but joining ``Path``s for each
+        # cost a tenth of an acknowledgement's rendering.
+        self._candidates: dict[str, tuple[tuple[Path, str], ...]] = {}
+        self._files: dict[tuple[Path, str], tuple[Path, Path]] = {}
 
     # -- Message-IDs -------------------------------------------------------------------
 
@@ -350,7 +355,7 @@ class Composer:
         folders = self._folders(n.language)
         last_error: Exception | None = None
         for folder, lang in folders:
-            if not (folder / f"{n.kind}.txt.j2").is_file():
+            if not self._template_files(folder, n.kind)[0].is_file():
                 continue
             try:
                 return self._render_in(folder, lang, n)
@@ -368,13 +373,28 @@ class Composer:
     def _folders(self, language: str) -> list[tuple[Path, str]]:
         """Where to look, in order: override/<lang>, built-in/<lang>, override/en, built-in/en."""
         lang = language.strip().lower().replace("_", "-")
+        candidates = self._candidates.get(lang)
+        if candidates is None:
+            candidates = self._candidate_folders(lang)
+            if len(self._candidates) < _MAX_REMEMBERED:
+                self._candidates[lang] = candidates
+        return [f for f in candidates if f[0].is_dir()]
+
+    def _candidate_folders(self, lang: str) -> tuple[tuple[Path, str], ...]:
         langs = [lang] if _LANG.fullmatch(lang) else []  # never a path from outside
         if "-" in lang and _LANG.fullmatch(lang):
-            langs.append(lang.split("-")[0])  # "pt-br" -> also "pt"
+            langs.append(lang.split("-", maxsplit=1)[0])  # "pt-br" -> also "pt"
         langs.append(DEFAULT_LANGUAGE)
-        roots = [r for r in (self._override, self._builtin) if r is not None]
-        folders = [(root / code, code) for code in dict.fromkeys(langs) for root in roots]
-        return [f for f in folders if f[0].is_dir()]
+        return tuple((root / code, code) for code in dict.fromkeys(langs) for root in self._roots)
+
+    def _template_files(self, folder: Path, kind: str) -> tuple[Path, Path]:
+        """The text and the HTML template of ``kind`` in ``folder`` (which may not exist)."""
+        files = self._files.get((folder, kind))
+        if files is None:
+            files = (folder / f"{kind}.txt.j2", folder / f"{kind}.html.j2")
+            if len(self._files) < _MAX_REMEMBERED:
+                self._files[folder, kind] = files
+        return files
 
     def _render_in(self, folder: Path, lang: str, n: Notification) -> _Rendered:
         env = self._environment(folder, lang)
@@ -384,7 +404,7 @@ class Composer:
         subject = "".join(text_template.blocks["subject"](context))
         body = "".join(text_template.blocks["body"](context))
         html = None
-        if (folder / f"{n.kind}.html.j2").is_file():
+        if self._template_files(folder, n.kind)[1].is_file():
             html = env.get_template(f"{n.kind}.html.j2").render(variables)
         return _Rendered(
             language=lang,

@@ -28,6 +28,7 @@ from email.utils import formataddr
 CRLF = "\r\n"
 _HEADER_WIDTH = 78  # RFC 5322 §2.1.1: lines SHOULD stay within 78 characters
 _BODY_WIDTH = 76  # RFC 2045 §6.7: quoted-printable lines are at most 76 characters
+_BASE64_LINE_BYTES = 57  # base64.encodebytes: 76 characters a line
 
 # Characters that must never reach a header: CR and LF would start a new header (the
 # classic injection: "Subject: hi\r\nBcc: victim@…"), the other C0/C1 controls and the
@@ -177,10 +178,17 @@ def _encode_body(body: str) -> tuple[str, str]:
     qp = _quoted_printable("\n".join(lines).encode("utf-8")) or quoprimime.body_encode(
         data.decode("latin-1"), _BODY_WIDTH, eol=CRLF
     )
-    b64 = base64.encodebytes(data).decode("ascii").rstrip("\n")
-    if len(qp) > len(b64):
-        return "base64", b64.replace("\n", CRLF)
+    if len(qp) > _base64_length(len(data)):
+        return "base64", base64.encodebytes(data).decode("ascii").rstrip("\n").replace("\n", CRLF)
     return "quoted-printable", qp
+
+
+def _base64_length(size: int) -> int:
+    """The length of ``size`` bytes in base64 as ``_encode_body`` writes it: 4 characters
+    for every 3 bytes begun, a line of 76 for every 57 bytes, lines joined by CRLF. Known
+    without encoding, which only one body in a few needs (most are quoted-printable)."""
+    lines = -(-size // _BASE64_LINE_BYTES)
+    return 4 * -(-size // 3) + len(CRLF) * max(lines - 1, 0)
 
 
 def _quoted_printable(data: bytes) -> str | None:
@@ -189,7 +197,7 @@ def _quoted_printable(data: bytes) -> str | None:
     took a twentieth of the writer's time (bench/README.md). None when a line comes out
     over 76 characters, as binascii's can when it ends in an encoded blank."""
     encoded = binascii.b2a_qp(data, istext=True).decode("ascii")
-    if any(len(line) > _BODY_WIDTH for line in encoded.split("\n")):
+    if max(map(len, encoded.split("\n"))) > _BODY_WIDTH:
         return None
     return encoded.replace("\n", CRLF)
 

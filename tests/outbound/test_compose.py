@@ -521,6 +521,27 @@ def test_lookup_order_language_override_then_english(tmp_path: Path) -> None:
     assert builtin["Content-Language"] == "en"  # no override for this kind: built-in English
 
 
+def test_a_template_added_after_the_first_render_is_used_at_once(tmp_path: Path) -> None:
+    """The composer remembers where to look, not what it found there: an override an admin
+    writes (or removes) while the gateway runs counts from the next notification on."""
+    composer = make_composer(tmp_path)
+    assert parse(composer.render(notification("ack", "ro")))["Content-Language"] == "ro"
+    write(
+        tmp_path / "ro",
+        "ack.txt.j2",
+        "{% block subject %}Nou{% endblock %}{% block body %}nou{% endblock %}",
+    )
+    added = parse(composer.render(notification("ack", "ro")))
+    assert added["Subject"] == "[#39430] Nou"
+    assert added.get_content_type() == "text/plain", "no HTML override in that folder"
+    write(tmp_path / "ro", "ack.html.j2", "<p>nou</p>")
+    assert parse(composer.render(notification("ack", "ro"))).is_multipart()
+    (tmp_path / "ro" / "ack.txt.j2").unlink()
+    (tmp_path / "ro" / "ack.html.j2").unlink()
+    builtin = parse(composer.render(notification("ack", "ro")))
+    assert builtin["Subject"] != "[#39430] Nou" and builtin.is_multipart()
+
+
 def test_the_tag_is_added_when_a_template_forgets_it(tmp_path: Path) -> None:
     write(
         tmp_path / "en",

@@ -3,6 +3,7 @@ exactly what we wrote, and every line stays within the RFC limits."""
 
 from __future__ import annotations
 
+import base64
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.headerregistry import Address
@@ -10,7 +11,13 @@ from email.headerregistry import Address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailgate.outbound.mime import address_list, clean_header_text, encode_subject, write_mail
+from mailgate.outbound.mime import (
+    _base64_length,
+    address_list,
+    clean_header_text,
+    encode_subject,
+    write_mail,
+)
 
 # Text a template can produce: any character but surrogates, with lines of any length.
 body_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=2000)
@@ -102,6 +109,14 @@ def test_mostly_latin_text_is_quoted_printable_and_other_scripts_base64() -> Non
     assert b"Content-Transfer-Encoding: quoted-printable" in write_mail([], dutch * 5, None, "nl")
     greek = "\u0395\u03c5\u03c7\u03b1\u03c1\u03b9\u03c3\u03c4\u03bf\u03cd\u03bc\u03b5 " * 9
     assert b"Content-Transfer-Encoding: base64" in write_mail([], greek, None, "el")
+
+
+@given(data=st.binary(max_size=3000))
+def test_the_length_of_base64_is_known_without_encoding(data: bytes) -> None:
+    """``_encode_body`` compares quoted-printable with base64 by length and encodes base64
+    only when it is shorter: the length it computes must be the one encoding gives."""
+    encoded = base64.encodebytes(data).decode("ascii").rstrip("\n").replace("\n", "\r\n")
+    assert _base64_length(len(data)) == len(encoded)
 
 
 def test_the_boundary_is_in_no_body() -> None:

@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlmodel import col, select, text
 
-from store import directory
+from store import directory, plain
 from store.db import Database
 from store.enums import Direction, ParticipantRole, RawOutcome, StandbyReason, Status
 from store.errors import IllegalTransition, InvalidInput, StoreUnavailable, TicketNotFound
 from store.lifecycle import change_status
 from store.loaded import as_loaded, column_defaults
-from store.lookups import StoreReader
+from store.lookups import Delivery, StoreReader, load_ticket
 from store.models import AuditEvent, Participant, RawMail, Ticket
 from store.suspended import list_suspended, mark_deleted, mark_released
 from store.tickets import (
@@ -143,6 +143,38 @@ def test_dedupe_key_is_unique_but_duplicates_are_recorded(db: Database) -> None:
         record_raw(s, _raw("same"), RawOutcome.MESSAGE)
 
 
+def test_a_batch_looked_up_ahead_gets_the_answers_of_one_mail_at_a_time(db: Database) -> None:
+    """``StoreReader.look_ahead`` asks for a whole batch at once; each mail must still get
+    what asking for it alone, in its turn, would give, batch mates' rows included."""
+    with db.write() as s:
+        record_raw(s, _raw("held", "reused@x"), RawOutcome.MESSAGE)
+        directory.add_shop(s, "Magazin", locale="ro", rate=40, now=NOW)
+        directory.add_user(s, "ana@magazin.ro", shop="Magazin", name="Ana", now=NOW)
+    batch = [
+        Delivery("held", "reused@x", "Ana@Magazin.RO"),  # the same delivery again
+        Delivery("other", "reused@x", None),  # other content, a Message-ID seen before
+        Delivery("new", None, "eve@elsewhere.example"),
+        Delivery("twice", "twice@x", None),  # twice in the batch: the second is a duplicate
+        Delivery("twice", "twice@x", None),
+        Delivery("shared", "shared@x", None),  # a Message-ID two mails of the batch carry
+        Delivery("sharing", "shared@x", None),
+    ]
+    with db.write() as s:
+        ahead, alone = StoreReader(s), StoreReader(s)
+        ahead.look_ahead(batch)
+        for d in batch:
+            expected = alone.earlier_delivery(d.dedupe_key, d.message_id)
+            assert ahead.earlier_delivery(d.dedupe_key, d.message_id) == expected
+            if d.from_address:
+                asked = d.from_address
+                assert ahead.shop_user(asked) == alone.shop_user(asked)
+            if expected.duplicate_of is None:  # what the pipeline records for the mail
+                record_raw(s, _raw(d.dedupe_key, d.message_id or ""), RawOutcome.MESSAGE)
+        user = ahead.shop_user("ana@magazin.ro")
+        assert user is not None and user.shop_locale == "ro"
+        assert ahead.shop_user("eve@elsewhere.example") is None
+
+
 def test_status_rules(db: Database) -> None:
     tid = _ticket(db)
     with db.write() as s:
@@ -207,6 +239,49 @@ def test_closed_tickets_hidden_by_default_and_search(db: Database) -> None:
     with db.read() as s:
         assert list_tickets(s, TicketFilter()) == []
         assert len(list_tickets(s, TicketFilter(statuses=("all",)))) == 1
+
+
+def test_a_ticket_loaded_plainly_is_the_one_the_orm_loads(db: Database) -> None:
+    """``load_ticket`` reads a ticket without the ORM's loading: the object must hold what
+    ``session.get`` gives, be the session's own, and have its changes written."""
+    tid = _ticket(db)
+    with db.read() as s:
+        by_orm = s.get(Ticket, tid)
+        assert by_orm is not None
+        expected = {c.key: getattr(by_orm, c.key) for c in Ticket.__table__.columns}
+    with db.write() as s:
+        ticket = load_ticket(s, tid)
+        assert ticket is not None
+        assert {c.key: getattr(ticket, c.key) for c in Ticket.__table__.columns} == expected
+        assert s.get(Ticket, tid) is ticket and load_ticket(s, tid) is ticket
+        assert load_ticket(s, 999) is None
+        ticket.subject = "Plata merge"
+    with db.read() as s:
+        assert s.get(Ticket, tid).subject == "Plata merge"  # type: ignore[union-attr]
+
+
+def test_a_plain_statement_leaves_changed_tickets_for_later_but_not_new_rows(
+    db: Database,
+) -> None:
+    """``plain.execute`` runs without writing changed tickets first (the commit or the next
+    read of them does); anything else pending is written first, as autoflush would."""
+    tid = _ticket(db)
+    count = sa.select(sa.func.count()).select_from(AuditEvent).where(AuditEvent.ticket_id == tid)
+    subject = sa.select(Ticket.subject).where(Ticket.id == tid)
+    with db.write() as s:
+        ticket = s.get(Ticket, tid)
+        assert ticket is not None
+        events = plain.execute(s, count).scalar_one()
+        ticket.subject = "Plata merge"
+        assert plain.execute(s, subject).scalar_one() == "Plata nu merge"  # not written yet
+        assert s.execute(subject).scalar_one() == "Plata merge"  # a read through the session
+        ticket.subject = "Plata merge iar"
+        s.add(AuditEvent(ticket_id=tid, at=NOW, actor="a", action="note", detail=""))
+        assert plain.execute(s, count).scalar_one() == events + 1  # a new row: all written
+        assert plain.execute(s, subject).scalar_one() == "Plata merge iar"
+        ticket.subject = "Plata merge, gata"
+    with db.read() as s:
+        assert s.execute(subject).scalar_one() == "Plata merge, gata"  # at the commit
 
 
 def test_participants_and_reader(db: Database) -> None:
