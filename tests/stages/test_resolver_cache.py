@@ -13,6 +13,9 @@ from mailgate.resolver import AnswerCache, DnsResolver
 
 SERVER_TTL = 60  # what tests/dns_server.py gives its records
 NXDOMAIN_TTL = 300  # dnspython's for a "no such name" without a SOA, as the server sends
+# The TTL left is reckoned on the real clock when the answer comes (dnspython's expiry
+# less time.time()): a loaded machine may take a few seconds between the two.
+SLACK = 10
 
 
 class Clock:
@@ -42,11 +45,11 @@ def test_an_answer_is_kept_for_its_ttl(dns: LoopbackDns, monkeypatch: pytest.Mon
     resolver = DnsResolver(dns.address, timeout=2.0, cache=AnswerCache(clock=clock))
     asked = counting_asks(resolver, monkeypatch)
     assert resolver.txt("_dmarc.kept.example") == (b"v=DMARC1; p=none",)
-    clock.now += SERVER_TTL - 1
+    clock.now += SERVER_TTL - SLACK
     assert resolver.txt("_dmarc.kept.example") == (b"v=DMARC1; p=none",)
     assert asked == ["_dmarc.kept.example"]
-    assert dns.queries == ["_dmarc.kept.example"]
-    clock.now += 2
+    assert dns.queries.count("_dmarc.kept.example") == 1  # dnspython asked the server once
+    clock.now += SLACK + 1
     assert resolver.txt("_dmarc.kept.example") == (b"v=DMARC1; p=none",)
     assert asked == ["_dmarc.kept.example"] * 2
 
@@ -58,10 +61,10 @@ def test_no_such_name_is_kept_for_the_negative_ttl(
     resolver = DnsResolver(dns.address, timeout=2.0, cache=AnswerCache(clock=clock))
     asked = counting_asks(resolver, monkeypatch)
     assert resolver.txt("_dmarc.absent.example") == ()
-    clock.now += NXDOMAIN_TTL - 1
+    clock.now += NXDOMAIN_TTL - SLACK
     assert resolver.txt("_dmarc.absent.example") == ()
     assert asked == ["_dmarc.absent.example"]
-    clock.now += 2
+    clock.now += SLACK + 1
     assert resolver.txt("_dmarc.absent.example") == ()
     assert asked == ["_dmarc.absent.example"] * 2
 
