@@ -46,13 +46,15 @@ from mailgate.values import (
 )
 from store.db import Database
 from store.enums import RawOutcome
-from store.errors import StoreUnavailable
+from store.errors import StoreUnavailable, TransactionConflict
 from store.locks import lock_in_order
 from store.lookups import Delivery, StoreReader
 from store.suspended import mark_released
 from store.tickets import NewRaw, audit, record_raw, suspend
 
 log = logging.getLogger(__name__)
+
+CONFLICT_ATTEMPTS = 3  # a batch rolled back for another transaction's sake is done again
 
 
 class _TakeBack(Exception):
@@ -118,10 +120,7 @@ class Pipeline:
     # --- stages 4b-8: one transaction --------------------------------------------------
     def commit(self, batch: Sequence[Prepared]) -> list[Outcome]:
         now = self.clock()
-        try:
-            outcomes = self._commit_batch(batch, now, guarded=False)
-        except _TakeBack:
-            outcomes = self._commit_batch(batch, now, guarded=True)
+        outcomes = self._commit_again_on_conflict(batch, now)
         committed = self.clock()
         for prepared, outcome in zip(batch, outcomes, strict=True):
             log_mail(
@@ -132,6 +131,23 @@ class Pipeline:
                 committed,
             )
         return outcomes
+
+    def _commit_again_on_conflict(self, batch: Sequence[Prepared], now: datetime) -> list[Outcome]:
+        """The batch's transaction, done again when the database ended it for another's
+        sake: on PostgreSQL, two gateways' batches that reply to the same two tickets in
+        opposite orders meet in a deadlock, and one of them is rolled back whole. Doing
+        it again is then safe, and better than a 451 for each of its mails."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                try:
+                    return self._commit_batch(batch, now, guarded=False)
+                except _TakeBack:
+                    return self._commit_batch(batch, now, guarded=True)
+            except TransactionConflict as exc:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                log.warning("a batch of %d mails: %s; committing it again", len(batch), exc)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _commit_batch(
         self, batch: Sequence[Prepared], now: datetime, *, guarded: bool

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
-from store.errors import StoreUnavailable
+from store.errors import StoreUnavailable, TransactionConflict
 from store.turns import WriteTurns
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -114,6 +114,10 @@ def _unavailable_on_driver_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) in _CONFLICTS:
+            raise TransactionConflict(
+                f"store conflict: {_first_line(exc)}", operation=operation
+            ) from exc
         raise StoreUnavailable(
             f"store unavailable: {_first_line(exc)}", operation=operation
         ) from exc
@@ -123,6 +127,11 @@ def _unavailable_on_driver_errors(operation: str) -> Iterator[None]:
                 f"store connection lost: {_first_line(exc)}", operation=operation
             ) from exc
         raise
+
+
+# PostgreSQL's SQLSTATEs for a transaction it rolled back for another's sake:
+# serialization_failure and deadlock_detected.
+_CONFLICTS = frozenset({"40001", "40P01"})
 
 
 def _first_line(exc: DBAPIError) -> str:

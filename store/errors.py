@@ -24,6 +24,11 @@ class StoreUnavailable(StoreError, ConnectionError):
         self.operation = operation
 
 
+class TransactionConflict(StoreUnavailable):
+    """The database ended this transaction for another's sake (a deadlock, a serialization
+    failure) and rolled it back: done again, it will most likely go through."""
+
+
 class NotFound(StoreError, LookupError):
     """A record that was asked for does not exist."""
 

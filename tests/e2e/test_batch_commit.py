@@ -1,19 +1,22 @@
 """A batch of mails commits in one transaction, first without a savepoint per mail; a mail
 that fails takes the batch back, and the batch is done again with one savepoint per mail:
-that mail is suspended (``processing_error``), the others are committed once each."""
+that mail is suspended (``processing_error``), the others are committed once each. A batch
+that the database rolls back for another gateway's (a deadlock) is committed again."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
-from mailgate_testing import raw_mail
+from mailgate_testing import make_gateway, raw_mail
 from sqlalchemy import func
 from sqlmodel import select
 
 from mailgate.app import Gateway
 from mailgate.apply import Applier, Outcome
 from mailgate.clock import ManualClock
+from mailgate.config import Settings
 from mailgate.preparer import Prepared
 from mailgate.values import Arrival, Envelope, Source
 from store.models import RawMail, SuspendedMail, Ticket
@@ -88,3 +91,72 @@ def test_a_batch_without_failures_is_one_pass(
     assert [o.kind for o in outcomes] == ["ticket_created"] * 4 + ["duplicate"]
     assert counted.calls == 4
     assert _counts(gateway) == (5, 4, 0)
+
+
+class _WaitsAfterFirstMail:
+    """The apply stage of one gateway, which, in its first batch only, waits after its
+    first mail for the other gateway to have applied its own first mail."""
+
+    def __init__(self, applier: Applier, barrier: threading.Barrier) -> None:
+        self.applier, self.barrier, self.calls = applier, barrier, 0
+
+    def apply(self, session: Any, disposition: Any, facts: Any, *args: Any) -> Outcome:
+        self.calls += 1
+        outcome = self.applier.apply(session, disposition, facts, *args)
+        if self.calls == 1:
+            self.barrier.wait(timeout=30)
+        return outcome
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.applier, name)
+
+
+def test_two_gateways_replying_to_two_tickets_in_opposite_orders_both_commit(
+    gateway: Gateway, clock: ManualClock, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: gateway A's batch replies to tickets X then Y, gateway B's to Y then X,
+    at the same time. Each holds the row the other needs next: a deadlock, in which
+    PostgreSQL rolls one batch back. That batch is committed again instead of answering
+    451 for each of its mails."""
+    if gateway.db.is_sqlite:
+        pytest.skip("SQLite has one writer at a time: its batches never hold rows together")
+    x, y = (f"<{name}@magazin.ro>" for name in ("x", "y"))
+    opened = gateway.pipeline.commit(
+        _prepared(gateway, clock, [raw_mail(message_id=x), raw_mail(message_id=y)])
+    )
+    ticket_x, ticket_y = (o.ticket_id for o in opened)
+    other, _, _ = make_gateway(settings)
+    barrier = threading.Barrier(2)
+    batches = {
+        "a": (gateway, [(x, "a1"), (y, "a2")]),
+        "b": (other, [(y, "b1"), (x, "b2")]),
+    }
+    outcomes: dict[str, list[Outcome]] = {}
+    errors: list[BaseException] = []
+
+    def commit(name: str) -> None:
+        gw, replies = batches[name]
+        monkeypatch.setattr(
+            gw.pipeline, "applier", _WaitsAfterFirstMail(gw.pipeline.applier, barrier)
+        )
+        raws = [raw_mail(message_id=f"<{r}@magazin.ro>", in_reply_to=to) for to, r in replies]
+        try:
+            outcomes[name] = gw.pipeline.commit(_prepared(gw, clock, raws))
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=commit, args=(name,)) for name in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        other.close()
+    assert not errors
+    assert [[o.kind for o in outcomes[n]] for n in "ab"] == [["message_added"] * 2] * 2
+    assert [[o.ticket_id for o in outcomes[n]] for n in "ab"] == [
+        [ticket_x, ticket_y],
+        [ticket_y, ticket_x],
+    ]
+    assert _counts(gateway) == (6, 2, 0)  # each mail once: nothing of the rolled-back try
