@@ -92,20 +92,24 @@ _temp_numbers = itertools.count()
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
+# Folders whose own entry this process has seen synced in their parent. A folder made by
+# another thread or process may already be there before its maker has synced the parent:
+# the first blob this process writes into a folder syncs the parent itself, once.
+_synced_folders: set[Path] = set()
+
+
 def _write(path: Path, content: bytes) -> None:
-    """Write temp, fsync it, rename, fsync the folder (and its parent when the folder
-    is new). The folder is made only when the temp file cannot be opened in it: the 256
-    folders all exist after the first few hundred blobs, and a ``mkdir`` of one that
-    exists cost 0.1-0.2 ms of CPU on ext4 while other writes were being synced (about
-    as much as the file's own fsync)."""
+    """Write temp, fsync it, rename, fsync the folder (and, the first time this process
+    writes into it, its parent). The folder is made only when the temp file cannot be
+    opened in it: the 256 folders all exist after the first few hundred blobs, and a
+    ``mkdir`` of one that exists cost 0.1-0.2 ms of CPU on ext4 while other writes were
+    being synced (about as much as the file's own fsync)."""
     folder = path.parent
     try:
         fd, tmp = _open_temp(folder)
-        new_folder = False
     except FileNotFoundError:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = _open_temp(folder)
-        new_folder = True
     try:
         try:
             _write_all(fd, content)
@@ -117,8 +121,9 @@ def _write(path: Path, content: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(folder)
-    if new_folder:
+    if folder not in _synced_folders:
         _fsync_dir(folder.parent)
+        _synced_folders.add(folder)
 
 
 def _open_temp(folder: Path) -> tuple[int, Path]:

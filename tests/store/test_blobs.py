@@ -132,3 +132,28 @@ def test_a_failed_write_leaves_no_temporary_file(
         store.keep(b"second")
     assert not store.exists(hashlib.sha256(b"second").hexdigest())
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_folder_made_by_another_writer_has_its_parent_synced_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder another thread or process made may be there before its maker synced the
+    parent: the first blob written into it here syncs the parent too, later ones not."""
+    synced: list[Path] = []
+    sync = raw._fsync_dir
+
+    def recorded(folder: Path) -> None:
+        synced.append(folder)
+        sync(folder)
+
+    monkeypatch.setattr(raw, "_fsync_dir", recorded)
+    first, neighbour = b"first", b"mail 102"  # two blobs of one folder
+    folder = tmp_path / hashlib.sha256(first).hexdigest()[:2]
+    assert hashlib.sha256(neighbour).hexdigest()[:2] == folder.name
+    folder.mkdir()  # made by someone else
+    store = BlobStore(tmp_path)
+    store.keep(first)
+    assert synced == [folder, tmp_path]
+    synced.clear()
+    store.keep(neighbour)
+    assert synced == [folder]
