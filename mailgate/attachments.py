@@ -11,7 +11,7 @@ is checked against the bytes, and what the bytes really are is recorded when the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from mailgate.config import AttachmentSettings
@@ -23,9 +23,15 @@ from store.tickets import NewAttachment
 
 
 def keep_attachments(
-    attachments: Sequence[ParsedAttachment], blobs: Blobs, limits: AttachmentSettings
+    attachments: Sequence[ParsedAttachment],
+    blobs: Blobs,
+    limits: AttachmentSettings,
+    *,
+    durable: bool = True,
 ) -> tuple[NewAttachment, ...]:
     """Store the attachments that fit the limits; return the record of every one.
+    With ``durable=False`` they are durable once ``stored_files`` of the records have
+    been given to ``blobs.make_durable``.
 
     Raises ``StoreUnavailable`` when the disk refuses a file (the mail is then not
     acknowledged, and its sender retries).
@@ -33,8 +39,14 @@ def keep_attachments(
     records = assess_attachments(attachments, limits)
     for attachment, record in zip(attachments, records, strict=True):
         if record.status is AttachmentStatus.STORED:
-            blobs.keep(attachment.content)  # content-addressed: a file kept before costs nothing
+            # Content-addressed: a file kept before is not written again.
+            blobs.keep(attachment.content, durable=durable)
     return records
+
+
+def stored_files(records: Iterable[NewAttachment]) -> Iterator[str]:
+    """The sha256 of each attachment kept in the blob store."""
+    return (record.sha256 for record in records if record.status is AttachmentStatus.STORED)
 
 
 def assess_attachments(

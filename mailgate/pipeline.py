@@ -86,6 +86,7 @@ class Pipeline:
                 now,
             )
             prepared = self.prepare(arrival)
+            self.preparer.make_durable([prepared])
             held = prepared.screened
             prepared = replace(
                 prepared,
@@ -119,6 +120,8 @@ class Pipeline:
 
     # --- stages 4b-8: one transaction --------------------------------------------------
     def commit(self, batch: Sequence[Prepared]) -> list[Outcome]:
+        # Their files first: a committed mail's raw bytes must survive a power loss.
+        self.preparer.make_durable(batch)
         now = self.clock()
         outcomes = self._commit_again_on_conflict(batch, now)
         committed = self.clock()

@@ -1,6 +1,10 @@
-"""Stages 2-5a, the half of the pipeline that needs no database: keep the raw bytes
-durably, parse, screen, authenticate, keep attachment files, detect the language, and
-read what the words say (stage 7's reading, ``mailgate.interpret``).
+"""Stages 2-5a, the half of the pipeline that needs no database: keep the raw bytes,
+parse, screen, authenticate, keep attachment files, detect the language, and read what
+the words say (stage 7's reading, ``mailgate.interpret``).
+
+The files are written but not yet synced: ``make_durable`` syncs a whole batch's at
+once, and the commit half calls it before the batch's transaction (``Pipeline.commit``),
+so a mail is still never committed, nor acknowledged, before its raw bytes are durable.
 
 ``Preparer`` holds only what these stages need (blob stores, our own addresses, the
 authentication policy and its resolver), so it can be built without a store: in a
@@ -13,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mailgate.attachments import keep_attachments
+from mailgate.attachments import keep_attachments, stored_files
 from mailgate.auth import authenticate
 from mailgate.config import AttachmentSettings, AuthSettings
 from mailgate.dkim import restrict_to_signed
@@ -73,7 +78,8 @@ class Preparer:
     words: WordReader = field(default_factory=lambda: WordReader(TriageRules.load()))
 
     def prepare(self, arrival: Arrival) -> Prepared:
-        raw = self.raws.keep(arrival.raw)  # StoreUnavailable: nothing kept, answer 451
+        # StoreUnavailable: nothing kept, answer 451.
+        raw = self.raws.keep(arrival.raw, durable=False)
         try:
             mail = parse_mail(arrival.raw)
             screened = screen(mail, arrival.envelope, self.own)
@@ -83,7 +89,9 @@ class Preparer:
                 mail = restrict_to_signed(
                     arrival.raw, mail, auth.signed_body_length, relaxed=auth.relaxed_body
                 )
-            attachments = keep_attachments(mail.attachments, self.blobs, self.attachment_limits)
+            attachments = keep_attachments(
+                mail.attachments, self.blobs, self.attachment_limits, durable=False
+            )
             detected = detect_if_new(mail, screened)
             reading = self.words.read(mail)
         except StoreUnavailable:
@@ -98,7 +106,16 @@ class Preparer:
 
     def unprocessed(self, arrival: Arrival, why: str) -> Prepared:
         """The mail kept raw, no stage run on it: it is to be suspended (``why``)."""
-        return failed(arrival, self.raws.keep(arrival.raw), why)
+        return failed(arrival, self.raws.keep(arrival.raw, durable=False), why)
+
+    def make_durable(self, batch: Iterable[Prepared]) -> None:
+        """Sync the files of ``batch``'s mails (raw and attachments), all at once; raises
+        ``StoreUnavailable`` when the disk refuses."""
+        batch = list(batch)
+        self.raws.make_durable(prepared.raw.sha256 for prepared in batch)
+        self.blobs.make_durable(
+            sha for prepared in batch for sha in stored_files(prepared.attachments)
+        )
 
 
 def detect_if_new(mail: ParsedMail, screened: ScreenResult) -> Detected | None:

@@ -10,7 +10,7 @@ chunks are slices of the caller's buffer, so a 25 MB attachment is never copied 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -28,8 +28,9 @@ class DatabaseBlobStore:
         self.db = db
         self.chunk_size = chunk_size
 
-    def keep(self, content: bytes) -> BlobRef:
-        """Store ``content`` once; raises ``StoreUnavailable`` when the database refuses."""
+    def keep(self, content: bytes, *, durable: bool = True) -> BlobRef:
+        """Store ``content`` once; raises ``StoreUnavailable`` when the database refuses.
+        Always durable when it returns: each blob is a transaction of its own."""
         sha = hashlib.sha256(content).hexdigest()
         ref = BlobRef(sha, len(content))
         if self.exists(sha):
@@ -63,6 +64,9 @@ class DatabaseBlobStore:
                     {"sha": sha, "seq": seq, "data": view[start : start + self.chunk_size]},
                 )
         return ref
+
+    def make_durable(self, sha256s: Iterable[str]) -> None:
+        """Nothing to do: ``keep`` committed each blob."""
 
     def read(self, sha256: str) -> bytes:
         """The whole content; raises ``FileNotFoundError`` when no such blob is kept."""

@@ -1,11 +1,16 @@
 """A batch of mails commits in one transaction, first without a savepoint per mail; a mail
 that fails takes the batch back, and the batch is done again with one savepoint per mail:
 that mail is suspended (``processing_error``), the others are committed once each. A batch
-that the database rolls back for another gateway's (a deadlock) is committed again."""
+that the database rolls back for another gateway's (a deadlock) is committed again. A
+batch's files are synced together, before its transaction."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +24,9 @@ from mailgate.clock import ManualClock
 from mailgate.config import Settings
 from mailgate.preparer import Prepared
 from mailgate.values import Arrival, Envelope, Source
+from store import raw
 from store.models import RawMail, SuspendedMail, Ticket
+from store.raw import BlobStore
 
 
 def _prepared(gateway: Gateway, clock: ManualClock, raws: list[bytes]) -> list[Prepared]:
@@ -160,3 +167,37 @@ def test_two_gateways_replying_to_two_tickets_in_opposite_orders_both_commit(
         [ticket_y, ticket_x],
     ]
     assert _counts(gateway) == (6, 2, 0)  # each mail once: nothing of the rolled-back try
+
+
+def _with_screenshot(subject: str, picture: bytes) -> bytes:
+    message = message_from_bytes(raw_mail(subject=subject), policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    message.add_attachment(picture, maintype="image", subtype="png", filename="ecran.png")
+    return bytes(message)
+
+
+def test_a_batch_s_files_are_synced_before_its_transaction(
+    gateway: Gateway, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preparer writes raw mails and attachments without syncing them; the commit
+    syncs all of a batch's files (here one at a time, as where there is no syncfs), and
+    only then writes the rows that point at them."""
+    synced: list[tuple[Path, int]] = []
+
+    def recorded(path: Path) -> None:
+        synced.append((path, _counts(gateway)[0]))  # raw mails committed at that moment
+
+    monkeypatch.setattr(raw, "_syncfs", None)
+    monkeypatch.setattr(raw, "_fsync_file", recorded)
+    picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+    raws = [_with_screenshot("Eroare la import", picture), raw_mail(subject="Factura")]
+    batch = _prepared(gateway, clock, raws)
+    assert synced == []
+
+    assert [o.kind for o in gateway.pipeline.commit(batch)] == ["ticket_created"] * 2
+    assert isinstance(gateway.raws, BlobStore) and isinstance(gateway.blobs, BlobStore)
+    raw_paths = {gateway.raws.path_for(p.raw.sha256) for p in batch}
+    picture_path = gateway.blobs.path_for(hashlib.sha256(picture).hexdigest())
+    assert {path for path, _ in synced} == raw_paths | {picture_path}
+    assert all(committed == 0 for _, committed in synced)
+    assert _counts(gateway)[0] == 2
