@@ -15,15 +15,15 @@ file system's journal (bench/README.md: a fifth of an ingested mail's CPU).
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from store import durable as disk
 from store.errors import StoreUnavailable
 
 
@@ -82,8 +82,8 @@ class BlobStore:
                 _write(path, content, durable=durable)
             elif durable:
                 # It may be another writer's, not yet made durable: its sync is ours too.
-                _fsync_file(path)
-                _fsync_dir(path.parent)
+                disk.fsync_file(path)
+                disk.fsync_dir(path.parent)
         except OSError as exc:
             raise StoreUnavailable(
                 f"cannot keep file {path.name}: {exc}", operation="keep"
@@ -92,19 +92,10 @@ class BlobStore:
 
     def make_durable(self, sha256s: Iterable[str]) -> None:
         """One ``syncfs`` of the folder's file system where the system has it (Linux);
-        elsewhere an fsync of each file, of each folder and of the root."""
-        paths = {self.path_for(sha) for sha in sha256s}
-        if not paths:
-            return
+        elsewhere an fsync of each file, of each folder and of the root
+        (``store.durable.sync_files``)."""
         try:
-            if _syncfs is not None:
-                _sync_file_system(self.root)
-                return
-            for path in paths:
-                _fsync_file(path)
-            for folder in {path.parent for path in paths}:
-                _fsync_dir(folder)
-            _fsync_dir(self.root)
+            disk.sync_files({self.path_for(sha) for sha in sha256s}, self.root)
         except OSError as exc:
             raise StoreUnavailable(f"cannot sync {self.root}: {exc}", operation="keep") from exc
 
@@ -172,9 +163,9 @@ def _write(path: Path, content: bytes, *, durable: bool) -> None:
         raise
     if not durable:
         return
-    _fsync_dir(folder)
+    disk.fsync_dir(folder)
     if folder not in _synced_folders:
-        _fsync_dir(folder.parent)
+        disk.fsync_dir(folder.parent)
         _synced_folders.add(folder)
 
 
@@ -196,47 +187,3 @@ def _write_all(fd: int, content: bytes) -> None:
     view = memoryview(content)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _find_syncfs() -> Callable[[int], int] | None:
-    """Linux's ``syncfs(2)`` (not in ``os``): it writes out and syncs the whole file
-    system of a descriptor, the journal committed once for every blob written since."""
-    try:
-        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    syncfs.argtypes = [ctypes.c_int]
-    syncfs.restype = ctypes.c_int
-    return syncfs
-
-
-_syncfs = _find_syncfs()
-
-
-def _sync_file_system(folder: Path) -> None:
-    """``syncfs`` on a descriptor opened now: Linux (5.8 and later) reports through it
-    any write-back error no one has been told of yet, like fsync does."""
-    assert _syncfs is not None
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        if _syncfs(fd) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno))
-    finally:
-        os.close(fd)

@@ -6,10 +6,12 @@ seconds (capped, plus up to 10 % jitter so that a relay coming back is not hit b
 dispatcher at the same second) until ``max_attempts``, then ``failed``; a permanent
 failure is ``failed`` at once. ``serve`` calls it on a timer, tests call it directly.
 
-Delivery is at-least-once: if the process dies (or the store fails) between the relay's
-"250" and the row being marked sent, the row's lease runs out and the mail is sent
-again, with the same bytes and the same Message-ID, so clients show it once. Losing a
-notification would be worse than a duplicate. The rows of a claimed chunk (at most
+A mail counts as sent once the transport's ``flush`` has returned after it (a maildir's
+files are synced then, a chunk at a time). Delivery is at-least-once: if the process
+dies (or the store fails) between the relay's "250" and the row being marked sent, the
+row's lease runs out and the mail is sent again, with the same bytes and the same
+Message-ID, so clients show it once. Losing a notification would be worse than a
+duplicate. The rows of a claimed chunk (at most
 ``CLAIM_CHUNK``) are marked sent together, in one transaction: under a burst of incoming
 mail each write waits for its turn behind the committer, and one wait per mail held the
 dispatcher to a few mails a second. So the crash window is up to one chunk; a chunk whose
@@ -89,19 +91,19 @@ class Dispatcher:
                 if not batch:
                     break
                 claimed += len(batch)
-                sent: list[int] = []
+                sent: list[OutboxMail] = []
                 for mail in batch:
                     if sent and self._clock() >= mail.next_attempt_at - self._mark_margin:
                         # Half the lease is gone (a slow relay): record what went out
                         # before another dispatcher may take those mails again.
-                        outbox.mark_all_sent(self._db, sent, self._clock())
-                        sent.clear()
+                        self._record_sent(sent, counts)
+                        sent = []
                     outcome = self._deliver(mail)
-                    counts[outcome] += 1
                     if outcome == "sent":
-                        assert mail.id is not None
-                        sent.append(mail.id)
-                outbox.mark_all_sent(self._db, sent, self._clock())
+                        sent.append(mail)
+                    else:
+                        counts[outcome] += 1
+                self._record_sent(sent, counts)
         return DispatchReport(
             sent=counts["sent"], retried=counts["retried"], failed=counts["failed"]
         )
@@ -139,6 +141,26 @@ class Dispatcher:
             return self._after_failure(mail, f"{type(exc).__name__}: {exc}", permanent=False)
         log.info("outbox %s: sent %s for ticket #%s", mail.id, mail.kind, mail.ticket_id)
         return "sent"  # recorded by run_once, with the rest of its chunk
+
+    def _record_sent(self, sent: list[OutboxMail], counts: dict[Outcome, int]) -> None:
+        """Mark ``sent`` as sent once the transport has made them durable (a maildir's
+        files are synced together); if it cannot, each of them is tried again later."""
+        if not sent:
+            return
+        try:
+            self._transport.flush()
+        except Exception as exc:
+            if isinstance(exc, TransportError):
+                error = str(exc)
+            else:  # a bug in a transport, as in ``_deliver``
+                log.exception("outbox: transport crashed while flushing")
+                error = f"{type(exc).__name__}: {exc}"
+            for mail in sent:
+                counts[self._after_failure(mail, error, permanent=False)] += 1
+            return
+        ids = [mail.id for mail in sent if mail.id is not None]
+        outbox.mark_all_sent(self._db, ids, self._clock())
+        counts["sent"] += len(sent)
 
     def _after_failure(self, mail: OutboxMail, error: str, *, permanent: bool) -> Outcome:
         assert mail.id is not None

@@ -24,7 +24,7 @@ from mailgate.clock import ManualClock
 from mailgate.config import Settings
 from mailgate.preparer import Prepared
 from mailgate.values import Arrival, Envelope, Source
-from store import raw
+from store import durable
 from store.models import RawMail, SuspendedMail, Ticket
 from store.raw import BlobStore
 
@@ -187,8 +187,8 @@ def test_a_batch_s_files_are_synced_before_its_transaction(
     def recorded(path: Path) -> None:
         synced.append((path, _counts(gateway)[0]))  # raw mails committed at that moment
 
-    monkeypatch.setattr(raw, "_syncfs", None)
-    monkeypatch.setattr(raw, "_fsync_file", recorded)
+    monkeypatch.setattr(durable, "syncfs", None)
+    monkeypatch.setattr(durable, "fsync_file", recorded)
     picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
     raws = [_with_screenshot("Eroare la import", picture), raw_mail(subject="Factura")]
     batch = _prepared(gateway, clock, raws)

@@ -10,6 +10,7 @@ import random
 from collections.abc import Sequence
 from datetime import timedelta
 from email import message_from_bytes, policy
+from pathlib import Path
 
 import pytest
 from outbound_support import REJECTED, Clock, RelayFactory
@@ -18,8 +19,13 @@ from mailgate.config import OutboundSettings
 from mailgate.errors import TransportError
 from mailgate.outbound.compose import Composer, Notification
 from mailgate.outbound.dispatcher import Dispatcher, DispatchReport
-from mailgate.outbound.transports import RecordingTransport, SmtpTransport, Transport
-from store import outbox
+from mailgate.outbound.transports import (
+    MaildirTransport,
+    RecordingTransport,
+    SmtpTransport,
+    Transport,
+)
+from store import durable, outbox
 from store.db import Database
 from store.enums import OutboxState
 from store.errors import StoreUnavailable
@@ -174,11 +180,53 @@ def test_one_bad_mail_does_not_stop_the_others(db: Database, clock: Clock) -> No
     assert row(db, second).state == OutboxState.SENT
 
 
+class MaildirThatCannotSync(MaildirTransport):
+    """A maildir whose disk takes the files but fails to sync them."""
+
+    def flush(self) -> None:
+        super().flush()
+        raise TransportError("maildir /var/outbound: [Errno 5] Input/output error")
+
+
+def test_a_chunk_of_a_maildir_is_synced_once_before_it_is_marked_sent(
+    db: Database, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [queue_ack(db, clock) for _ in range(3)]
+    states_when_synced: list[list[OutboxState]] = []
+    real_syncfs = durable.syncfs
+    assert real_syncfs is not None
+
+    def recorded(fd: int) -> int:
+        states_when_synced.append([row(db, id).state for id in ids])
+        return real_syncfs(fd)
+
+    monkeypatch.setattr(durable, "syncfs", recorded)
+    report = dispatcher(db, MaildirTransport(tmp_path / "outbound"), clock).run_once()
+    assert report == DispatchReport(sent=3)
+    assert states_when_synced == [[OutboxState.SENDING] * 3]
+    assert all(row(db, id).state == OutboxState.SENT for id in ids)
+    assert len(list((tmp_path / "outbound" / "new").iterdir())) == 3
+
+
+def test_mails_a_maildir_could_not_sync_are_tried_again(
+    db: Database, clock: Clock, tmp_path: Path
+) -> None:
+    ids = [queue_ack(db, clock) for _ in range(2)]
+    report = dispatcher(db, MaildirThatCannotSync(tmp_path / "outbound"), clock).run_once()
+    assert report == DispatchReport(retried=2)
+    for id in ids:
+        assert row(db, id).state == OutboxState.QUEUED
+        assert row(db, id).last_error == "maildir /var/outbound: [Errno 5] Input/output error"
+
+
 class CrashingTransport:
     """A transport with a bug: raises something that is not a TransportError."""
 
     def send(self, mail_from: str, recipients: Sequence[str], raw: bytes) -> None:
         raise RuntimeError("bug in transport")
+
+    def flush(self) -> None:
+        pass
 
 
 def test_a_crashing_transport_costs_an_attempt_not_the_round(db: Database, clock: Clock) -> None:

@@ -26,6 +26,7 @@ from mailgate.outbound.transports import (
     SmtpTransport,
     transport_from_settings,
 )
+from store import durable
 
 FROM = "support@example.com"
 # aiosmtpd warns when AUTH is allowed without TLS; these tests do it on loopback on purpose.
@@ -67,6 +68,45 @@ def test_maildir_transport_writes_a_readable_mail_with_its_envelope(tmp_path: Pa
 def test_maildir_transport_creates_missing_folders(tmp_path: Path) -> None:
     MaildirTransport(tmp_path / "a" / "b").send(FROM, [TO], raw_mail())
     assert len(list((tmp_path / "a" / "b" / "new").iterdir())) == 1
+
+
+def test_maildir_mails_are_synced_together_when_flushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``send`` writes and links without an fsync; ``flush`` syncs the mails sent since
+    the last flush, with one syncfs, or (without it) each file, ``new/`` and the root."""
+    calls: list[object] = []
+    monkeypatch.setattr(durable, "fsync_file", calls.append)
+    monkeypatch.setattr(durable, "fsync_dir", calls.append)
+    monkeypatch.setattr(durable, "syncfs", None)
+    box = tmp_path / "outbound"
+    transport = MaildirTransport(box)
+    for subject in ("[#7] one", "[#7] two"):
+        transport.send(FROM, [TO], raw_mail(subject))
+    assert calls == []
+    transport.flush()
+    delivered = sorted((box / "new").iterdir())
+    assert len(delivered) == 2 and sorted(calls[:2]) == delivered  # type: ignore[type-var]
+    assert calls[2:] == [box / "new", box]
+    calls.clear()
+    transport.flush()  # nothing sent since
+    assert calls == []
+
+    monkeypatch.setattr(durable, "syncfs", lambda fd: calls.append(fd) or 0)
+    transport.send(FROM, [TO], raw_mail("[#7] three"))
+    transport.flush()
+    assert len(calls) == 1 and isinstance(calls[0], int)
+
+
+def test_maildir_names_are_unique_and_nothing_stays_in_tmp(tmp_path: Path) -> None:
+    transport = MaildirTransport(tmp_path)
+    for n in range(50):
+        transport.send(FROM, [TO], raw_mail(f"[#7] mail {n}"))
+    transport.flush()
+    box = mailbox.Maildir(tmp_path, factory=None, create=False)
+    subjects = {message_from_bytes(box.get_bytes(key))["Subject"] for key in box.iterkeys()}
+    assert subjects == {f"[#7] mail {n}" for n in range(50)}
+    assert not list((tmp_path / "tmp").iterdir())
 
 
 # -- SMTP: plain, envelope, reply codes -----------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from store import raw
+from store import durable, raw
 from store.db import Database
 from store.dbblobs import DatabaseBlobStore
 from store.errors import StoreUnavailable
@@ -141,13 +141,13 @@ def test_a_folder_made_by_another_writer_has_its_parent_synced_once(
     """A folder another thread or process made may be there before its maker synced the
     parent: the first blob written into it here syncs the parent too, later ones not."""
     synced: list[Path] = []
-    sync = raw._fsync_dir
+    sync = durable.fsync_dir
 
     def recorded(folder: Path) -> None:
         synced.append(folder)
         sync(folder)
 
-    monkeypatch.setattr(raw, "_fsync_dir", recorded)
+    monkeypatch.setattr(durable, "fsync_dir", recorded)
     first, neighbour = b"first", b"mail 102"  # two blobs of one folder
     folder = tmp_path / hashlib.sha256(first).hexdigest()[:2]
     assert hashlib.sha256(neighbour).hexdigest()[:2] == folder.name
@@ -167,7 +167,7 @@ def test_blobs_kept_for_a_batch_are_synced_together_after_being_written(
     the file system once for all of them (one journal commit, not two per blob)."""
     fsynced: list[int] = []
     syncfs_calls: list[int] = []
-    real_fsync, real_syncfs = raw.os.fsync, raw._syncfs
+    real_fsync, real_syncfs = os.fsync, durable.syncfs
     assert real_syncfs is not None, "this machine's libc has syncfs (Linux)"
 
     def recorded_fsync(fd: int) -> None:
@@ -178,8 +178,8 @@ def test_blobs_kept_for_a_batch_are_synced_together_after_being_written(
         syncfs_calls.append(fd)
         return real_syncfs(fd)
 
-    monkeypatch.setattr(raw.os, "fsync", recorded_fsync)
-    monkeypatch.setattr(raw, "_syncfs", recorded_syncfs)
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(durable, "syncfs", recorded_syncfs)
     store = BlobStore(tmp_path / "raw")
     refs = [store.keep(f"mail {n}".encode(), durable=False) for n in range(20)]
     assert all(store.read(ref.sha256) == f"mail {n}".encode() for n, ref in enumerate(refs))
@@ -195,9 +195,9 @@ def test_without_syncfs_each_file_its_folder_and_the_root_are_synced(
 ) -> None:
     files: list[Path] = []
     folders: list[Path] = []
-    monkeypatch.setattr(raw, "_syncfs", None)  # not Linux
-    monkeypatch.setattr(raw, "_fsync_file", files.append)
-    monkeypatch.setattr(raw, "_fsync_dir", folders.append)
+    monkeypatch.setattr(durable, "syncfs", None)  # not Linux
+    monkeypatch.setattr(durable, "fsync_file", files.append)
+    monkeypatch.setattr(durable, "fsync_dir", folders.append)
     store = BlobStore(tmp_path, suffix=".eml")
     refs = [store.keep(f"mail {n}".encode(), durable=False) for n in range(3)]
     assert files == [] and folders == []
@@ -212,7 +212,7 @@ def test_a_failed_sync_is_a_store_failure(tmp_path: Path, monkeypatch: pytest.Mo
         ctypes.set_errno(5)
         return -1
 
-    monkeypatch.setattr(raw, "_syncfs", failing)
+    monkeypatch.setattr(durable, "syncfs", failing)
     store = BlobStore(tmp_path)
     ref = store.keep(b"a mail", durable=False)
     with pytest.raises(StoreUnavailable, match="Input/output error"):
@@ -231,8 +231,8 @@ def test_a_blob_left_short_or_wrong_by_a_crash_is_written_again(
     path = store.path_for(hashlib.sha256(content).hexdigest())
     path.parent.mkdir()
     path.write_bytes(left)
-    for durable in (False, True):
-        ref = store.keep(content, durable=durable)
+    for synced in (False, True):
+        ref = store.keep(content, durable=synced)
         assert store.read(ref.sha256) == content
         path.write_bytes(left)
 
@@ -244,8 +244,8 @@ def test_a_durable_keep_of_a_blob_another_writer_left_unsynced_syncs_it(
     ref = store.keep(b"kept by a preparer", durable=False)
     files: list[Path] = []
     folders: list[Path] = []
-    monkeypatch.setattr(raw, "_fsync_file", files.append)
-    monkeypatch.setattr(raw, "_fsync_dir", folders.append)
+    monkeypatch.setattr(durable, "fsync_file", files.append)
+    monkeypatch.setattr(durable, "fsync_dir", folders.append)
     assert store.keep(b"kept by a preparer") == ref
     assert files == [store.path_for(ref.sha256)]
     assert folders == [store.path_for(ref.sha256).parent]
