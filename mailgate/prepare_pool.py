@@ -7,7 +7,8 @@ by the threads that parse, screen and authenticate the next mails (``bench/READM
 (``mailgate.preparer``) to ``processes`` children:
 
 - each child builds its own ``Preparer`` from the settings (blobs kept in folders: it
-  writes and fsyncs the raw mail and the attachment files itself, as a thread would)
+  writes the raw mail and the attachment files itself, as a thread would; the parent
+  syncs a batch's files before committing it)
   and runs ``threads`` threads, because preparing mostly waits for DNS (DKIM keys and
   DMARC policies);
 - the parent sends each ``Arrival`` pickled and gets its ``Prepared`` back without the
