@@ -11,11 +11,11 @@ files are synced then, a chunk at a time). Delivery is at-least-once: if the pro
 dies (or the store fails) between the relay's "250" and the row being marked sent, the
 row's lease runs out and the mail is sent again, with the same bytes and the same
 Message-ID, so clients show it once. Losing a notification would be worse than a
-duplicate. The rows of a claimed chunk (at most
-``CLAIM_CHUNK``) are marked sent together, in one transaction: under a burst of incoming
-mail each write waits for its turn behind the committer, and one wait per mail held the
-dispatcher to a few mails a second. So the crash window is up to one chunk; a chunk whose
-relay is slow is marked early, once half its lease is gone.
+duplicate. The rows of a claimed chunk (at most ``CLAIM_CHUNK``) are marked sent
+together, in one transaction: under a burst of incoming mail each write waits for its
+turn behind the committer, and one wait per mail held the dispatcher to a few mails a
+second. So the crash window is up to one chunk; a chunk whose relay is slow is marked
+early, once half its lease is gone.
 """
 
 from __future__ import annotations

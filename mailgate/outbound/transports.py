@@ -106,7 +106,8 @@ class MaildirTransport:
         # Made at the first send, not here: building the gateway for a CLI command that
         # never sends must not need a writable mail folder.
         self._ready = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _unsynced
+        self._flushing = threading.Lock()
         self._unsynced: list[Path] = []
 
     def send(self, mail_from: str, recipients: Sequence[str], raw: bytes) -> None:
@@ -127,13 +128,20 @@ class MaildirTransport:
 
     def flush(self) -> None:
         """Sync the mails delivered since the last flush (files and ``new/``): until
-        then a power cut could forget a mail the dispatcher would mark as sent."""
-        with self._lock:
-            unsynced, self._unsynced = self._unsynced, []
-        try:
-            durable.sync_files(unsynced, self.path)
-        except OSError as exc:
-            raise TransportError(f"maildir {self.path}: {exc}") from exc
+        then a power cut could forget a mail the dispatcher would mark as sent.
+
+        One flush at a time: a flush that finds nothing left to sync must not return
+        while another is still syncing its mails. Mails a failed flush could not sync
+        stay on the list for the next one."""
+        with self._flushing:
+            with self._lock:
+                unsynced, self._unsynced = self._unsynced, []
+            try:
+                durable.sync_files(unsynced, self.path)
+            except OSError as exc:
+                with self._lock:
+                    self._unsynced[:0] = unsynced
+                raise TransportError(f"maildir {self.path}: {exc}") from exc
 
 
 _maildir_numbers = itertools.count()  # with the time and pid, a name no one else uses

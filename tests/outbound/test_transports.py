@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mailbox
+import threading
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -96,6 +97,60 @@ def test_maildir_mails_are_synced_together_when_flushed(
     transport.send(FROM, [TO], raw_mail("[#7] three"))
     transport.flush()
     assert len(calls) == 1 and isinstance(calls[0], int)
+
+
+def test_a_maildir_mail_a_flush_failed_to_sync_is_synced_by_the_next_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever flushes next must not find the list empty and say all is synced."""
+    synced: list[Path] = []
+
+    def full_disk(path: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(durable, "syncfs", None)
+    monkeypatch.setattr(durable, "fsync_dir", lambda folder: None)
+    monkeypatch.setattr(durable, "fsync_file", full_disk)
+    transport = MaildirTransport(tmp_path)
+    transport.send(FROM, [TO], raw_mail("[#7] one"))
+    with pytest.raises(TransportError, match="Input/output error"):
+        transport.flush()
+    monkeypatch.setattr(durable, "fsync_file", synced.append)
+    transport.send(FROM, [TO], raw_mail("[#7] two"))
+    transport.flush()
+    assert sorted(synced) == sorted((tmp_path / "new").iterdir())
+    assert len(synced) == 2
+
+
+def test_a_maildir_flush_waits_for_one_already_syncing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two dispatchers' flushes: the second finds nothing of its own left to sync, and
+    must still not return before the first has synced the mails it took."""
+    started, release = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def slow_sync(paths: list[Path], root: Path) -> None:
+        if not paths:  # as the real one: nothing to sync
+            return
+        started.set()
+        assert release.wait(10)
+        done.append("first synced")
+
+    monkeypatch.setattr(durable, "sync_files", slow_sync)
+    transport = MaildirTransport(tmp_path)
+    transport.send(FROM, [TO], raw_mail())
+    first = threading.Thread(target=transport.flush)
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: (transport.flush(), done.append("second back")))
+    second.start()
+    second.join(0.2)
+    assert done == [] and second.is_alive()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert done == ["first synced", "second back"]
 
 
 def test_maildir_names_are_unique_and_nothing_stays_in_tmp(tmp_path: Path) -> None:
