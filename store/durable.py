@@ -37,7 +37,7 @@ def _find_syncfs() -> Callable[[int], int] | None:
     """Linux's ``syncfs(2)``, which ``os`` does not offer."""
     try:
         found = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no syncfs; TypeError: Windows
         return None
     found.argtypes = [ctypes.c_int]
     found.restype = ctypes.c_int
