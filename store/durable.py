@@ -1,11 +1,12 @@
 """Making written files survive a crash or a power loss.
 
-``fsync_file`` and ``fsync_dir`` sync one file or one folder (the entries renamed into
-it). ``sync_files`` makes many files durable at once: where the system has ``syncfs``
-(Linux), one call writes out and syncs the whole file system they are on, its journal
-committed once for all of them, rather than twice per file (an fsync of the file, then
-of its folder). The raw mails and attachments of a batch (``store.raw``) and the mails
-of an outbound maildir (``mailgate.outbound.transports``) are synced that way.
+``write_all`` writes all of a content (``os.write`` may stop short). ``fsync_file`` and
+``fsync_dir`` sync one file or one folder (the entries renamed into it). ``sync_files``
+makes many files durable at once: where the system has ``syncfs`` (Linux), one call
+writes out and syncs the whole file system they are on, its journal committed once for
+all of them, rather than twice per file (an fsync of the file, then of its folder). The
+raw mails and attachments of a batch (``store.raw``) and the mails of an outbound
+maildir (``mailgate.outbound.transports``) are synced that way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ import ctypes
 import os
 from collections.abc import Callable, Collection
 from pathlib import Path
+
+
+def write_all(fd: int, content: bytes) -> None:
+    """``os.write`` may write less than asked (a signal, a full disk): go on until done."""
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def fsync_file(path: Path) -> None:

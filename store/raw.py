@@ -152,7 +152,7 @@ def _write(path: Path, content: bytes, *, durable: bool) -> None:
         fd, tmp = _open_temp(folder)
     try:
         try:
-            _write_all(fd, content)
+            disk.write_all(fd, content)
             if durable:
                 os.fsync(fd)
         finally:
@@ -184,10 +184,3 @@ def _open_temp(folder: Path) -> tuple[int, Path]:
             return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
         except FileExistsError:
             continue
-
-
-def _write_all(fd: int, content: bytes) -> None:
-    """``os.write`` may write less than asked (a signal, a full disk): go on until done."""
-    view = memoryview(content)
-    while view:
-        view = view[os.write(fd, view) :]

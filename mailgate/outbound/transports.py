@@ -161,9 +161,7 @@ def _deliver_to_maildir(path: Path, content: bytes) -> Path:
             continue
         try:
             try:
-                view = memoryview(content)
-                while view:
-                    view = view[os.write(fd, view) :]
+                durable.write_all(fd, content)
             finally:
                 os.close(fd)
             os.link(tmp, path / "new" / name)
