@@ -69,10 +69,12 @@ def enqueue(
         "next_attempt_at": now,
         "created_at": now,
     }
-    return plain.inserted_id(plain.execute(session, _INSERT, row))
+    outbox_id = plain.insert(session, _TABLE, row)
+    assert outbox_id is not None
+    return outbox_id
 
 
-_INSERT = sa.insert(OutboxMail.__table__)  # type: ignore[attr-defined]
+_TABLE: sa.Table = OutboxMail.__table__  # type: ignore[attr-defined]
 
 
 def recipients_of(mail: OutboxMail) -> list[str]:

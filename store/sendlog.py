@@ -38,10 +38,10 @@ def record_recipients(
         for email in dict.fromkeys(e.lower() for e in emails)
     ]
     if rows:  # plain inserts: the rows are only ever counted, never loaded as objects
-        plain.execute(session, _LOG_INSERT, rows)
+        plain.insert(session, _LOG_TABLE, rows)
 
 
-_LOG_INSERT = sa.insert(NotificationLog.__table__)  # type: ignore[attr-defined]
+_LOG_TABLE: sa.Table = NotificationLog.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,7 @@ class NewMessage:
     attachments: tuple[NewAttachment, ...] = field(default_factory=tuple)
 
 
-_RAW_INSERT = sa.insert(RawMail.__table__)  # type: ignore[attr-defined]
+_RAW_TABLE: sa.Table = RawMail.__table__  # type: ignore[attr-defined]
 
 
 def record_raw(
@@ -119,26 +119,26 @@ def record_raw(
     """Record one accepted mail and return its id; duplicates keep no dedupe key (it
     belongs to the first). A plain insert: the row is never changed in this transaction.
     A delivery already taken raises ``IntegrityError`` on the unique dedupe key."""
-    return plain.inserted_id(
-        plain.execute(
-            session,
-            _RAW_INSERT,
-            {
-                "sha256": raw.sha256,
-                "size": raw.size,
-                "received_at": raw.received_at,
-                "source": raw.source,
-                "mailbox": raw.mailbox,
-                "mail_from": raw.mail_from,
-                "rcpt_tos": ",".join(raw.rcpt_tos),
-                "message_id": raw.message_id,
-                "dedupe_key": None if outcome is RawOutcome.DUPLICATE else raw.dedupe_key,
-                "outcome": outcome.value,
-                "ticket_id": ticket_id,
-                "duplicate_of": duplicate_of,
-            },
-        )
+    raw_id = plain.insert(
+        session,
+        _RAW_TABLE,
+        {
+            "sha256": raw.sha256,
+            "size": raw.size,
+            "received_at": raw.received_at,
+            "source": raw.source,
+            "mailbox": raw.mailbox,
+            "mail_from": raw.mail_from,
+            "rcpt_tos": ",".join(raw.rcpt_tos),
+            "message_id": raw.message_id,
+            "dedupe_key": None if outcome is RawOutcome.DUPLICATE else raw.dedupe_key,
+            "outcome": outcome.value,
+            "ticket_id": ticket_id,
+            "duplicate_of": duplicate_of,
+        },
     )
+    assert raw_id is not None
+    return raw_id
 
 
 def open_ticket(
@@ -184,12 +184,13 @@ def open_ticket(
         before_insert(ticket)
     # A plain INSERT, then the object joins the session as if loaded: the unit of work's
     # flush of one new row costs several times the statement (bench/README.md).
-    ticket.id = plain.inserted_id(session.connection().execute(_TICKET_INSERT, _ticket_row(ticket)))
+    ticket.id = plain.insert(session, _TICKET_TABLE, _ticket_row(ticket))
     make_transient_to_detached(ticket)
     session.add(ticket)
     # A new ticket has no participants yet: nothing to look up.
-    session.connection().execute(
-        _PARTICIPANT_INSERT,
+    plain.insert(
+        session,
+        _PARTICIPANT_TABLE,
         {
             "ticket_id": ticket.id,
             "email": new.requester.lower(),
@@ -198,19 +199,18 @@ def open_ticket(
     )
     detail = f"follow-up of #{new.follow_up_of}" if new.follow_up_of else ""
     events = [(actor, "created", detail), *notes]
-    plain.execute(
+    plain.insert(
         session,
-        _AUDIT_INSERT,
+        _AUDIT_TABLE,
         [_audit_row(ticket.id, now, actor=a, action=b, detail=c) for a, b, c in events],
     )
     return ticket
 
 
 _TICKET_TABLE: sa.Table = Ticket.__table__  # type: ignore[attr-defined]
-_TICKET_INSERT = sa.insert(_TICKET_TABLE)
 _TICKET_FIELDS = tuple(column.key for column in _TICKET_TABLE.columns if column.key != "id")
 _TICKET_DEFAULTS = column_defaults(Ticket)
-_PARTICIPANT_INSERT = sa.insert(Participant.__table__)  # type: ignore[attr-defined]
+_PARTICIPANT_TABLE: sa.Table = Participant.__table__  # type: ignore[attr-defined]
 
 
 def _ticket_row(ticket: Ticket) -> dict[str, Any]:
@@ -253,11 +253,12 @@ def add_message(
         "headers": new.headers_json,
         "created_at": now,
     }
-    message_id = plain.inserted_id(plain.execute(session, _MESSAGE_INSERT, row))
+    message_id = plain.insert(session, _MESSAGE_TABLE, row)
+    assert message_id is not None
     if new.attachments:
-        plain.execute(
+        plain.insert(
             session,
-            _ATTACHMENT_INSERT,
+            _ATTACHMENT_TABLE,
             [
                 {
                     "message_id": message_id,
@@ -281,8 +282,8 @@ def add_message(
     return message_id
 
 
-_MESSAGE_INSERT = sa.insert(Message.__table__)  # type: ignore[attr-defined]
-_ATTACHMENT_INSERT = sa.insert(Attachment.__table__)  # type: ignore[attr-defined]
+_MESSAGE_TABLE: sa.Table = Message.__table__  # type: ignore[attr-defined]
+_ATTACHMENT_TABLE: sa.Table = Attachment.__table__  # type: ignore[attr-defined]
 
 
 def add_participant(session: Session, ticket_id: int, email: str, role: ParticipantRole) -> bool:
@@ -324,7 +325,7 @@ def suspend(
     return row
 
 
-_AUDIT_INSERT = sa.insert(AuditEvent.__table__)  # type: ignore[attr-defined]
+_AUDIT_TABLE: sa.Table = AuditEvent.__table__  # type: ignore[attr-defined]
 
 
 def audit(
@@ -341,9 +342,9 @@ def audit(
 ) -> None:
     # A plain insert: nothing reads the row back in this transaction, so it needs no
     # place in the session (a third of the work of adding it as an object).
-    plain.execute(
+    plain.insert(
         session,
-        _AUDIT_INSERT,
+        _AUDIT_TABLE,
         _audit_row(
             ticket_id,
             now,

@@ -1,0 +1,178 @@
+"""``plain.insert``: the driver-level INSERT of the commit's hot rows must write what
+SQLAlchemy's own insert writes, and fail as it fails, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+
+from store import plain
+from store.db import Database
+from store.enums import RawOutcome
+from store.errors import StoreUnavailable
+from store.models import AuditEvent, Message, NotificationLog, OutboxMail, RawMail, Ticket
+from store.tickets import NewRaw, NewTicket, open_ticket, record_raw
+
+NOW = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def _table(model: Any) -> sa.Table:
+    table: sa.Table = model.__table__
+    return table
+
+
+def _rows(db: Database, model: Any, ids: list[int]) -> list[dict[str, Any]]:
+    table = _table(model)
+    with db.read() as s:
+        found = s.execute(sa.select(table).where(table.c.id.in_(ids)).order_by(table.c.id))
+        return [{k: v for k, v in row._mapping.items() if k != "id"} for row in found]
+
+
+def _ticket(db: Database) -> int:
+    with db.write() as s:
+        ticket = open_ticket(
+            s, NewTicket(subject="Plata", requester="ana@x.ro"), actor="a", now=NOW
+        )
+        assert ticket.id is not None
+        return ticket.id
+
+
+@pytest.mark.parametrize(
+    ("model", "row"),
+    [
+        (
+            OutboxMail,
+            {
+                "kind": "acknowledgement",
+                "message_id": "<o1@mailgate>",
+                "mail_from": "support@x",
+                "recipients": "ana@x.ro",
+                "raw": b"Subject: Plat\xc4\x83\r\n\r\nbody",
+                "next_attempt_at": NOW + timedelta(minutes=5),
+                "created_at": NOW,
+            },  # state, attempts and subject left to their column defaults
+        ),
+        (
+            AuditEvent,
+            {"at": NOW, "actor": "ana@x.ro", "action": "created", "old": None, "new": "open"},
+        ),
+        (
+            NotificationLog,
+            {"email": "ana@x.ro", "kind": "acknowledgement", "automatic": False, "created_at": NOW},
+        ),
+        (
+            Message,
+            {
+                "direction": "in",
+                "message_id": "<m1@x.ro>",
+                "from_address": "ana@x.ro",
+                "subject": "Plată eșuată — comanda #1234",
+                "body_text": "Bună ziua,\nplata nu merge.\t",
+                "date": NOW - timedelta(hours=3),
+                "created_at": NOW,
+            },
+        ),
+    ],
+)
+def test_a_row_is_written_as_sqlalchemy_s_insert_writes_it(
+    db: Database, model: Any, row: dict[str, Any]
+) -> None:
+    ticket_id = _ticket(db)
+    row = {"ticket_id": ticket_id, **row}
+    table = _table(model)
+    with db.write() as s:
+        ours = plain.insert(s, table, row)
+        theirs = s.execute(sa.insert(table).returning(table.c.id), row).scalar_one()
+    assert isinstance(ours, int) and ours != theirs
+    written, expected = _rows(db, model, [ours, theirs])
+    if model is Message:  # the same Message-ID twice is not what is compared here
+        written.pop("message_id"), expected.pop("message_id")
+    assert written == expected
+    assert written["created_at" if "created_at" in written else "at"] == NOW
+
+
+def test_many_rows_are_written_in_one_call(db: Database) -> None:
+    ticket_id = _ticket(db)
+    emails = [f"user{n}@x.ro" for n in range(5)]
+    rows = [
+        {"ticket_id": ticket_id, "email": e, "kind": "reply", "automatic": True, "created_at": NOW}
+        for e in emails
+    ]
+    with db.write() as s:
+        assert plain.insert(s, _table(NotificationLog), rows) is None
+        assert plain.insert(s, _table(NotificationLog), []) is None
+    with db.read() as s:
+        got = s.execute(
+            sa.select(NotificationLog.email).where(NotificationLog.kind == "reply")  # type: ignore[arg-type]
+        )
+        assert sorted(got.scalars()) == emails
+
+
+def test_the_new_ids_are_the_rows_ids(db: Database) -> None:
+    with db.write() as s:
+        first = open_ticket(s, NewTicket(subject="A", requester="a@x.ro"), actor="a", now=NOW)
+        second = open_ticket(s, NewTicket(subject="B", requester="b@x.ro"), actor="a", now=NOW)
+    with db.read() as s:
+        subjects = dict(s.execute(sa.select(Ticket.id, Ticket.subject)).all())  # type: ignore[call-overload]
+    assert subjects[first.id] == "A" and subjects[second.id] == "B"
+
+
+def _new_raw(key: str) -> NewRaw:
+    return NewRaw(
+        sha256="0" * 64,
+        size=10,
+        received_at=NOW,
+        source="smtp",
+        mailbox=None,
+        mail_from="ana@x.ro",
+        rcpt_tos=("support@x",),
+        message_id="m@x.ro",
+        dedupe_key=key,
+    )
+
+
+def test_a_delivery_taken_twice_fails_as_sqlalchemy_s_integrity_error(db: Database) -> None:
+    with db.write() as s:
+        record_raw(s, _new_raw("k1"), RawOutcome.MESSAGE)
+    with pytest.raises(sa.exc.IntegrityError), db.write() as s:
+        record_raw(s, _new_raw("k1"), RawOutcome.MESSAGE)
+    with db.read() as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(_table(RawMail))).scalar() == 1
+
+
+def test_listeners_see_the_statement(db: Database) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def note(*args: Any) -> None:
+        seen.append((args[2], args[5]))
+
+    sa_event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        with db.write() as s:
+            record_raw(s, _new_raw("k2"), RawOutcome.SUSPENDED)
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", note)
+    assert any(sql.startswith("INSERT INTO raw_mails") and not many for sql, many in seen)
+
+
+def test_an_unknown_column_is_refused(db: Database) -> None:
+    with pytest.raises(KeyError, match="no such column: colour"), db.write() as s:
+        plain.insert(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "b", "colour": 1})
+
+
+def test_a_lost_connection_is_invalidated_and_the_store_unavailable(
+    db: Database, store_url: str
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("a SQLite connection cannot be lost to a server")
+    with pytest.raises(StoreUnavailable), db.write() as s:
+        own = s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with db.engine.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": own})
+        plain.insert(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "b"})
+    with db.write() as s:  # the pool gives a live connection again
+        assert plain.insert(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "c"})
