@@ -191,12 +191,3 @@ def _pending_besides_tickets(session: Session) -> bool:
         or session.deleted
         or any(not isinstance(changed, Ticket) for changed in session.dirty)
     )
-
-
-def inserted_id(result: CursorResult[*tuple[Any, ...]]) -> int:
-    """The id of the row a single-row ``INSERT`` (without ``RETURNING``) wrote: SQLite's
-    last rowid, which the driver has at hand, where ``RETURNING`` makes SQLAlchemy fetch
-    and process a result row; PostgreSQL's ``RETURNING``, which SQLAlchemy adds itself."""
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
