@@ -9,14 +9,14 @@
 so that the generator's memory is not counted), then runs the import path of ``mailgate
 import`` (``import_mails``: prepare in ``--prepare-processes`` child processes, default
 ``[smtp] prepare_processes``, or threads; commit in batches of ``[store] batch_size``) in
-this process into a fresh store — SQLite in a temporary folder unless
+this process into a fresh store — SQLite in a fresh folder under var/ (``run_folder``) unless
 ``--url`` names an empty database. It prints mails/s (the import alone; opening the store
 and its migrations are not counted; nor is the start of the prepare processes, which
 each import the pipeline and load the language model), the same with that start-up
 counted (what ``mailgate import`` of that many mails takes), the start-up in seconds,
 the p50/p99 of a mail's latency (from the start of its batch, reading included, to that
 batch's commit) and this process's peak resident set (``VmHWM``): the whole import,
-Python and the libraries included. Every run's temporary folder is removed afterwards.
+Python and the libraries included. Every run's folder is removed afterwards.
 
 ``smtp`` starts ``mailgate serve`` as a process on a free port with a fresh store and
 outbound mail to a maildir, then, per ``--clients`` count, ``clients`` threads each on its
@@ -53,7 +53,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +66,7 @@ from bench.smtp_load import (
     bench_dns,
     free_port,
     rss_kb,
+    run_folder,
     send_all,
     start_serve,
     stop_serve,
@@ -109,7 +109,7 @@ def import_run(args: argparse.Namespace) -> None:
     from mailgate.app import build_gateway
     from mailgate.sources.importer import import_mails
 
-    work = Path(tempfile.mkdtemp(prefix="ingest-import-"))
+    work = run_folder("ingest-import-")
     corpus = work / "corpus.mbox"
     subprocess.run(
         [sys.executable, "-m", "bench.generate", "--mails", str(args.mails), "--seed",
@@ -172,7 +172,7 @@ def smtp_run(args: argparse.Namespace) -> None:
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for clients in args.clients:
-        work = Path(tempfile.mkdtemp(prefix="ingest-smtp-"))
+        work = run_folder("ingest-smtp-")
         port = free_port()
         url = args.url or f"sqlite:///{work}/mailgate.db"
         config = write_config(
@@ -246,7 +246,7 @@ def stages_run(args: argparse.Namespace) -> None:
     from mailgate.app import build_gateway
     from mailgate.values import Arrival, Envelope, Source
 
-    work = Path(tempfile.mkdtemp(prefix="ingest-stages-"))
+    work = run_folder("ingest-stages-")
     gateway = build_gateway(scratch_settings(work, args.url))
     pipeline = gateway.pipeline
     corpus = [mail.raw for mail in generate(args.mails, args.seed)]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import sqlalchemy as sa
 from bench.generate import generate
 from bench.smtp_load import (
     free_port,
+    run_folder,
     send_all,
     start_serve,
     stop_serve,
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--setups", nargs="+", default=["one", "workers2", "two"])
     parser.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mailgate-instances-"))
+    work = run_folder("mailgate-instances-")
     print("| set-up | clients | mails | mails/s | p50 ms | p99 ms | refused | load before |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for clients in args.clients:

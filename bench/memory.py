@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 import smtplib
-import tempfile
 import time
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 
 from bench.generate import write_mbox
-from bench.smtp_load import free_port, rss_kb, wait_listening
+from bench.smtp_load import free_port, rss_kb, run_folder, wait_listening
 
 
 def flat(args: argparse.Namespace) -> None:
@@ -41,7 +40,7 @@ def flat(args: argparse.Namespace) -> None:
     from mailgate.config import OutboundSettings, Settings, SmtpSettings, StoreSettings
     from mailgate.sources.importer import import_mails
 
-    work = Path(tempfile.mkdtemp(prefix="mailgate-memory-"))
+    work = run_folder("mailgate-memory-")
     corpus = Path(args.corpus) if args.corpus else work / "corpus.mbox"
     if not args.corpus:
         started = time.monotonic()
@@ -99,7 +98,7 @@ def attachment(args: argparse.Namespace) -> None:
     import subprocess
     import sys
 
-    work = Path(tempfile.mkdtemp(prefix="mailgate-attachment-"))
+    work = run_folder("mailgate-attachment-")
     port = free_port()
     url = args.url or f"sqlite:///{work}/mailgate.db"
     size = int(args.mb * 1_000_000)
@@ -152,12 +151,12 @@ def main() -> None:
     one = commands.add_parser("flat", help="RSS across many imported mails")
     one.add_argument("--mails", type=int, default=100_000)
     one.add_argument("--corpus", help="an mbox, maildir or folder of .eml to import instead")
-    one.add_argument("--url", help="store URL (default: SQLite in a temporary folder)")
+    one.add_argument("--url", help="store URL (default: SQLite in a fresh folder under var/)")
     one.add_argument("--every", type=int, default=10_000, help="print RSS every N mails")
     one.add_argument("--warmup", type=int, default=10_000, help="mails before RSS counts")
     two = commands.add_parser("attachment", help="peak RSS of serve for one large attachment")
     two.add_argument("--mb", type=float, default=25)
-    two.add_argument("--url", help="store URL (default: SQLite in a temporary folder)")
+    two.add_argument("--url", help="store URL (default: SQLite in a fresh folder under var/)")
     two.add_argument("--blobs", choices=("files", "database"), default="files")
     args = parser.parse_args()
     flat(args) if args.command == "flat" else attachment(args)
