@@ -1,10 +1,11 @@
 """What making blobs durable costs: ``python -m bench.durability [--blobs N] [--batch B]
-[--rounds R]``.
+[--rounds R] [--under DIR]``.
 
 Keeps ``N`` mail-sized blobs (8 KB, random) in a fresh ``BlobStore`` under ``var/`` (the
-file system the gateway writes to) three ways and prints, per blob, the wall time, this
-process's CPU, and the CPU the whole machine was busy for (``/proc/stat``, so the
-kernel's journal and write-back threads count too):
+file system the gateway writes to; ``--under`` another folder, such as ``/tmp`` to see
+what the benches paid there before they moved, bench/README.md) three ways and prints,
+per blob, the wall time, this process's CPU, and the CPU the whole machine was busy for
+(``/proc/stat``, so the kernel's journal and write-back threads count too):
 
 - ``each``: ``keep(durable=True)``, an fsync of the file and of its folder per blob
   (what the preparer did before 2026-11-24, fifth session);
@@ -48,9 +49,11 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(name: str, keep_all: Callable[[BlobStore, list[bytes]], None], blobs: int) -> None:
+def measure(
+    name: str, keep_all: Callable[[BlobStore, list[bytes]], None], blobs: int, under: Path
+) -> None:
     contents = [os.urandom(8192) for _ in range(blobs)]
-    folder = Path(tempfile.mkdtemp(prefix="bench-durability-", dir=ROOT))
+    folder = Path(tempfile.mkdtemp(prefix="bench-durability-", dir=under))
     try:
         store = BlobStore(folder)
         store.keep(b"warm up: the root exists")
@@ -69,8 +72,11 @@ def main() -> None:
     parser.add_argument("--blobs", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=64, help="blobs per make_durable")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--under", type=Path, default=ROOT, help=f"folder to keep the blobs in (default {ROOT})"
+    )
     args = parser.parse_args()
-    ROOT.mkdir(exist_ok=True)
+    args.under.mkdir(parents=True, exist_ok=True)
 
     def each(store: BlobStore, contents: list[bytes]) -> None:
         for content in contents:
@@ -88,13 +94,13 @@ def main() -> None:
         finally:
             durable.syncfs = syncfs
 
-    print(f"{args.blobs} blobs of 8 KB, {args.batch} per batch, under {ROOT}")
+    print(f"{args.blobs} blobs of 8 KB, {args.batch} per batch, under {args.under}")
     print("| way | wall ms/blob | process CPU ms/blob | machine busy ms/blob |")
     print("|---|---:|---:|---:|")
     ways = [("each", each), ("batch", batch), ("batch-files", batch_files)]
     for round_ in range(args.rounds):
         for name, keep_all in ways[round_ % 3 :] + ways[: round_ % 3]:
-            measure(name, keep_all, args.blobs)
+            measure(name, keep_all, args.blobs, args.under)
     if durable.syncfs is None:
         print("(no syncfs here: batch is batch-files)")
 
