@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -27,6 +28,7 @@ from sqlmodel import Session
 from mailgate.addresses import OurAddresses
 from mailgate.apply import Applier, MailFacts, Outcome, new_raw
 from mailgate.automated import screen_service_mail
+from mailgate.background import in_background
 from mailgate.decide import decide
 from mailgate.dkim import UNSIGNED_TAIL_DEFECT
 from mailgate.identify import identify
@@ -120,10 +122,15 @@ class Pipeline:
 
     # --- stages 4b-8: one transaction --------------------------------------------------
     def commit(self, batch: Sequence[Prepared]) -> list[Outcome]:
-        # Their files first: a committed mail's raw bytes must survive a power loss.
-        self.preparer.make_durable(batch)
-        now = self.clock()
-        outcomes = self._commit_again_on_conflict(batch, now)
+        # Their files first: a committed mail's raw bytes must survive a power loss. The
+        # sync waits on the disk, not the interpreter, so it runs beside the batch's
+        # statements, and the transaction commits only once it is done (_commit_batch).
+        synced = in_background(self.preparer.make_durable, list(batch), name="batch-sync")
+        try:
+            now = self.clock()
+            outcomes = self._commit_again_on_conflict(batch, now, synced)
+        finally:
+            wait([synced])  # a failed batch leaves no sync running behind it
         committed = self.clock()
         for prepared, outcome in zip(batch, outcomes, strict=True):
             log_mail(
@@ -135,7 +142,9 @@ class Pipeline:
             )
         return outcomes
 
-    def _commit_again_on_conflict(self, batch: Sequence[Prepared], now: datetime) -> list[Outcome]:
+    def _commit_again_on_conflict(
+        self, batch: Sequence[Prepared], now: datetime, synced: Future[None]
+    ) -> list[Outcome]:
         """The batch's transaction, done again when the database ended it for another's
         sake: on PostgreSQL, two gateways' batches that reply to the same two tickets in
         opposite orders meet in a deadlock, and one of them is rolled back whole. Doing
@@ -143,9 +152,9 @@ class Pipeline:
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 try:
-                    return self._commit_batch(batch, now, guarded=False)
+                    return self._commit_batch(batch, now, synced, guarded=False)
                 except _TakeBack:
-                    return self._commit_batch(batch, now, guarded=True)
+                    return self._commit_batch(batch, now, synced, guarded=True)
             except TransactionConflict as exc:
                 if attempt == CONFLICT_ATTEMPTS:
                     raise
@@ -153,7 +162,7 @@ class Pipeline:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _commit_batch(
-        self, batch: Sequence[Prepared], now: datetime, *, guarded: bool
+        self, batch: Sequence[Prepared], now: datetime, synced: Future[None], *, guarded: bool
     ) -> list[Outcome]:
         """One transaction for ``batch``. Guarded, each mail has a savepoint of its own, so
         that one that fails is suspended and the others still commit. Unguarded (first),
@@ -167,7 +176,9 @@ class Pipeline:
             lock_in_order(session, (f"delivery:{p.dedupe_key}" for p in batch))
             reader = StoreReader(session)
             reader.look_ahead([_delivery_of(prepared) for prepared in batch])
-            return [commit_one(session, reader, prepared, now) for prepared in batch]
+            outcomes = [commit_one(session, reader, prepared, now) for prepared in batch]
+            synced.result()  # the files are on disk before the rows (raises StoreUnavailable)
+            return outcomes
 
     def _commit_unguarded(
         self, session: Session, reader: StoreReader, prepared: Prepared, now: datetime

@@ -3,8 +3,9 @@ parse, screen, authenticate, keep attachment files, detect the language, and rea
 the words say (stage 7's reading, ``mailgate.interpret``).
 
 The files are written but not yet synced: ``make_durable`` syncs a whole batch's at
-once, and the commit half calls it before the batch's transaction (``Pipeline.commit``),
-so a mail is still never committed, nor acknowledged, before its raw bytes are durable.
+once, and the commit half runs it beside the batch's statements and commits only once it
+has ended (``Pipeline.commit``), so a mail is still never committed, nor acknowledged,
+before its raw bytes are durable.
 
 ``Preparer`` holds only what these stages need (blob stores, our own addresses, the
 authentication policy and its resolver), so it can be built without a store: in a

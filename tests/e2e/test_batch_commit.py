@@ -6,8 +6,10 @@ batch's files are synced together, before its transaction."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import threading
+import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -25,6 +27,7 @@ from mailgate.config import Settings
 from mailgate.preparer import Prepared
 from mailgate.values import Arrival, Envelope, Source
 from store import durable
+from store.errors import StoreUnavailable
 from store.models import RawMail, SuspendedMail, Ticket
 from store.raw import BlobStore
 
@@ -201,3 +204,47 @@ def test_a_batch_s_files_are_synced_before_its_transaction(
     assert {path for path, _ in synced} == raw_paths | {picture_path}
     assert all(committed == 0 for _, committed in synced)
     assert _counts(gateway)[0] == 2
+
+
+def test_a_batch_commits_only_once_its_files_sync_beside_its_statements_has_ended(
+    gateway: Gateway, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync runs in a thread of its own while the batch's statements run: the batch
+    must still wait for it to end before committing. A slow sync here: what the store
+    holds when it ends is what a commit that did not wait would already have written."""
+    at_the_end: list[int] = []
+    threads: list[str] = []
+
+    def slow(path: Path) -> None:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.2)  # the batch's statements take milliseconds
+        at_the_end.append(_counts(gateway)[0])
+
+    monkeypatch.setattr(durable, "syncfs", None)
+    monkeypatch.setattr(durable, "fsync_file", slow)
+    batch = _prepared(gateway, clock, [raw_mail(subject="Plata"), raw_mail(subject="Factura")])
+
+    assert [o.kind for o in gateway.pipeline.commit(batch)] == ["ticket_created"] * 2
+    assert at_the_end == [0, 0]
+    assert threads and threading.current_thread().name not in threads
+    assert _counts(gateway)[0] == 2
+
+
+def test_a_batch_whose_files_cannot_be_synced_commits_nothing(
+    gateway: Gateway, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that refuses the sync fails the whole batch (451 for each of its mails) and
+    leaves no sync running behind it."""
+
+    def refused(path: Path) -> None:
+        time.sleep(0.05)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(durable, "syncfs", None)
+    monkeypatch.setattr(durable, "fsync_file", refused)
+    batch = _prepared(gateway, clock, [raw_mail(subject="Plata"), raw_mail(subject="Factura")])
+
+    with pytest.raises(StoreUnavailable):
+        gateway.pipeline.commit(batch)
+    assert _counts(gateway) == (0, 0, 0)
+    assert not [t for t in threading.enumerate() if t.name == "batch-sync"]
