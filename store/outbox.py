@@ -69,9 +69,7 @@ def enqueue(
         "next_attempt_at": now,
         "created_at": now,
     }
-    outbox_id = plain.insert(session, _TABLE, row)
-    assert outbox_id is not None
-    return outbox_id
+    return plain.insert_row(session, _TABLE, row)
 
 
 _TABLE: sa.Table = OutboxMail.__table__  # type: ignore[attr-defined]

@@ -37,35 +37,48 @@ def execute(
     return session.connection().execute(statement, params)
 
 
-def insert(
-    session: Session, table: sa.Table, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-) -> int | None:
-    """``INSERT`` one row (a mapping: returns the new row's id, None for a table without
-    one) or many (a sequence: returns None), straight through the database driver.
+def insert_row(session: Session, table: sa.Table, row: Mapping[str, Any]) -> int:
+    """``INSERT`` one row into a table with an id column, straight through the database
+    driver; returns the new row's id.
 
-    What ``execute(session, sa.insert(table), rows)`` does, for a fraction of its cost:
-    the statement is compiled once per table and database, and each row's values go
-    through the same type conversions SQLAlchemy applies (``bind_processor``); a column a
-    row leaves out gets its column default, as SQLAlchemy's insert would give it. The
-    engine's ``before_cursor_execute`` listeners still see the statement, and a driver's
-    error is raised as SQLAlchemy's own (``IntegrityError``, ``OperationalError``, with
-    a lost connection invalidated), so callers and ``store.db`` cannot tell the two
-    apart. It skips SQLAlchemy's per-statement machinery (execution context, result
-    object, parameter compilation): ~40 µs of the ~50 a small insert took on SQLite,
-    and a mail's commit makes about seven (bench/README.md).
+    What ``execute(session, sa.insert(table), row)`` does, for a fraction of its cost:
+    the statement is compiled once per table and database, and the row's values go
+    through the same type conversions SQLAlchemy applies (``bind_processor``); a column
+    the row leaves out gets its column default, as SQLAlchemy's insert would give it. The
+    engine's ``before_cursor_execute`` listeners still see the statement (its ``echo``
+    log does not), and a driver's error is raised as SQLAlchemy's own
+    (``IntegrityError``, ``OperationalError``, with a lost connection invalidated), so
+    callers and ``store.db`` cannot tell the two apart. It skips SQLAlchemy's
+    per-statement machinery (execution context, result object, parameter compilation):
+    ~40 µs of the ~50 a small insert took on SQLite, and a mail's commit makes about
+    seven (bench/README.md).
     """
+    connection, plan = _ready(session, table)
+    if not plan.has_id:
+        raise TypeError(f"{table.name} has no id column: use insert_rows")
+    returned = _run(connection, plan.sql_one, plan.values(row), many=False, plan=plan)
+    assert returned is not None
+    return returned
+
+
+def insert_rows(session: Session, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``INSERT`` ``rows`` (none: nothing) in one ``executemany``, as ``insert_row`` does one."""
+    if rows:
+        connection, plan = _ready(session, table)
+        _run(connection, plan.sql_many, [plan.values(row) for row in rows], many=True, plan=plan)
+
+
+def _ready(session: Session, table: sa.Table) -> tuple[sa.Connection, _InsertPlan]:
     if session.autoflush and _pending_besides_tickets(session):
         session.flush()
     connection = session.connection()
-    plan = _plan(table, connection.dialect)
-    many = not isinstance(rows, Mapping)
-    params: Any
-    if isinstance(rows, Mapping):
-        sql, params = plan.sql_one, plan.values(rows)
-    elif rows:
-        sql, params = plan.sql_many, [plan.values(row) for row in rows]
-    else:
-        return None
+    return connection, _plan(table, connection.dialect)
+
+
+def _run(
+    connection: sa.Connection, sql: str, params: Any, *, many: bool, plan: _InsertPlan
+) -> int | None:
+    """Run one insert on the session's driver connection; the new id of a single row."""
     raw = connection.connection.dbapi_connection
     assert raw is not None
     cursor = raw.cursor()
@@ -82,7 +95,7 @@ def insert(
                 returned = cursor.fetchone()
                 assert returned is not None
                 return int(returned[0])
-            return int(cursor.lastrowid) if plan.has_id else None
+            return int(cursor.lastrowid)
         except connection.dialect.loaded_dbapi.Error as exc:
             raise _as_sqlalchemy_error(connection, cursor, sql, params, exc) from exc
     finally:

@@ -38,7 +38,7 @@ def record_recipients(
         for email in dict.fromkeys(e.lower() for e in emails)
     ]
     if rows:  # plain inserts: the rows are only ever counted, never loaded as objects
-        plain.insert(session, _LOG_TABLE, rows)
+        plain.insert_rows(session, _LOG_TABLE, rows)
 
 
 _LOG_TABLE: sa.Table = NotificationLog.__table__  # type: ignore[attr-defined]

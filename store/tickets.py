@@ -119,7 +119,7 @@ def record_raw(
     """Record one accepted mail and return its id; duplicates keep no dedupe key (it
     belongs to the first). A plain insert: the row is never changed in this transaction.
     A delivery already taken raises ``IntegrityError`` on the unique dedupe key."""
-    raw_id = plain.insert(
+    return plain.insert_row(
         session,
         _RAW_TABLE,
         {
@@ -137,8 +137,6 @@ def record_raw(
             "duplicate_of": duplicate_of,
         },
     )
-    assert raw_id is not None
-    return raw_id
 
 
 def open_ticket(
@@ -184,11 +182,11 @@ def open_ticket(
         before_insert(ticket)
     # A plain INSERT, then the object joins the session as if loaded: the unit of work's
     # flush of one new row costs several times the statement (bench/README.md).
-    ticket.id = plain.insert(session, _TICKET_TABLE, _ticket_row(ticket))
+    ticket.id = plain.insert_row(session, _TICKET_TABLE, _ticket_row(ticket))
     make_transient_to_detached(ticket)
     session.add(ticket)
     # A new ticket has no participants yet: nothing to look up.
-    plain.insert(
+    plain.insert_row(
         session,
         _PARTICIPANT_TABLE,
         {
@@ -199,7 +197,7 @@ def open_ticket(
     )
     detail = f"follow-up of #{new.follow_up_of}" if new.follow_up_of else ""
     events = [(actor, "created", detail), *notes]
-    plain.insert(
+    plain.insert_rows(
         session,
         _AUDIT_TABLE,
         [_audit_row(ticket.id, now, actor=a, action=b, detail=c) for a, b, c in events],
@@ -253,10 +251,9 @@ def add_message(
         "headers": new.headers_json,
         "created_at": now,
     }
-    message_id = plain.insert(session, _MESSAGE_TABLE, row)
-    assert message_id is not None
+    message_id = plain.insert_row(session, _MESSAGE_TABLE, row)
     if new.attachments:
-        plain.insert(
+        plain.insert_rows(
             session,
             _ATTACHMENT_TABLE,
             [
@@ -342,7 +339,7 @@ def audit(
 ) -> None:
     # A plain insert: nothing reads the row back in this transaction, so it needs no
     # place in the session (a third of the work of adding it as an object).
-    plain.insert(
+    plain.insert_row(
         session,
         _AUDIT_TABLE,
         _audit_row(

@@ -1,5 +1,6 @@
-"""``plain.insert``: the driver-level INSERT of the commit's hot rows must write what
-SQLAlchemy's own insert writes, and fail as it fails, on SQLite and PostgreSQL."""
+"""``plain.insert_row`` and ``insert_rows``: the driver-level INSERTs of the commit's hot
+rows must write what SQLAlchemy's own insert writes, and fail as it fails, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def test_a_row_is_written_as_sqlalchemy_s_insert_writes_it(
     row = {"ticket_id": ticket_id, **row}
     table = _table(model)
     with db.write() as s:
-        ours = plain.insert(s, table, row)
+        ours = plain.insert_row(s, table, row)
         theirs = s.execute(sa.insert(table).returning(table.c.id), row).scalar_one()
     assert isinstance(ours, int) and ours != theirs
     written, expected = _rows(db, model, [ours, theirs])
@@ -103,8 +104,8 @@ def test_many_rows_are_written_in_one_call(db: Database) -> None:
         for e in emails
     ]
     with db.write() as s:
-        assert plain.insert(s, _table(NotificationLog), rows) is None
-        assert plain.insert(s, _table(NotificationLog), []) is None
+        plain.insert_rows(s, _table(NotificationLog), rows)
+        plain.insert_rows(s, _table(NotificationLog), [])  # nothing, and no statement
     with db.read() as s:
         got = s.execute(
             sa.select(NotificationLog.email).where(NotificationLog.kind == "reply")  # type: ignore[arg-type]
@@ -161,7 +162,9 @@ def test_listeners_see_the_statement(db: Database) -> None:
 
 def test_an_unknown_column_is_refused(db: Database) -> None:
     with pytest.raises(KeyError, match="no such column: colour"), db.write() as s:
-        plain.insert(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "b", "colour": 1})
+        plain.insert_row(
+            s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "b", "colour": 1}
+        )
 
 
 def test_a_lost_connection_is_invalidated_and_the_store_unavailable(
@@ -173,6 +176,6 @@ def test_a_lost_connection_is_invalidated_and_the_store_unavailable(
         own = s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         with db.engine.connect() as other:
             other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": own})
-        plain.insert(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "b"})
+        plain.insert_row(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "b"})
     with db.write() as s:  # the pool gives a live connection again
-        assert plain.insert(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "c"})
+        assert plain.insert_row(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "c"})
