@@ -29,10 +29,10 @@ def run_folder(prefix: str) -> Path:
     """A fresh folder for one run's store, raw mails and outbound maildir.
 
     Under the checkout's ``var/``, where the README's gateway keeps its own, or under
-    ``MAILGATE_BENCH_DIR``; not in the system's temporary folder, which need not be the
-    disk a gateway runs on: on the machines these figures come from, creating a file in
-    ``/tmp`` cost ~0.7 ms of CPU, 25 times what it cost in ``/var/tmp`` or the checkout on
-    the same disk (bench/README.md), and a mail creates two or three files.
+    ``MAILGATE_BENCH_DIR``. On the machines these figures come from, creating a small file
+    cost between 0.03 and 0.9 ms of CPU depending on the folder and the moment, on one
+    disk (bench/README.md): a mail creates one to three files, so two versions are only
+    compared with their runs in the same folder, in turns.
     """
     root = Path(os.environ.get("MAILGATE_BENCH_DIR") or REPO / "var")
     root.mkdir(parents=True, exist_ok=True)
