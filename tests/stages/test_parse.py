@@ -444,9 +444,9 @@ def test_deeply_nested_multiparts_neither_raise_nor_take_long() -> None:
         f'From: a@example.com\nSubject: deep\nContent-Type: multipart/mixed; boundary="b0"\n\n'
         f"{opening}--b{depth}\nContent-Type: text/plain\n\ndeep text\n"
     ).encode()
-    started = time.process_time()
+    started = time.thread_time()
     result = parse_mail(raw)
-    assert time.process_time() - started < 5
+    assert time.thread_time() - started < 5
     assert "nesting-too-deep" in result.defects
     assert not any(d.startswith("parser-error") for d in result.defects)
 
