@@ -110,6 +110,7 @@ class _InsertPlan:
     sql_one: str
     sql_many: str
     keys: tuple[str, ...]
+    known: frozenset[str]  # the keys, to check a row's against
     defaults: tuple[Any, ...]
     convert: tuple[Callable[[Any], Any] | None, ...]
     positional: bool
@@ -117,7 +118,7 @@ class _InsertPlan:
     returns_id: bool
 
     def values(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        unknown = row.keys() - set(self.keys)
+        unknown = row.keys() - self.known
         if unknown:
             raise KeyError(f"no such column: {', '.join(sorted(unknown))}")
         values = [
@@ -158,6 +159,7 @@ def _compile_plan(table: sa.Table, dialect: Dialect) -> _InsertPlan:
         sql_one=one.string,
         sql_many=many.string,
         keys=keys,
+        known=frozenset(keys),
         defaults=tuple(_scalar_default(column) for column in columns),
         convert=tuple(_converter(column, dialect) for column in columns),
         positional=many.positional,
