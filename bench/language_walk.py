@@ -1,6 +1,6 @@
 """The language model's byte walk with and without its transition cache. Run by hand:
 
-    python bench/language_walk.py [--mails 400] [--reps 20]
+    python -m bench.language_walk [--mails 400] [--reps 20]
 
 ``TrieIdentifier.visits`` (cached) against ``visits_uncached`` (the trie searched for every
 byte), and ``mailgate.language.detect_language`` with either, on the detection text of
@@ -21,20 +21,16 @@ import argparse
 import email
 import email.policy
 import statistics
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.generate import generate
+from mailgate import language_model
+from mailgate.language import _identifier, detect_language, detection_text
 
-from bench.generate import generate  # noqa: E402
-from mailgate import language_model  # noqa: E402
-from mailgate.language import _identifier, detect_language, detection_text  # noqa: E402
-
-DATA = ROOT / "tests" / "data" / "language"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "language"
 CACHED = language_model.TrieIdentifier.visits
 UNCACHED = language_model.TrieIdentifier.visits_uncached
 
