@@ -17,8 +17,9 @@ means "not committed, answer 451 / exit 75".
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -51,6 +52,7 @@ from store.enums import RawOutcome
 from store.errors import StoreUnavailable, TransactionConflict
 from store.locks import lock_in_order
 from store.lookups import Delivery, StoreReader
+from store.plain import held_inserts
 from store.suspended import mark_released
 from store.tickets import NewRaw, audit, record_raw, suspend
 
@@ -167,8 +169,10 @@ class Pipeline:
         """One transaction for ``batch``. Guarded, each mail has a savepoint of its own, so
         that one that fails is suspended and the others still commit. Unguarded (first),
         a mail that fails takes the whole batch back (``_TakeBack``), to be done again
-        guarded: the savepoints cost about a tenth of a commit's CPU (bench/README.md)."""
-        commit_one = self._commit_one if guarded else self._commit_unguarded
+        guarded: the savepoints cost about a tenth of a commit's CPU (bench/README.md).
+        Unguarded, the rows nothing reads back (audit events, outbox, notification log)
+        are held to the end of the batch and written one statement per table, and the
+        senders' send limits are counted once for the batch."""
         with self.db.write() as session:
             # Gateways given the same mail (a secondary MX) take turns here; without it
             # their batches would meet on the unique dedupe key, wait for each other, and
@@ -176,23 +180,17 @@ class Pipeline:
             lock_in_order(session, (f"delivery:{p.dedupe_key}" for p in batch))
             reader = StoreReader(session)
             reader.look_ahead([_delivery_of(prepared) for prepared in batch])
-            outcomes = [commit_one(session, reader, prepared, now) for prepared in batch]
+            if guarded:
+                outcomes = [self._commit_one(session, reader, p, now) for p in batch]
+            else:
+                # Each new ticket's acknowledgement is checked against the send limits
+                # of its sender: their counts are found for the whole batch at once.
+                senders = (p.mail.from_address for p in batch if p.mail.from_address)
+                counted = self.applier.notifier.counted_ahead(session, senders, now=now)
+                with _taken_back_on_failure(), held_inserts(session), counted:
+                    outcomes = [self._decide_and_apply(session, reader, p, now) for p in batch]
             synced.result()  # the files are on disk before the rows (raises StoreUnavailable)
             return outcomes
-
-    def _commit_unguarded(
-        self, session: Session, reader: StoreReader, prepared: Prepared, now: datetime
-    ) -> Outcome:
-        try:
-            return self._decide_and_apply(session, reader, prepared, now)
-        except (OperationalError, StoreUnavailable):
-            raise
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise
-            raise _TakeBack from exc
-        except Exception as exc:
-            raise _TakeBack from exc
 
     def _commit_one(
         self, session: Session, reader: StoreReader, prepared: Prepared, now: datetime
@@ -301,6 +299,23 @@ class Pipeline:
             return write()
         with session.begin_nested():
             return write()
+
+
+@contextmanager
+def _taken_back_on_failure() -> Iterator[None]:
+    """In the unguarded pass, a failure takes the whole batch back (``_TakeBack``), to be
+    done again guarded; a store that is gone (``OperationalError``, a lost connection,
+    ``StoreUnavailable``) fails the batch as it is."""
+    try:
+        yield
+    except (OperationalError, StoreUnavailable):
+        raise
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        raise _TakeBack from exc
+    except Exception as exc:
+        raise _TakeBack from exc
 
 
 def _delivery_of(prepared: Prepared) -> Delivery:

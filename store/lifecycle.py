@@ -15,7 +15,8 @@ from sqlmodel import Session
 from store.durations import clear_resolution, solved
 from store.enums import StandbyReason, Status
 from store.errors import IllegalTransition, InvalidInput
-from store.models import AuditEvent, Ticket
+from store.models import Ticket
+from store.tickets import audit
 
 ALLOWED: dict[Status, frozenset[Status]] = {
     Status.NEW: frozenset(
@@ -94,16 +95,15 @@ def change_status(
     detail = f"reason: {ticket.standby_reason}" if ticket.standby_reason else ""
     if current is target:
         detail = f"reason: {old_reason} -> {ticket.standby_reason}"
-    session.add(
-        AuditEvent(
-            ticket_id=ticket.id,
-            at=now,
-            actor=actor,
-            action="status",
-            field_name="status",
-            old=current.value,
-            new=target.value,
-            detail=detail,
-        )
+    audit(
+        session,
+        ticket.id,
+        actor=actor,
+        action="status",
+        now=now,
+        field_name="status",
+        old=current.value,
+        new=target.value,
+        detail=detail,
     )
     return True

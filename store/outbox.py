@@ -41,12 +41,15 @@ def enqueue(
     subject: str,
     raw: bytes,
     now: datetime,
-) -> int:
-    """Queue a mail in the caller's transaction (committed with it); returns its id.
+) -> int | None:
+    """Queue a mail in the caller's transaction (committed with it); returns its id, or
+    None when it is held to be written at the end of a batch (``plain.held_inserts``).
 
     A plain INSERT: nothing changes the row in the same transaction, so it needs no
-    object in the session. Raises ``InvalidInput`` when there is no recipient or one
-    cannot be stored.
+    object in the session. Nothing of the same transaction reads it back either: the
+    dispatcher claims it once committed, and only a reply to the mail once sent can
+    name its Message-ID (threading looks it up). Raises ``InvalidInput`` when there is
+    no recipient or one cannot be stored.
     """
     rcpts = [r.strip() for r in recipients]
     if not rcpts:
@@ -69,6 +72,9 @@ def enqueue(
         "next_attempt_at": now,
         "created_at": now,
     }
+    if plain.holding(session):
+        plain.insert_later(session, _TABLE, [row])
+        return None
     return plain.insert_row(session, _TABLE, row)
 
 

@@ -9,12 +9,18 @@ not hold yet, at most) and no table a ticket's triggers write, so changed ticket
 wait: they are written by the next statement that may read them, or at the commit, many
 in one flush. Anything else pending (a new object, a deleted one, another changed row)
 is written first, as autoflush would, so rows keep their order and every read sees them.
+
+Rows that nothing reads back while their transaction runs (audit events, the outbox, the
+notification log) can be held to its end (``held_inserts``, ``insert_later``): a batch's
+rows of one table then go in one ``executemany``, which is one round trip to PostgreSQL
+instead of one per row.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +72,85 @@ def insert_rows(session: Session, table: sa.Table, rows: Sequence[Mapping[str, A
     if rows:
         connection, plan = _ready(session, table)
         _run(connection, plan.sql_many, [plan.values(row) for row in rows], many=True, plan=plan)
+
+
+def insert_later(session: Session, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``insert_rows`` now, or, inside ``held_inserts``, when that block ends.
+
+    Only for rows that no statement of the same transaction reads back, or whose readers
+    also look at ``held_rows``. A column the table does not have is refused at once.
+    Inside a savepoint the rows are written at once, after all those held so far: a
+    savepoint rolled back must take its rows with it.
+    """
+    held: _Held | None = session.info.get(_HELD)
+    if held is None:
+        insert_rows(session, table, rows)
+        return
+    if session.in_nested_transaction():
+        _write(session, held)
+        insert_rows(session, table, rows)
+        return
+    for row in rows:
+        unknown = row.keys() - _known_columns(table)
+        if unknown:
+            raise KeyError(f"no such column: {', '.join(sorted(unknown))}")
+    entry = held.get(table.name)
+    if entry is None:
+        held[table.name] = (table, list(rows))
+    else:
+        entry[1].extend(rows)
+
+
+@contextmanager
+def held_inserts(session: Session) -> Iterator[None]:
+    """Hold the rows given to ``insert_later`` in this block and write them as it ends,
+    one ``executemany`` per table, in the order they were given. A block that raises
+    writes none of them: its transaction is going back anyway. Not for a block with
+    savepoints in it: the rows of a savepoint rolled back would still be written."""
+    if _HELD in session.info:
+        raise RuntimeError("held_inserts does not nest")
+    held: _Held = {}
+    session.info[_HELD] = held
+    try:
+        yield
+    finally:
+        del session.info[_HELD]
+    _write(session, held)
+
+
+def holding(session: Session) -> bool:
+    """True inside ``held_inserts``: ``insert_later`` holds its rows."""
+    return _HELD in session.info
+
+
+def held_rows(session: Session, table: sa.Table) -> Sequence[Mapping[str, Any]]:
+    """The rows of ``table`` that ``insert_later`` holds in this session, not yet written."""
+    held: _Held | None = session.info.get(_HELD)
+    entry = held.get(table.name) if held is not None else None
+    return entry[1] if entry is not None else ()
+
+
+_HELD = "store.plain.held"  # session.info key: the rows of an open held_inserts
+_Held = dict[str, tuple[sa.Table, list[Mapping[str, Any]]]]  # by table name, in order
+
+
+def _write(session: Session, held: _Held) -> None:
+    """Write the held rows, one ``executemany`` per table, and forget them."""
+    for table, rows in held.values():
+        insert_rows(session, table, rows)
+    held.clear()
+
+
+def _known_columns(table: sa.Table) -> frozenset[str]:
+    known = _columns.get(table.name)
+    if known is None:
+        id_column = table.autoincrement_column
+        known = frozenset(c.key for c in table.columns if c is not id_column)
+        _columns[table.name] = known
+    return known
+
+
+_columns: dict[str, frozenset[str]] = {}
 
 
 def _ready(session: Session, table: sa.Table) -> tuple[sa.Connection, _InsertPlan]:

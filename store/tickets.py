@@ -197,7 +197,7 @@ def open_ticket(
     )
     detail = f"follow-up of #{new.follow_up_of}" if new.follow_up_of else ""
     events = [(actor, "created", detail), *notes]
-    plain.insert_rows(
+    plain.insert_later(
         session,
         _AUDIT_TABLE,
         [_audit_row(ticket.id, now, actor=a, action=b, detail=c) for a, b, c in events],
@@ -338,20 +338,23 @@ def audit(
     detail: str = "",
 ) -> None:
     # A plain insert: nothing reads the row back in this transaction, so it needs no
-    # place in the session (a third of the work of adding it as an object).
-    plain.insert_row(
+    # place in the session (a third of the work of adding it as an object), and it can be
+    # held to the end of a batch (``plain.held_inserts``).
+    plain.insert_later(
         session,
         _AUDIT_TABLE,
-        _audit_row(
-            ticket_id,
-            now,
-            actor=actor,
-            action=action,
-            field_name=field_name,
-            old=old,
-            new=new,
-            detail=detail,
-        ),
+        [
+            _audit_row(
+                ticket_id,
+                now,
+                actor=actor,
+                action=action,
+                field_name=field_name,
+                old=old,
+                new=new,
+                detail=detail,
+            )
+        ],
     )
 
 

@@ -16,19 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailgate_testing import make_gateway, raw_mail
+import sqlalchemy as sa
+from mailgate_testing import make_gateway, make_settings, raw_mail
+from sqlalchemy import event as sa_event
 from sqlalchemy import func
 from sqlmodel import select
 
 from mailgate.app import Gateway
 from mailgate.apply import Applier, Outcome
 from mailgate.clock import ManualClock
-from mailgate.config import Settings
+from mailgate.config import LimitSettings, Settings
 from mailgate.preparer import Prepared
 from mailgate.values import Arrival, Envelope, Source
-from store import durable
+from store import durable, plain
 from store.errors import StoreUnavailable
-from store.models import RawMail, SuspendedMail, Ticket
+from store.models import AuditEvent, NotificationLog, OutboxMail, RawMail, SuspendedMail, Ticket
 from store.raw import BlobStore
 
 
@@ -248,3 +250,87 @@ def test_a_batch_whose_files_cannot_be_synced_commits_nothing(
         gateway.pipeline.commit(batch)
     assert _counts(gateway) == (0, 0, 0)
     assert not [t for t in threading.enumerate() if t.name == "batch-sync"]
+
+
+def _rows(gateway: Gateway, model: Any) -> int:
+    with gateway.db.read() as session:
+        return int(session.exec(select(func.count()).select_from(model)).one())
+
+
+def test_a_batch_s_audit_events_outbox_and_log_go_in_one_statement_per_table(
+    gateway: Gateway, clock: ManualClock
+) -> None:
+    raws = [
+        raw_mail(
+            sender=f"Client {i} <c{i}@magazin.ro>",
+            subject=f"Comanda {i}",
+            message_id=f"<h{i}@magazin.ro>",
+        )
+        for i in range(4)
+    ]
+    batch = _prepared(gateway, clock, raws)
+    inserts: list[tuple[str, bool]] = []
+
+    def note(*args: Any) -> None:
+        if args[2].startswith("INSERT INTO"):
+            inserts.append((args[2].split()[2], args[5]))
+
+    sa_event.listen(gateway.db.engine, "before_cursor_execute", note)
+    try:
+        outcomes = gateway.pipeline.commit(batch)
+    finally:
+        sa_event.remove(gateway.db.engine, "before_cursor_execute", note)
+
+    assert [o.kind for o in outcomes] == ["ticket_created"] * 4
+    for table in ("audit_events", "outbox_mails", "notification_log"):
+        assert inserts.count((table, True)) == 1, table
+        assert (table, False) not in inserts, table
+    assert inserts.count(("tickets", False)) == 4
+    assert _rows(gateway, OutboxMail) == 4 and _rows(gateway, NotificationLog) == 4
+    with gateway.db.read() as session:
+        created = session.exec(select(AuditEvent.ticket_id).where(AuditEvent.action == "created"))
+        assert sorted(created) == sorted(o.ticket_id for o in outcomes)
+
+
+def test_the_daily_limit_holds_inside_one_batch(tmp_path: Path, store_url: str) -> None:
+    settings = make_settings(
+        tmp_path, store_url, limits=LimitSettings(automatic_per_address_per_day=2)
+    )
+    gateway, clock, _ = make_gateway(settings)
+    try:
+        raws = [raw_mail(subject=f"Cerere {i}", message_id=f"<d{i}@magazin.ro>") for i in range(4)]
+        outcomes = gateway.pipeline.commit(_prepared(gateway, clock, raws))
+        assert [o.kind for o in outcomes] == ["ticket_created"] * 4
+        assert _rows(gateway, OutboxMail) == 2  # two acknowledgements, then the limit
+        with gateway.db.read() as session:
+            withheld = session.exec(
+                select(AuditEvent.detail).where(AuditEvent.action == "withheld")
+            ).all()
+        assert withheld == ["ack to ana@magazin.ro: 2 automatic mails to it in 24 hours"] * 2
+    finally:
+        gateway.close()
+
+
+def test_held_rows_the_database_refuses_take_the_batch_back(
+    gateway: Gateway, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The held rows are written after the batch's mails: a refusal there cannot be put
+    on one mail, so the batch is done again with a savepoint per mail, rows written at once."""
+    insert_rows = plain.insert_rows
+    refused: list[str] = []
+
+    def refuse_the_first_outbox_rows(session: Any, table: sa.Table, rows: Any) -> None:
+        if table.name == "outbox_mails" and not refused:
+            refused.append(table.name)
+            raise sa.exc.IntegrityError("INSERT INTO outbox_mails", {}, Exception("refused"))
+        insert_rows(session, table, rows)
+
+    monkeypatch.setattr(plain, "insert_rows", refuse_the_first_outbox_rows)
+    raws = [raw_mail(subject=f"Retur {i}", message_id=f"<r{i}@magazin.ro>") for i in range(3)]
+
+    outcomes = gateway.pipeline.commit(_prepared(gateway, clock, raws))
+
+    assert refused == ["outbox_mails"]
+    assert [o.kind for o in outcomes] == ["ticket_created"] * 3
+    assert _counts(gateway) == (3, 3, 0)
+    assert _rows(gateway, OutboxMail) == 3  # nothing twice, nothing of the first pass

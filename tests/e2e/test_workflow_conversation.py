@@ -388,6 +388,39 @@ def test_a_bad_command_is_answered_to_the_agent_and_never_relayed(
     assert reason in text_of(error)
 
 
+def test_a_command_refused_when_applied_undoes_the_others_and_their_events(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    """The commands run in a savepoint: the priority set before the refused status change
+    is taken back, and so is its audit event, though the batch holds such rows to its end."""
+    tid = first_ticket(deliver, gateway)
+
+    def by_maria(body: str) -> None:
+        clock.advance(minutes=1)
+        deliver(
+            raw_mail(
+                sender="Maria <maria@support.example>",
+                subject=f"Re: [#{tid}] Plata nu merge",
+                body=body,
+                headers={"Authentication-Results": TRUSTED},
+            ),
+            mail_from=MARIA,
+        )
+
+    by_maria("#status solved\n")
+    gateway.dispatcher.run_once()
+    merchant_mails = len(mails_to(sent, "ana@magazin.ro"))
+    by_maria("#priority low\n#status pending\n\nRevin mâine.")
+    kept = detail(gateway, tid)
+    assert (kept.status, kept.priority) == ("solved", "immediate")
+    assert [e for e in kept.events if e.field == "priority"] == []
+    assert [e.new for e in kept.events if e.field == "status"] == ["solved"]
+    assert kept.messages[-1].direction == "note"
+    assert "Commands not understood" in kept.messages[-1].body_text
+    gateway.dispatcher.run_once()
+    assert len(mails_to(sent, "ana@magazin.ro")) == merchant_mails  # nothing relayed
+
+
 def test_the_acknowledgement_in_peak_mode_says_answers_are_slower(
     deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
 ) -> None:

@@ -179,3 +179,85 @@ def test_a_lost_connection_is_invalidated_and_the_store_unavailable(
         plain.insert_row(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "b"})
     with db.write() as s:  # the pool gives a live connection again
         assert plain.insert_row(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "c"})
+
+
+# -- rows held to the end of a unit of work ------------------------------------------------
+
+
+def _audit_count(s: Any) -> int:
+    return int(s.execute(sa.select(sa.func.count()).select_from(_table(AuditEvent))).scalar())
+
+
+def test_held_rows_are_written_when_the_block_ends_one_statement_per_table(
+    db: Database,
+) -> None:
+    ticket_id = _ticket(db)
+    seen: list[tuple[str, bool]] = []
+
+    def note(*args: Any) -> None:
+        seen.append((args[2], args[5]))
+
+    events = [
+        {"ticket_id": ticket_id, "at": NOW, "actor": "a", "action": f"e{n}"} for n in range(3)
+    ]
+    log = {"ticket_id": ticket_id, "email": "ana@x.ro", "kind": "ack", "automatic": True}
+    with db.write() as s:
+        before = _audit_count(s)
+        sa_event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            with plain.held_inserts(s):
+                assert plain.holding(s)
+                plain.insert_later(s, _table(AuditEvent), events[:2])
+                plain.insert_later(s, _table(NotificationLog), [log | {"created_at": NOW}])
+                plain.insert_later(s, _table(AuditEvent), events[2:])
+                assert _audit_count(s) == before  # held, not yet in the database
+                assert [r["action"] for r in plain.held_rows(s, _table(AuditEvent))] == [
+                    "e0",
+                    "e1",
+                    "e2",
+                ]
+                seen.clear()
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", note)
+        assert not plain.holding(s)
+        assert plain.held_rows(s, _table(AuditEvent)) == ()
+        # one executemany per table, the audit events in one though given in two calls
+        assert [many for _, many in seen] == [True, True]
+    with db.read() as s:
+        actions = s.execute(
+            sa.select(AuditEvent.action)  # type: ignore[call-overload]
+            .where(AuditEvent.ticket_id == ticket_id, AuditEvent.action.startswith("e"))  # type: ignore[attr-defined]
+            .order_by(AuditEvent.id)
+        ).scalars()
+        assert list(actions) == ["e0", "e1", "e2"]  # in the order they were given
+
+
+def test_outside_a_held_block_insert_later_writes_at_once(db: Database) -> None:
+    ticket_id = _ticket(db)
+    with db.write() as s:
+        before = _audit_count(s)
+        plain.insert_later(
+            s,
+            _table(AuditEvent),
+            [{"ticket_id": ticket_id, "at": NOW, "actor": "a", "action": "x"}],
+        )
+        assert _audit_count(s) == before + 1
+
+
+def test_a_held_block_that_raises_writes_nothing_and_can_be_opened_again(db: Database) -> None:
+    ticket_id = _ticket(db)
+    row = {"ticket_id": ticket_id, "at": NOW, "actor": "a", "action": "lost"}
+    with db.write() as s:
+        before = _audit_count(s)
+        with pytest.raises(ValueError), plain.held_inserts(s):
+            plain.insert_later(s, _table(AuditEvent), [row])
+            raise ValueError("a mail failed")
+        assert not plain.holding(s) and _audit_count(s) == before
+        with plain.held_inserts(s):
+            with pytest.raises(RuntimeError, match="does not nest"), plain.held_inserts(s):
+                pass
+            with pytest.raises(KeyError, match="no such column: colour"):
+                plain.insert_later(s, _table(AuditEvent), [row | {"colour": 1}])
+            with pytest.raises(KeyError, match="no such column: id"):
+                plain.insert_later(s, _table(AuditEvent), [row | {"id": 1}])
+        assert _audit_count(s) == before
