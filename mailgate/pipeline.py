@@ -36,7 +36,7 @@ from mailgate.identify import identify
 from mailgate.interpret import instructions_for
 from mailgate.logs import log_mail
 from mailgate.preparer import Prepared, Preparer
-from mailgate.threader import SignedIds, thread_for
+from mailgate.threader import SignedIds, named_tickets, stored_references, thread_for
 from mailgate.values import (
     Arrival,
     Envelope,
@@ -179,7 +179,7 @@ class Pipeline:
             # PostgreSQL would end one batch as a deadlock (451 for all of its mails).
             lock_in_order(session, (f"delivery:{p.dedupe_key}" for p in batch))
             reader = StoreReader(session)
-            reader.look_ahead([_delivery_of(prepared) for prepared in batch])
+            reader.look_ahead([self._delivery_of(prepared) for prepared in batch])
             if guarded:
                 outcomes = [self._commit_one(session, reader, p, now) for p in batch]
             else:
@@ -277,6 +277,19 @@ class Pipeline:
             )
         return outcome
 
+    def _delivery_of(self, prepared: Prepared) -> Delivery:
+        mail = prepared.mail
+        if not prepared.screened.is_ok or prepared.failure is not None:  # not threaded
+            return Delivery(prepared.dedupe_key, mail.message_id, mail.from_address)
+        rcpts = prepared.arrival.envelope.rcpt_tos
+        return Delivery(
+            prepared.dedupe_key,
+            mail.message_id,
+            mail.from_address,
+            stored_references(mail),
+            tuple(sorted(named_tickets(mail, rcpts, self.ours))),
+        )
+
     def _shunt(
         self, session: Session, prepared: Prepared, why: str, now: datetime, *, nested: bool = True
     ) -> Outcome:
@@ -316,11 +329,6 @@ def _taken_back_on_failure() -> Iterator[None]:
         raise _TakeBack from exc
     except Exception as exc:
         raise _TakeBack from exc
-
-
-def _delivery_of(prepared: Prepared) -> Delivery:
-    mail = prepared.mail
-    return Delivery(prepared.dedupe_key, mail.message_id, mail.from_address)
 
 
 def _raw_of(prepared: Prepared) -> NewRaw:

@@ -110,12 +110,30 @@ def _by_plus_address(addresses: tuple[str, ...], ours: OurAddresses) -> Iterator
             return
 
 
+def stored_references(mail: ParsedMail) -> tuple[str, ...]:
+    """The Message-IDs of ``mail``'s In-Reply-To and References that threading looks up in
+    the store (ours carry their ticket in a signature instead), nearest first."""
+    return tuple(r for r in _references(mail) if not r.lower().startswith(_OUR_ID_PREFIX))
+
+
+def named_tickets(mail: ParsedMail, recipients: tuple[str, ...], ours: OurAddresses) -> set[int]:
+    """The tickets ``mail`` names by subject tag or plus-address (asked for a whole batch
+    ahead of threading: ``StoreReader.look_ahead``)."""
+    named = {int(match[1]) for match in TICKET_TAG.finditer(mail.subject)}
+    for addresses in ((*mail.to, *mail.cc), recipients):
+        named.update(c.ticket_id for c in _by_plus_address(addresses, ours))
+    return named
+
+
+def _references(mail: ParsedMail) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*mail.in_reply_to, *reversed(mail.references))))
+
+
 def _by_references(
     mail: ParsedMail, tickets: TicketLookup, signed_ids: SignedIds | None
 ) -> Iterator[_Candidate]:
-    refs = tuple(dict.fromkeys((*mail.in_reply_to, *reversed(mail.references))))
-    stored = tuple(r for r in refs if not r.lower().startswith(_OUR_ID_PREFIX))
-    known = tickets.tickets_for_message_ids(stored)
+    refs = _references(mail)
+    known = tickets.tickets_for_message_ids(stored_references(mail))
     for ref in refs:
         if ref.lower().startswith(_OUR_ID_PREFIX):
             ticket_id = signed_ids.is_our_message_id(ref) if signed_ids else None

@@ -384,3 +384,58 @@ def test_postgres_refusing_connections_is_unavailable() -> None:
     db = Database("postgresql+psycopg://postgres@127.0.0.1:1/none")
     with pytest.raises(StoreUnavailable):
         db.upgrade()
+
+
+def test_the_references_of_a_batch_are_looked_up_ahead_and_their_tickets_loaded(
+    db: Database,
+) -> None:
+    """Message-IDs found ahead answer threading without a statement; one carried by a
+    mail of the batch is asked again (a batch mate may have stored it meanwhile); the
+    tickets the batch names or refers to are in the session before it needs them."""
+    with db.write() as s:
+        first = open_ticket(s, NewTicket(subject="A", requester="ana@x.ro"), actor="a", now=NOW)
+        second = open_ticket(s, NewTicket(subject="B", requester="ion@x.ro"), actor="a", now=NOW)
+        add_message(
+            s, first, NewMessage(Direction.IN, "text", message_id="a1@x.ro"), raw_id=None, now=NOW
+        )
+        first_id, second_id = first.id, second.id
+    assert first_id is not None and second_id is not None
+    batch = [
+        Delivery("k1", "r1@x.ro", "ana@x.ro", ("a1@x.ro", "unknown@x.ro")),
+        Delivery("k2", "carried@x.ro", "ion@x.ro", (), (second_id,)),
+        Delivery("k3", "r3@x.ro", "ion@x.ro", ("carried@x.ro",)),
+    ]
+    statements: list[str] = []
+
+    def note(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    with db.write() as s:
+        ahead = StoreReader(s)
+        ahead.look_ahead(batch)
+        assert {o.id for o in s.identity_map.values() if isinstance(o, Ticket)} == {
+            first_id,
+            second_id,
+        }
+        sa_event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            assert ahead.tickets_for_message_ids(("a1@x.ro", "unknown@x.ro")) == {
+                "a1@x.ro": first_id
+            }
+            ticket = ahead.ticket(second_id)
+            assert ticket is not None and ticket.requester == "ion@x.ro"
+            assert statements == []  # all answered ahead
+            held = s.get(Ticket, second_id)
+            assert held is not None
+            add_message(
+                s,
+                held,
+                NewMessage(Direction.IN, "text", message_id="carried@x.ro"),
+                raw_id=None,
+                now=NOW,
+            )
+            statements.clear()
+            assert ahead.tickets_for_message_ids(("carried@x.ro",)) == {"carried@x.ro": second_id}
+            assert len(statements) == 1  # asked again
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", note)
