@@ -40,6 +40,7 @@ from mailgate.workflow import Workflow
 from store.enums import Direction, ParticipantRole, RawOutcome
 from store.errors import IllegalTransition, InvalidInput
 from store.models import Ticket
+from store.plain import savepoint
 from store.raw import BlobRef
 from store.tickets import (
     NewAttachment,
@@ -276,7 +277,7 @@ class Applier:
         if not errors:
             try:
                 # A refused command undoes the others and the relay: all or nothing.
-                with session.begin_nested():
+                with savepoint(session):  # the rows held for the batch are written first
                     done = self.actions.update(
                         session,
                         ticket_id,

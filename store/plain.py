@@ -79,15 +79,18 @@ def insert_later(session: Session, table: sa.Table, rows: Sequence[Mapping[str, 
 
     Only for rows that no statement of the same transaction reads back, or whose readers
     also look at ``held_rows``. A column the table does not have is refused at once.
-    Inside a savepoint the rows are written at once, after all those held so far: a
-    savepoint rolled back must take its rows with it.
+    Inside a savepoint (opened with ``savepoint``) the rows are written at once: a
+    savepoint rolled back must take its rows with it, and only its own.
     """
     held: _Held | None = session.info.get(_HELD)
     if held is None:
         insert_rows(session, table, rows)
         return
+    if not rows:
+        return
     if session.in_nested_transaction():
-        _write(session, held)
+        if held:  # written inside the savepoint, they would go back with it
+            raise RuntimeError("rows held across a savepoint: open it with plain.savepoint")
         insert_rows(session, table, rows)
         return
     for row in rows:
@@ -105,8 +108,8 @@ def insert_later(session: Session, table: sa.Table, rows: Sequence[Mapping[str, 
 def held_inserts(session: Session) -> Iterator[None]:
     """Hold the rows given to ``insert_later`` in this block and write them as it ends,
     one ``executemany`` per table, in the order they were given. A block that raises
-    writes none of them: its transaction is going back anyway. Not for a block with
-    savepoints in it: the rows of a savepoint rolled back would still be written."""
+    writes none of them: its transaction is going back anyway. A savepoint inside it is
+    opened with ``savepoint``, which writes the rows held so far first."""
     if _HELD in session.info:
         raise RuntimeError("held_inserts does not nest")
     held: _Held = {}
@@ -116,6 +119,18 @@ def held_inserts(session: Session) -> Iterator[None]:
     finally:
         del session.info[_HELD]
     _write(session, held)
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """``session.begin_nested()``, with the rows held so far written first, so that a
+    savepoint rolled back takes back its own rows and no others, and the rows keep the
+    order they were given in."""
+    held: _Held | None = session.info.get(_HELD)
+    if held:
+        _write(session, held)
+    with session.begin_nested():
+        yield
 
 
 def holding(session: Session) -> bool:

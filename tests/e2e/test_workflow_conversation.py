@@ -20,6 +20,7 @@ from mailgate.app import Gateway
 from mailgate.clock import ManualClock
 from mailgate.config import AuthSettings, Settings
 from mailgate.outbound.transports import RecordingTransport
+from mailgate.values import Arrival, Envelope, Source
 from store import directory
 from store.enums import Status
 from store.lifecycle import change_status
@@ -410,7 +411,41 @@ def test_a_command_refused_when_applied_undoes_the_others_and_their_events(
     by_maria("#status solved\n")
     gateway.dispatcher.run_once()
     merchant_mails = len(mails_to(sent, "ana@magazin.ro"))
-    by_maria("#priority low\n#status pending\n\nRevin mâine.")
+    # In one batch: a stranger's new request (its rows held for the batch's end), then
+    # Maria's commands, the second of which is refused.
+    clock.advance(minutes=1)
+    batch = [
+        gateway.pipeline.prepare(
+            Arrival(raw, Envelope(sender, ("support@localhost",)), Source("pipe"), clock())
+        )
+        for raw, sender in (
+            (
+                raw_mail(
+                    sender="Ion <ion@alt.example>",
+                    subject="Altceva",
+                    message_id="<alt@alt.example>",
+                ),
+                "ion@alt.example",
+            ),
+            (
+                raw_mail(
+                    sender="Maria <maria@support.example>",
+                    subject=f"Re: [#{tid}] Plata nu merge",
+                    body="#priority low\n#status pending\n\nRevin mâine.",
+                    headers={"Authentication-Results": TRUSTED},
+                ),
+                MARIA,
+            ),
+        )
+    ]
+    stranger, maria = gateway.pipeline.commit(batch)
+    assert (stranger.kind, maria.kind, maria.reason) == (
+        "ticket_created",
+        "message_added",
+        "bad_command",
+    )
+    assert stranger.ticket_id is not None
+    assert [e.action for e in detail(gateway, stranger.ticket_id).events][:1] == ["created"]
     kept = detail(gateway, tid)
     assert (kept.status, kept.priority) == ("solved", "immediate")
     assert [e for e in kept.events if e.field == "priority"] == []
@@ -419,6 +454,7 @@ def test_a_command_refused_when_applied_undoes_the_others_and_their_events(
     assert "Commands not understood" in kept.messages[-1].body_text
     gateway.dispatcher.run_once()
     assert len(mails_to(sent, "ana@magazin.ro")) == merchant_mails  # nothing relayed
+    assert len(mails_to(sent, "ion@alt.example")) == 1  # the stranger's acknowledgement
 
 
 def test_the_acknowledgement_in_peak_mode_says_answers_are_slower(

@@ -261,3 +261,27 @@ def test_a_held_block_that_raises_writes_nothing_and_can_be_opened_again(db: Dat
             with pytest.raises(KeyError, match="no such column: id"):
                 plain.insert_later(s, _table(AuditEvent), [row | {"id": 1}])
         assert _audit_count(s) == before
+
+
+def test_a_savepoint_rolled_back_takes_back_its_own_rows_and_no_held_one(db: Database) -> None:
+    ticket_id = _ticket(db)
+
+    def event(action: str) -> dict[str, Any]:
+        return {"ticket_id": ticket_id, "at": NOW, "actor": "a", "action": action}
+
+    with db.write() as s, plain.held_inserts(s):
+        plain.insert_later(s, _table(AuditEvent), [event("before")])
+        with pytest.raises(ValueError), plain.savepoint(s):
+            plain.insert_later(s, _table(AuditEvent), [event("inside")])  # written at once
+            raise ValueError("a refused command")
+        plain.insert_later(s, _table(AuditEvent), [event("after")])
+        # a savepoint opened without plain.savepoint while rows are held
+        with s.begin_nested(), pytest.raises(RuntimeError, match="held across a savepoint"):
+            plain.insert_later(s, _table(AuditEvent), [event("lost")])
+    with db.read() as s:
+        actions = s.execute(
+            sa.select(AuditEvent.action)  # type: ignore[call-overload]
+            .where(AuditEvent.ticket_id == ticket_id, AuditEvent.actor == "a")
+            .order_by(AuditEvent.id)
+        ).scalars()
+        assert [a for a in actions if a != "created"] == ["before", "after"]
