@@ -278,17 +278,19 @@ class Pipeline:
         return outcome
 
     def _delivery_of(self, prepared: Prepared) -> Delivery:
+        """What the batch's look-ahead asks for this mail. The references and tickets are
+        only hints: a mail whose addresses they cannot be read from goes without them,
+        and its own turn (in a savepoint, if need be) deals with it."""
         mail = prepared.mail
+        basic = Delivery(prepared.dedupe_key, mail.message_id, mail.from_address)
         if not prepared.screened.is_ok or prepared.failure is not None:  # not threaded
-            return Delivery(prepared.dedupe_key, mail.message_id, mail.from_address)
-        rcpts = prepared.arrival.envelope.rcpt_tos
-        return Delivery(
-            prepared.dedupe_key,
-            mail.message_id,
-            mail.from_address,
-            stored_references(mail),
-            tuple(sorted(named_tickets(mail, rcpts, self.ours))),
-        )
+            return basic
+        try:
+            named = named_tickets(mail, prepared.arrival.envelope.rcpt_tos, self.ours)
+            return replace(basic, references=stored_references(mail), ticket_ids=tuple(named))
+        except Exception:
+            log.exception("mail %s: no look-ahead for its threading", prepared.raw.sha256)
+            return basic
 
     def _shunt(
         self, session: Session, prepared: Prepared, why: str, now: datetime, *, nested: bool = True

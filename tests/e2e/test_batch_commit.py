@@ -22,6 +22,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func
 from sqlmodel import select
 
+from mailgate import pipeline as pipeline_module
 from mailgate.app import Gateway
 from mailgate.apply import Applier, Outcome
 from mailgate.clock import ManualClock
@@ -334,3 +335,26 @@ def test_held_rows_the_database_refuses_take_the_batch_back(
     assert [o.kind for o in outcomes] == ["ticket_created"] * 3
     assert _counts(gateway) == (3, 3, 0)
     assert _rows(gateway, OutboxMail) == 3  # nothing twice, nothing of the first pass
+
+
+def test_a_mail_whose_threading_hints_cannot_be_read_still_commits_with_its_batch(
+    gateway: Gateway, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look-ahead's references and named tickets are hints: a failure reading them
+    for one mail costs that mail its hints, not the batch its commit."""
+    named_tickets = pipeline_module.named_tickets
+
+    def broken_for_one(mail: Any, *args: Any) -> set[int]:
+        if mail.subject == "Factura":
+            raise ValueError("an address no one foresaw")
+        return named_tickets(mail, *args)
+
+    monkeypatch.setattr(pipeline_module, "named_tickets", broken_for_one)
+    raws = [
+        raw_mail(subject=s, message_id=f"<n{i}@magazin.ro>")
+        for i, s in enumerate(["Plata", "Factura"])
+    ]
+
+    outcomes = gateway.pipeline.commit(_prepared(gateway, clock, raws))
+
+    assert [o.kind for o in outcomes] == ["ticket_created", "ticket_created"]
