@@ -93,10 +93,9 @@ def insert_later(session: Session, table: sa.Table, rows: Sequence[Mapping[str, 
             raise RuntimeError("rows held across a savepoint: open it with plain.savepoint")
         insert_rows(session, table, rows)
         return
+    plan = _plan(table, session.get_bind().dialect)
     for row in rows:
-        unknown = row.keys() - _known_columns(table)
-        if unknown:
-            raise KeyError(f"no such column: {', '.join(sorted(unknown))}")
+        plan.check(row)
     entry = held.get(table.name)
     if entry is None:
         held[table.name] = (table, list(rows))
@@ -156,18 +155,6 @@ def _write(session: Session, held: _Held) -> None:
     held.clear()
 
 
-def _known_columns(table: sa.Table) -> frozenset[str]:
-    known = _columns.get(table.name)
-    if known is None:
-        id_column = table.autoincrement_column
-        known = frozenset(c.key for c in table.columns if c is not id_column)
-        _columns[table.name] = known
-    return known
-
-
-_columns: dict[str, frozenset[str]] = {}
-
-
 def _ready(session: Session, table: sa.Table) -> tuple[sa.Connection, _InsertPlan]:
     if session.autoflush and _pending_besides_tickets(session):
         session.flush()
@@ -217,10 +204,14 @@ class _InsertPlan:
     has_id: bool
     returns_id: bool
 
-    def values(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    def check(self, row: Mapping[str, Any]) -> None:
+        """Refuse a row with a key that is not one of the table's columns (its id included)."""
         unknown = row.keys() - self.known
         if unknown:
             raise KeyError(f"no such column: {', '.join(sorted(unknown))}")
+
+    def values(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        self.check(row)
         values = [
             value if (value := row.get(key, default)) is None or convert is None else convert(value)
             for key, default, convert in zip(self.keys, self.defaults, self.convert, strict=True)
