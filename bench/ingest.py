@@ -71,6 +71,7 @@ from bench.smtp_load import (
     start_serve,
     stop_serve,
     wait_listening,
+    wait_serving,
     write_config,
 )
 
@@ -184,8 +185,8 @@ def smtp_run(args: argparse.Namespace) -> None:
         )
         server = start_serve(config, "--workers", str(args.workers))
         try:
+            wait_serving(config)
             wait_listening(port)
-            time.sleep(2 if args.workers > 1 else 0)  # every worker listening
             load = _load()
             pids = _gateway_pids(server.pid)
             cpu = _cpu_seconds(pids)

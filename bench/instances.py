@@ -37,7 +37,7 @@ from bench.smtp_load import (
     send_all,
     start_serve,
     stop_serve,
-    wait_listening,
+    wait_serving,
     write_config,
 )
 
@@ -54,10 +54,10 @@ def run(setup: str, clients: int, count: int, admin_url: str, work: Path) -> str
         for i, port in enumerate(ports[: 2 if setup == "two" else 1])
     ]
     servers = [start_serve(configs[0], *(["--workers", "2"] if setup == "workers2" else []))]
-    wait_listening(ports[0])  # the first one makes the schema; the second finds it made
+    wait_serving(configs[0])  # the first one makes the schema; the second finds it made
     if setup == "two":
         servers.append(start_serve(configs[1]))
-        wait_listening(ports[1])
+        wait_serving(configs[1])
     corpus = list(generate(count, seed=clients))
     result = send_all(corpus, ports[: len(configs)], clients)
     stop_serve(servers)

@@ -110,15 +110,31 @@ def write_config(
 
 
 def start_serve(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``mailgate serve`` as a process of this checkout; its stderr goes to a log beside
-    the config."""
-    with (config.parent / f"serve-{config.stem}.log").open("ab") as log:
+    """``mailgate serve`` as a process of this checkout; its output goes to a log beside
+    the config (``serve_log``)."""
+    with serve_log(config).open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "cli.main", "--config", str(config), "serve", *args],
             cwd=REPO,
-            stdout=subprocess.DEVNULL,
+            stdout=log,
             stderr=log,
         )
+
+
+def serve_log(config: Path) -> Path:
+    return config.parent / f"serve-{config.stem}.log"
+
+
+def wait_serving(config: Path, timeout: float = 120) -> None:
+    """Until ``serve`` says it listens: with ``--workers N``, only once every worker does.
+    (The port answers as soon as the first worker listens; clients that connected then
+    would all be that worker's, as SO_REUSEPORT spreads only over the sockets bound.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if b"Mailgate listening" in serve_log(config).read_bytes():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"serve did not say it listens (see {serve_log(config)})")
 
 
 def stop_serve(servers: Sequence[subprocess.Popen[bytes]]) -> None:
