@@ -168,6 +168,33 @@ def test_search_finds_the_other_forms_of_a_word(store_url: str, db: Database) ->
     assert _found(db, "pagamento cliente") == [portuguese]
 
 
+@pytest.mark.postgres
+def test_a_new_tickets_document_is_the_one_a_rebuild_gives(fresh_pg_database: str) -> None:
+    """Revision 0007 writes a new ticket's document from its subject alone (it has no
+    messages yet); it must equal what ``mailgate_search_document`` builds from the rows,
+    with and without messages, in every language."""
+    db = Database(fresh_pg_database)
+    try:
+        db.upgrade()
+        _ticket(db, "Plată eșuată la checkout", language="ro")
+        _ticket(db, "Betaling mislukt", "De klant kan niet betalen.", language="nl")
+        _ticket(db, "", "Sem assunto.", language="pt")
+        _ticket(db, "Zamówienie", "Płatność odrzucona.", "Proszę o pomoc.", language="pl")
+        _ticket(db, "Unknown language", language="xx")
+        with db.read() as s:
+            rows = s.execute(
+                text(
+                    "SELECT ticket_id, document::text, mailgate_search_document(ticket_id)::text"
+                    " FROM ticket_search ORDER BY ticket_id"
+                )
+            ).all()
+        assert len(rows) == 5
+        assert all(kept == rebuilt for _, kept, rebuilt in rows), rows
+        assert "plat" in rows[0][1]  # the Romanian subject, unaccented and stemmed
+    finally:
+        db.dispose()
+
+
 def test_tickets_of_a_store_upgraded_in_place_are_searchable(store_url: str) -> None:
     """Migration 0002 builds the documents of the tickets that exist already."""
     engine = sa.create_engine(store_url)
