@@ -20,11 +20,12 @@ from sqlalchemy import (
     bindparam,
     exists,
     literal,
+    true,
     union_all,
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import make_transient_to_detached
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from store import plain
 from store.enums import RawOutcome
@@ -68,19 +69,26 @@ class ShopUserRef:
 
 
 def active_agents(session: Session) -> dict[str, AgentRef]:
-    """The active agents by address, in order of address (read once per transaction)."""
+    """The active agents by address, in order of address (read once per transaction).
+
+    Read as plain rows, not ``Agent`` objects: every batch reads them once, and on a
+    batch of three mails the ORM's query cost a tenth of the batch (bench/README.md)."""
 
     def read() -> dict[str, AgentRef]:
-        rows = session.exec(
-            select(Agent).where(Agent.active == True).order_by(col(Agent.email))  # noqa: E712
-        ).all()
         return {
-            a.email: AgentRef(a.id, a.email, a.name, tuple(a.sector_list))
-            for a in rows
-            if a.id is not None
+            email: AgentRef(agent_id, email, name, tuple(s for s in sectors.split(",") if s))
+            for agent_id, email, name, sectors in plain.execute(session, _ACTIVE_AGENTS)
         }
 
     return remembered(session, "active_agents", read)
+
+
+_AGENTS: Table = Agent.__table__  # type: ignore[attr-defined]
+_ACTIVE_AGENTS = (
+    sa_select(_AGENTS.c.id, _AGENTS.c.email, _AGENTS.c.name, _AGENTS.c.sectors)
+    .where(_AGENTS.c.active == true())
+    .order_by(_AGENTS.c.email)
+)
 
 
 def _earlier_delivery_query() -> Select[tuple[int | None, bool]]:

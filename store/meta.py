@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import secrets
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from store import plain
 from store.db import Database
 from store.memo import remembered
 from store.models import MetaValue
 
 
 def get_value(session: Session, key: str) -> str | None:
+    """The value of ``key`` (read once per transaction), None when it has none."""
+
     def read() -> str | None:
-        row = session.get(MetaValue, key)
-        return row.value if row else None
+        # A plain statement, not ``session.get``: every batch asks (peak mode), and the
+        # ORM's way cost several times the statement (bench/README.md). A value the
+        # session holds unwritten is written first (``plain.execute``), so it is seen.
+        value: str | None = plain.execute(session, _VALUE, {"key": key}).scalar()
+        return value
 
     return remembered(session, ("meta", key), read)
+
+
+_META: sa.Table = MetaValue.__table__  # type: ignore[attr-defined]
+_VALUE = sa.select(_META.c.value).where(_META.c.key == sa.bindparam("key"))
 
 
 def set_value(session: Session, key: str, value: str) -> None:
