@@ -113,6 +113,7 @@ class Gateway:
         if self._locks is not None:
             self._locks.close()
             self._locks = None
+        self.pipeline.close()
         self.db.dispose()
 
 
