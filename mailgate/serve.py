@@ -69,7 +69,10 @@ async def run_gateway(
     if ready is not None:
         ready(host, port)
     loops = [
-        asyncio.create_task(_every(dispatch_interval, "outbox", gateway.dispatcher.run_once, stop)),
+        # A round that stops at its limit leaves mails due: the next one starts at once.
+        asyncio.create_task(
+            _every(dispatch_interval, "outbox", lambda: gateway.dispatcher.run_once().more, stop)
+        ),
         # The periodic jobs of ``schedule run``; the outbox has its own, faster loop above.
         asyncio.create_task(
             _every(
@@ -101,12 +104,13 @@ async def run_gateway(
 async def _every(
     interval: float, name: str, job: Callable[[], object], stop: asyncio.Event
 ) -> None:
-    """Run ``job`` in a thread every ``interval`` seconds until ``stop``; failures are
-    logged, not fatal."""
+    """Run ``job`` in a thread every ``interval`` seconds until ``stop``, and again at
+    once when it returns True (it has more to do); failures are logged, not fatal."""
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
-            await loop.run_in_executor(None, job)
+            if await loop.run_in_executor(None, job) is True:
+                continue
         except StoreUnavailable as exc:
             log.warning("%s: store unavailable, will retry: %s", name, exc)
         except Exception:

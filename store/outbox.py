@@ -87,7 +87,12 @@ def recipients_of(mail: OutboxMail) -> list[str]:
 
 
 def claim_due(
-    db: Database, now: datetime, limit: int, lease_seconds: float = 300
+    db: Database,
+    now: datetime,
+    limit: int,
+    lease_seconds: float = 300,
+    *,
+    sent: Sequence[int] = (),
 ) -> list[OutboxMail]:
     """Take up to ``limit`` due mails for sending, and return them (detached rows).
 
@@ -98,11 +103,17 @@ def claim_due(
     rows are locked with ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take
     disjoint sets without waiting for each other; SQLite's ``BEGIN IMMEDIATE`` (see
     ``Database.write``) serialises claims instead.
+
+    ``sent``: the ids of the dispatcher's previous chunk, recorded as sent (as by
+    ``mark_all_sent``) in the same transaction, so that a chunk costs one turn at the
+    write lock, not two.
     """
     if limit <= 0:
+        mark_all_sent(db, sent, now)
         return []
     lease_end = now + timedelta(seconds=lease_seconds)
     with db.write() as session:
+        _mark_all_sent(session, sent, now)
         query = (
             select(OutboxMail)
             .where(col(OutboxMail.state).in_([OutboxState.QUEUED, OutboxState.SENDING]))
@@ -133,6 +144,11 @@ def mark_all_sent(db: Database, ids: Sequence[int], now: datetime) -> None:
     if not ids:
         return
     with db.write() as session:
+        _mark_all_sent(session, ids, now)
+
+
+def _mark_all_sent(session: Session, ids: Sequence[int], now: datetime) -> None:
+    if ids:
         for mail in session.exec(select(OutboxMail).where(col(OutboxMail.id).in_(ids))):
             _sent(mail, now)
 

@@ -14,8 +14,9 @@ Message-ID, so clients show it once. Losing a notification would be worse than a
 duplicate. The rows of a claimed chunk (at most ``CLAIM_CHUNK``) are marked sent
 together, in one transaction: under a burst of incoming mail each write waits for its
 turn behind the committer, and one wait per mail held the dispatcher to a few mails a
-second. So the crash window is up to one chunk; a chunk whose relay is slow is marked
-early, once half its lease is gone.
+second. That transaction is the one that claims the next chunk, so a chunk costs one
+turn. The crash window is up to one chunk; a chunk whose relay is slow is marked early,
+once half its lease is gone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 import random
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -51,6 +52,8 @@ class DispatchReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    # The round stopped at its limit: more mails may be due (``serve`` goes on at once).
+    more: bool = field(default=False, compare=False)
 
 
 class Dispatcher:
@@ -83,11 +86,18 @@ class Dispatcher:
         """
         counts: dict[Outcome, int] = {"sent": 0, "retried": 0, "failed": 0, "skipped": 0}
         claimed = 0
+        flushed: list[int] = []  # sent and durable, recorded with the next claim
         with self._round():
             while claimed < limit:
                 batch = outbox.claim_due(
-                    self._db, self._clock(), min(CLAIM_CHUNK, limit - claimed), self._lease
+                    self._db,
+                    self._clock(),
+                    min(CLAIM_CHUNK, limit - claimed),
+                    self._lease,
+                    sent=flushed,
                 )
+                counts["sent"] += len(flushed)
+                flushed = []
                 if not batch:
                     break
                 claimed += len(batch)
@@ -96,16 +106,20 @@ class Dispatcher:
                     if sent and self._clock() >= mail.next_attempt_at - self._mark_margin:
                         # Half the lease is gone (a slow relay): record what went out
                         # before another dispatcher may take those mails again.
-                        self._record_sent(sent, counts)
+                        self._record_sent(self._flushed(sent, counts), counts)
                         sent = []
                     outcome = self._deliver(mail)
                     if outcome == "sent":
                         sent.append(mail)
                     else:
                         counts[outcome] += 1
-                self._record_sent(sent, counts)
+                flushed = self._flushed(sent, counts)
+            self._record_sent(flushed, counts)
         return DispatchReport(
-            sent=counts["sent"], retried=counts["retried"], failed=counts["failed"]
+            sent=counts["sent"],
+            retried=counts["retried"],
+            failed=counts["failed"],
+            more=claimed >= limit,
         )
 
     def backoff(self, attempts: int) -> timedelta:
@@ -142,11 +156,11 @@ class Dispatcher:
         log.info("outbox %s: sent %s for ticket #%s", mail.id, mail.kind, mail.ticket_id)
         return "sent"  # recorded by run_once, with the rest of its chunk
 
-    def _record_sent(self, sent: list[OutboxMail], counts: dict[Outcome, int]) -> None:
-        """Mark ``sent`` as sent once the transport has made them durable (a maildir's
-        files are synced together); if it cannot, each of them is tried again later."""
+    def _flushed(self, sent: list[OutboxMail], counts: dict[Outcome, int]) -> list[int]:
+        """The ids of ``sent`` once the transport has made them durable (a maildir's files
+        are synced together); if it cannot, each of them is tried again later."""
         if not sent:
-            return
+            return []
         try:
             self._transport.flush()
         except Exception as exc:
@@ -157,10 +171,12 @@ class Dispatcher:
                 error = f"{type(exc).__name__}: {exc}"
             for mail in sent:
                 counts[self._after_failure(mail, error, permanent=False)] += 1
-            return
-        ids = [mail.id for mail in sent if mail.id is not None]
+            return []
+        return [mail.id for mail in sent if mail.id is not None]
+
+    def _record_sent(self, ids: list[int], counts: dict[Outcome, int]) -> None:
         outbox.mark_all_sent(self._db, ids, self._clock())
-        counts["sent"] += len(sent)
+        counts["sent"] += len(ids)
 
     def _after_failure(self, mail: OutboxMail, error: str, *, permanent: bool) -> Outcome:
         assert mail.id is not None

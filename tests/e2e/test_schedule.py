@@ -20,7 +20,7 @@ from mailgate.clock import ManualClock
 from mailgate.config import LimitSettings
 from mailgate.outbound.transports import RecordingTransport
 from mailgate.values import Arrival, Envelope, Source
-from store import directory
+from store import directory, outbox
 from store.models import AuditEvent, OutboxMail, Ticket
 
 MARIA = "maria@support.example"
@@ -205,6 +205,31 @@ def test_serve_runs_the_jobs_on_its_own_timer(gateway: Gateway, clock: ManualClo
             time.sleep(0.1)
     closed = ticket(gateway, tid)
     assert (closed.status, closed.closed_at) == ("closed", clock())
+
+
+def test_serve_sends_a_backlog_in_rounds_that_follow_each_other_at_once(
+    gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    """A round sends at most 100 mails; with the outbox loop on its hourly test timer, a
+    backlog of 250 goes out only if each full round is followed by the next at once."""
+    with gateway.db.write() as session:
+        for n in range(250):
+            outbox.enqueue(
+                session, ticket_id=None, kind="ack", message_id=f"backlog-{n}@localhost",
+                mail_from="support@localhost", recipients=[f"m{n}@shop.example"],
+                subject="Ticket", raw=b"Subject: Ticket\r\n\r\nHello\r\n", now=clock(),
+            )  # fmt: skip
+    with running_listener(gateway):
+        deadline = time.monotonic() + 30
+        while len(sent.sent) < 250 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert len(sent.sent) == 250
+    assert sorted(m.recipients[0] for m in sent.sent) == sorted(
+        f"m{n}@shop.example" for n in range(250)
+    )
+    with gateway.db.read() as session:
+        states = session.exec(select(OutboxMail.state)).all()
+    assert set(states) == {"sent"}
 
 
 def test_agents_hear_of_every_ticket_past_the_daily_cap_on_automatic_mail(
