@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     CompoundSelect,
-    Row,
     Select,
     Table,
     bindparam,
@@ -27,11 +26,11 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, select
 
-from store import plain
 from store.enums import RawOutcome
 from store.loaded import as_loaded
 from store.memo import remembered
 from store.models import Agent, Message, OutboxMail, Participant, RawMail, Shop, ShopUser, Ticket
+from store.reads import column_names, fetch, in_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +77,7 @@ def active_agents(session: Session) -> dict[str, AgentRef]:
     def read() -> dict[str, AgentRef]:
         return {
             email: AgentRef(agent_id, email, name, tuple(s for s in sectors.split(",") if s))
-            for agent_id, email, name, sectors in plain.execute(session, _ACTIVE_AGENTS)
+            for agent_id, email, name, sectors in fetch(session, _ACTIVE_AGENTS, {})
         }
 
     return remembered(session, "active_agents", read)
@@ -124,36 +123,31 @@ def _known_message_ids_query() -> CompoundSelect[tuple[str, int, int]]:
     one statement, each half through its own index; ``source`` 0 (messages) comes first."""
     messages = Message.__table__.c  # type: ignore[attr-defined]
     outbox = OutboxMail.__table__.c  # type: ignore[attr-defined]
-    ids: BindParameter[list[str]] = bindparam("ids", expanding=True)
     return union_all(
         sa_select(messages.message_id, messages.ticket_id, literal(0).label("source")).where(
-            messages.message_id.in_(ids)
+            in_list(messages.message_id, "ids")
         ),
         sa_select(outbox.message_id, outbox.ticket_id, literal(1).label("source")).where(
-            outbox.message_id.in_(ids), outbox.ticket_id.is_not(None)
+            in_list(outbox.message_id, "ids"), outbox.ticket_id.is_not(None)
         ),
     )
 
 
 _KNOWN_MESSAGE_IDS = _known_message_ids_query()
 
-# The same questions for a whole batch, one statement each (``StoreReader.look_ahead``).
+# The same questions for a whole batch, one statement each (``StoreReader.look_ahead``),
+# read with ``store.reads.fetch``: a list of values is one parameter (``in_list``).
 _RAW = RawMail.__table__.c  # type: ignore[attr-defined]
-_DELIVERIES_HELD = sa_select(_RAW.dedupe_key, _RAW.id).where(
-    _RAW.dedupe_key.in_(bindparam("keys", expanding=True))
-)
+_DELIVERIES_HELD = sa_select(_RAW.dedupe_key, _RAW.id).where(in_list(_RAW.dedupe_key, "keys"))
 _MESSAGE_IDS_HELD = (
     sa_select(_RAW.message_id)
-    .where(
-        _RAW.message_id.in_(bindparam("ids", expanding=True)),
-        _RAW.outcome != RawOutcome.DUPLICATE.value,
-    )
+    .where(in_list(_RAW.message_id, "ids"), _RAW.outcome != RawOutcome.DUPLICATE.value)
     .distinct()
 )
 _SHOP_USERS = (
     sa_select(_USERS.id, _USERS.email, _USERS.name, _USERS.shop_id, _SHOPS.locale)
     .join_from(ShopUser.__table__, Shop.__table__, _SHOPS.id == _USERS.shop_id)  # type: ignore[attr-defined]
-    .where(_USERS.email.in_(bindparam("emails", expanding=True)))
+    .where(in_list(_USERS.email, "emails"))
 )
 
 
@@ -218,28 +212,27 @@ class StoreReader:
             self._load_tickets(sorted(named))
 
     def _look_up_references(self, ids: Sequence[str], carried: set[str]) -> dict[str, int]:
-        found = _tickets_by_message_id(
-            plain.execute(self.session, _KNOWN_MESSAGE_IDS, {"ids": ids})
-        )
+        found = _tickets_by_message_id(fetch(self.session, _KNOWN_MESSAGE_IDS, {"ids": ids}))
         self._references_found.update(found)
         self._references_asked.update(i for i in ids if i not in carried)
         return found
 
     def _load_tickets(self, ids: Sequence[int]) -> None:
-        for row in plain.execute(self.session, _TICKETS_BY_ID, {"ids": ids}).mappings():
+        for values in fetch(self.session, _TICKETS_BY_ID, {"ids": ids}):
+            row = dict(zip(_TICKET_COLUMNS, values, strict=True))
             key = self.session.identity_key(Ticket, row["id"])
             if key not in self.session.identity_map:
-                ticket = as_loaded(Ticket, dict(row))
+                ticket = as_loaded(Ticket, row)
                 make_transient_to_detached(ticket)
                 self.session.add(ticket)
                 self._tickets[row["id"]] = ticket  # held for the batch
 
     def _look_up_deliveries(self, batch: Sequence[Delivery]) -> None:
         keys = [d.dedupe_key for d in batch]
-        held = dict(plain.execute(self.session, _DELIVERIES_HELD, {"keys": keys}).all())
+        held = dict(fetch(self.session, _DELIVERIES_HELD, {"keys": keys}))
         asked = [d.message_id for d in batch if d.message_id]
         reused = (
-            set(plain.execute(self.session, _MESSAGE_IDS_HELD, {"ids": asked}).scalars())
+            {mid for (mid,) in fetch(self.session, _MESSAGE_IDS_HELD, {"ids": asked})}
             if asked
             else set()
         )
@@ -249,10 +242,8 @@ class StoreReader:
             self._earlier[d.dedupe_key] = (mid, found)
 
     def _look_up_shop_users(self, emails: Sequence[str]) -> None:
-        found = {
-            row.email: ShopUserRef(*row)
-            for row in plain.execute(self.session, _SHOP_USERS, {"emails": emails})
-        }
+        rows = fetch(self.session, _SHOP_USERS, {"emails": emails})
+        found = {ref.email: ref for ref in (ShopUserRef(*row) for row in rows)}
         self._shop_users.update({email: found.get(email) for email in emails})
 
     # --- mail history -------------------------------------------------------------
@@ -266,9 +257,9 @@ class StoreReader:
         ahead = self._earlier.pop(dedupe_key, None)
         if ahead is not None and ahead[0] == (message_id or None):
             return ahead[1]
-        raw_id, other = plain.execute(
+        ((raw_id, other),) = fetch(
             self.session, _EARLIER_DELIVERY, {"key": dedupe_key, "message_id": message_id or None}
-        ).one()
+        )
         return EarlierDelivery(raw_id, bool(other))
 
     # --- directory ----------------------------------------------------------------
@@ -279,8 +270,8 @@ class StoreReader:
         email = email.lower()
         if email in self._shop_users:
             return self._shop_users[email]
-        row = plain.execute(self.session, _SHOP_USER, {"email": email}).first()
-        return None if row is None else ShopUserRef(*row)
+        rows = fetch(self.session, _SHOP_USER, {"email": email})
+        return ShopUserRef(*rows[0]) if rows else None
 
     # --- tickets ------------------------------------------------------------------
     def ticket(self, ticket_id: int) -> TicketRef | None:
@@ -307,7 +298,7 @@ class StoreReader:
         if self._references_asked.issuperset(ids):
             known = self._references_found
             return {mid: known[mid] for mid in ids if mid in known}
-        return _tickets_by_message_id(plain.execute(self.session, _KNOWN_MESSAGE_IDS, {"ids": ids}))
+        return _tickets_by_message_id(fetch(self.session, _KNOWN_MESSAGE_IDS, {"ids": ids}))
 
     def participant_role(self, ticket: TicketRef, email: str, shop_id: int | None) -> str | None:
         """Why ``email`` may write into ``ticket`` (requester, cc, same shop), or None."""
@@ -326,7 +317,7 @@ class StoreReader:
 _MAX_REFERENCES = 50  # of a mail's Message-IDs, the newest looked up
 
 
-def _tickets_by_message_id(rows: Iterable[Row[str, int, int]]) -> dict[str, int]:
+def _tickets_by_message_id(rows: Iterable[Sequence[Any]]) -> dict[str, int]:
     """Each Message-ID's ticket: a merchant's message (source 0) before our outbox mail."""
     found: dict[str, int] = {}
     for mid, tid, _source in sorted(rows, key=lambda row: row[2]):
@@ -337,7 +328,8 @@ def _tickets_by_message_id(rows: Iterable[Row[str, int, int]]) -> dict[str, int]
 
 _TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
 _TICKET_BY_ID = sa_select(_TICKETS).where(_TICKETS.c.id == bindparam("id"))
-_TICKETS_BY_ID = sa_select(_TICKETS).where(_TICKETS.c.id.in_(bindparam("ids", expanding=True)))
+_TICKETS_BY_ID = sa_select(_TICKETS).where(in_list(_TICKETS.c.id, "ids"))
+_TICKET_COLUMNS = column_names(_TICKETS_BY_ID)
 
 
 def load_ticket(session: Session, ticket_id: int) -> Ticket | None:
@@ -346,10 +338,10 @@ def load_ticket(session: Session, ticket_id: int) -> Ticket | None:
     held = session.identity_map.get(session.identity_key(Ticket, ticket_id))
     if held is not None:
         return session.get(Ticket, ticket_id)  # as the ORM answers for one it holds
-    row = plain.execute(session, _TICKET_BY_ID, {"id": ticket_id}).mappings().first()
-    if row is None:
+    rows = fetch(session, _TICKET_BY_ID, {"id": ticket_id})
+    if not rows:
         return None
-    ticket = as_loaded(Ticket, dict(row))
+    ticket = as_loaded(Ticket, dict(zip(_TICKET_COLUMNS, rows[0], strict=True)))
     make_transient_to_detached(ticket)
     session.add(ticket)
     return ticket

@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from store import plain
 from store.db import Database
 from store.memo import remembered
 from store.models import MetaValue
+from store.reads import fetch
 
 
 def get_value(session: Session, key: str) -> str | None:
@@ -20,9 +20,9 @@ def get_value(session: Session, key: str) -> str | None:
     def read() -> str | None:
         # A plain statement, not ``session.get``: every batch asks (peak mode), and the
         # ORM's way cost several times the statement (bench/README.md). A value the
-        # session holds unwritten is written first (``plain.execute``), so it is seen.
-        value: str | None = plain.execute(session, _VALUE, {"key": key}).scalar()
-        return value
+        # session holds unwritten is written first (``store.reads.fetch``), so it is seen.
+        rows = fetch(session, _VALUE, {"key": key})
+        return str(rows[0][0]) if rows else None
 
     return remembered(session, ("meta", key), read)
 

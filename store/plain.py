@@ -38,9 +38,7 @@ def execute(
     session: Session, statement: Executable, params: Params = None
 ) -> CursorResult[*tuple[Any, ...]]:
     """``session.execute(statement, params)`` for a statement that reads no changed ticket."""
-    if session.autoflush and _pending_besides_tickets(session):
-        session.flush()
-    return session.connection().execute(statement, params)
+    return connection(session).execute(statement, params)
 
 
 def insert_row(session: Session, table: sa.Table, row: Mapping[str, Any]) -> int:
@@ -155,11 +153,17 @@ def _write(session: Session, held: _Held) -> None:
     held.clear()
 
 
-def _ready(session: Session, table: sa.Table) -> tuple[sa.Connection, _InsertPlan]:
+def connection(session: Session) -> sa.Connection:
+    """The session's connection, for a statement that reads no changed ticket: what else
+    is pending is written first (see the module's text)."""
     if session.autoflush and _pending_besides_tickets(session):
         session.flush()
-    connection = session.connection()
-    return connection, _plan(table, connection.dialect)
+    return session.connection()
+
+
+def _ready(session: Session, table: sa.Table) -> tuple[sa.Connection, _InsertPlan]:
+    bound = connection(session)
+    return bound, _plan(table, bound.dialect)
 
 
 def _run(
@@ -184,7 +188,7 @@ def _run(
                 return int(returned[0])
             return int(cursor.lastrowid)
         except connection.dialect.loaded_dbapi.Error as exc:
-            raise _as_sqlalchemy_error(connection, cursor, sql, params, exc) from exc
+            raise as_sqlalchemy_error(connection, cursor, sql, params, exc) from exc
     finally:
         cursor.close()
 
@@ -272,7 +276,7 @@ def _scalar_default(column: sa.Column[Any]) -> Any:
     return default.arg  # type: ignore[attr-defined]
 
 
-def _as_sqlalchemy_error(
+def as_sqlalchemy_error(
     connection: sa.Connection, cursor: Any, sql: str, params: Any, exc: Any
 ) -> sa.exc.DBAPIError:
     dialect = connection.dialect

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from store import plain
 from store.models import BouncedAddress, NotificationLog
+from store.reads import fetch, in_list
 
 
 def record_recipients(
@@ -102,7 +103,7 @@ def count_sent(
         bounced_at = ahead.bounced.get(email)
         since = ahead.recorded  # every row recorded since, held or written
     else:
-        row = plain.execute(
+        (row,) = fetch(
             session,
             _SENT_COUNTS,
             {
@@ -112,7 +113,7 @@ def count_sent(
                 "recent": ticket_since,
                 "since": min(automatic_since, ticket_since),
             },
-        ).one()
+        )
         automatic, for_ticket, bounced_at = int(row[0]), int(row[1]), row[2]
         since = plain.held_rows(session, _LOG_TABLE)  # the rows not yet in the store
     for held in since:
@@ -143,12 +144,12 @@ def counted_ahead(
         yield
         return
     values = {"emails": wanted, "automatic": automatic_since, "recent": ticket_since}
-    automatic = dict(plain.execute(session, _AUTOMATIC_AHEAD, values).all())
+    automatic = dict(fetch(session, _AUTOMATIC_AHEAD, values))
     recent = {
         (email, ticket_id): count
-        for email, ticket_id, count in plain.execute(session, _RECENT_AHEAD, values)
+        for email, ticket_id, count in fetch(session, _RECENT_AHEAD, values)
     }
-    bounced = dict(plain.execute(session, _BOUNCED_AHEAD, values).all())
+    bounced = dict(fetch(session, _BOUNCED_AHEAD, values))
     session.info[_AHEAD] = _Ahead(
         automatic_since, ticket_since, frozenset(wanted), automatic, recent, bounced
     )
@@ -185,11 +186,10 @@ _AHEAD = "store.sendlog.ahead"  # session.info key: the answers of an open count
 def _ahead_queries() -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
     log = NotificationLog.__table__.c  # type: ignore[attr-defined]
     bounced = BouncedAddress.__table__.c  # type: ignore[attr-defined]
-    emails: sa.BindParameter[list[str]] = sa.bindparam("emails", expanding=True)
     automatic = (
         sa.select(log.email, sa.func.count())
         .where(
-            log.email.in_(emails),
+            in_list(log.email, "emails"),
             log.automatic == sa.true(),
             log.created_at >= sa.bindparam("automatic"),
         )
@@ -197,13 +197,13 @@ def _ahead_queries() -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
     )
     recent = (
         sa.select(log.email, log.ticket_id, sa.func.count())
-        .where(log.email.in_(emails), log.created_at >= sa.bindparam("recent"))
+        .where(in_list(log.email, "emails"), log.created_at >= sa.bindparam("recent"))
         .group_by(log.email, log.ticket_id)
     )
     return (
         automatic,
         recent,
-        sa.select(bounced.email, bounced.bounced_at).where(bounced.email.in_(emails)),
+        sa.select(bounced.email, bounced.bounced_at).where(in_list(bounced.email, "emails")),
     )
 
 
