@@ -170,6 +170,25 @@ def _run(
     connection: sa.Connection, sql: str, params: Any, *, many: bool, plan: _InsertPlan
 ) -> int | None:
     """Run one insert on the session's driver connection; the new id of a single row."""
+    with driver_cursor(connection, sql, params, many=many) as cursor:
+        if many:
+            cursor.executemany(sql, params)
+            return None
+        cursor.execute(sql, params)
+        if plan.returns_id:
+            returned = cursor.fetchone()
+            assert returned is not None
+            return int(returned[0])
+        return int(cursor.lastrowid)
+
+
+@contextmanager
+def driver_cursor(
+    connection: sa.Connection, sql: str, params: Any, *, many: bool = False
+) -> Iterator[Any]:
+    """A cursor of the connection's driver, for one statement run on it in the block:
+    the engine's ``before_cursor_execute`` listeners are told of the statement first, a
+    driver's error comes out as SQLAlchemy's own, and the cursor is closed after."""
     raw = connection.connection.dbapi_connection
     assert raw is not None
     cursor = raw.cursor()
@@ -178,17 +197,9 @@ def _run(
         if listeners:
             listeners(connection, cursor, sql, params, None, many)
         try:
-            if many:
-                cursor.executemany(sql, params)
-                return None
-            cursor.execute(sql, params)
-            if plan.returns_id:
-                returned = cursor.fetchone()
-                assert returned is not None
-                return int(returned[0])
-            return int(cursor.lastrowid)
+            yield cursor
         except connection.dialect.loaded_dbapi.Error as exc:
-            raise as_sqlalchemy_error(connection, cursor, sql, params, exc) from exc
+            raise _as_sqlalchemy_error(connection, cursor, sql, params, exc) from exc
     finally:
         cursor.close()
 
@@ -276,7 +287,7 @@ def _scalar_default(column: sa.Column[Any]) -> Any:
     return default.arg  # type: ignore[attr-defined]
 
 
-def as_sqlalchemy_error(
+def _as_sqlalchemy_error(
     connection: sa.Connection, cursor: Any, sql: str, params: Any, exc: Any
 ) -> sa.exc.DBAPIError:
     dialect = connection.dialect

@@ -88,21 +88,10 @@ def fetch(
     connection = plain.connection(session)
     plan = _plan(statement, connection.dialect)
     values = plan.parameters(params)
-    raw = connection.connection.dbapi_connection
-    assert raw is not None
-    cursor = raw.cursor()
-    try:
-        listeners = connection.dispatch.before_cursor_execute
-        if listeners:
-            listeners(connection, cursor, plan.sql, values, None, False)
-        try:
-            cursor.execute(plan.sql, values)
-            rows = cursor.fetchall()
-            convert = plan.convert or plan.converters(connection.dialect, cursor.description)
-        except connection.dialect.loaded_dbapi.Error as exc:
-            raise plain.as_sqlalchemy_error(connection, cursor, plan.sql, values, exc) from exc
-    finally:
-        cursor.close()
+    with plain.driver_cursor(connection, plan.sql, values) as cursor:
+        cursor.execute(plan.sql, values)
+        rows = cursor.fetchall()
+        convert = plan.convert or plan.converters(connection.dialect, cursor.description)
     if not any(convert):
         return [tuple(row) for row in rows]
     return [
