@@ -25,7 +25,9 @@ from store import plain
 from store.db import Database
 from store.enums import OutboxState
 from store.errors import InvalidInput, RecordNotFound
+from store.loaded import as_loaded
 from store.models import OutboxMail
+from store.reads import column_names, fetch, in_list
 
 MAX_ERROR_CHARS = 2000  # the width of outbox_mails.last_error
 
@@ -114,21 +116,48 @@ def claim_due(
     lease_end = now + timedelta(seconds=lease_seconds)
     with db.write() as session:
         _mark_all_sent(session, sent, now)
-        query = (
-            select(OutboxMail)
-            .where(col(OutboxMail.state).in_([OutboxState.QUEUED, OutboxState.SENDING]))
-            .where(col(OutboxMail.next_attempt_at) <= now)
-            .order_by(col(OutboxMail.next_attempt_at), col(OutboxMail.id))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        rows = fetch(session, _DUE, {"now": now, "limit": limit})
+        if not rows:
+            return []
+        ids = [row[_ID] for row in rows]
+        plain.execute(session, _LEASE, {"ids": ids, "lease_end": lease_end})
+    return [_leased(row, lease_end) for row in rows]
+
+
+# Due rows, oldest first: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL (nothing
+# after it on SQLite, whose write transaction excludes every other claim).
+_DUE = (
+    sa.select(_TABLE)
+    .where(
+        _TABLE.c.state.in_(
+            [sa.literal(OutboxState.QUEUED.value), sa.literal(OutboxState.SENDING.value)]
         )
-        mails = list(session.exec(query))
-        for mail in mails:
-            mail.state = OutboxState.SENDING
-            mail.attempts += 1
-            mail.next_attempt_at = lease_end
-        session.flush()
-    return mails
+    )
+    .where(_TABLE.c.next_attempt_at <= sa.bindparam("now"))
+    .order_by(_TABLE.c.next_attempt_at, _TABLE.c.id)
+    .limit(sa.bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_DUE_COLUMNS = column_names(_DUE)
+_ID = _DUE_COLUMNS.index("id")
+_LEASE = (
+    sa.update(_TABLE)
+    .where(in_list(_TABLE.c.id, "ids"))
+    .values(
+        state=OutboxState.SENDING.value,
+        attempts=_TABLE.c.attempts + 1,
+        next_attempt_at=sa.bindparam("lease_end"),
+    )
+)
+
+
+def _leased(row: tuple[object, ...], lease_end: datetime) -> OutboxMail:
+    """The claimed mail as its row now holds it (detached: changed through this module)."""
+    values = dict(zip(_DUE_COLUMNS, row, strict=True))
+    attempts = values["attempts"]
+    assert isinstance(attempts, int)
+    values.update(state=OutboxState.SENDING.value, attempts=attempts + 1, next_attempt_at=lease_end)
+    return as_loaded(OutboxMail, values)
 
 
 def mark_sent(db: Database, id: int, now: datetime) -> None:
@@ -148,9 +177,20 @@ def mark_all_sent(db: Database, ids: Sequence[int], now: datetime) -> None:
 
 
 def _mark_all_sent(session: Session, ids: Sequence[int], now: datetime) -> None:
-    if ids:
-        for mail in session.exec(select(OutboxMail).where(col(OutboxMail.id).in_(ids))):
-            _sent(mail, now)
+    if ids:  # one statement, not the ORM's select and flush (bench/README.md)
+        plain.execute(session, _MARK_SENT, {"ids": list(ids), "now": now})
+
+
+_MARK_SENT = (
+    sa.update(_TABLE)
+    .where(in_list(_TABLE.c.id, "ids"))
+    .values(
+        state=OutboxState.SENT.value,
+        sent_at=sa.bindparam("now"),
+        next_attempt_at=sa.bindparam("now"),
+        last_error=None,
+    )
+)
 
 
 def _sent(mail: OutboxMail, now: datetime) -> None:

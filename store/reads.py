@@ -30,6 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session
 
 from store import plain
@@ -49,6 +50,13 @@ class _ValueList(sa.types.TypeDecorator[Sequence[Any]]):
 
 class _InList(ColumnElement[bool]):
     inherit_cache = True
+    # What the statement's cache key is made of: without it a statement holding the
+    # condition has no key, and SQLAlchemy compiles it at every execution (an UPDATE
+    # run through ``Session.execute``, 0.2 ms each).
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("values", InternalTraversal.dp_clauseelement),
+    ]
     type = sa.Boolean()
     _is_implicitly_boolean = True  # a condition as it stands: no "= 1" after it on SQLite
 

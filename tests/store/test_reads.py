@@ -85,6 +85,34 @@ def test_a_list_is_one_parameter_whatever_its_length(db: Database) -> None:
     assert len(statements) == 3 and len(set(statements)) == 1, "the same SQL for every length"
 
 
+def test_a_statement_with_a_list_is_compiled_once_by_sqlalchemy_too(db: Database) -> None:
+    """An UPDATE run through ``Session.execute`` (the outbox's claims and marks): without
+    a cache key SQLAlchemy compiled it at every execution. The key still tells apart two
+    lists of other columns or other parameters."""
+    table = _RAW
+    touch = sa.update(table).where(in_list(table.c.dedupe_key, "keys")).values(size=11)
+    compiled: list[object] = []
+
+    def seen(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        if sql.startswith("UPDATE"):
+            compiled.append(args[1].compiled)  # the execution context's
+
+    _raw(db, 1)
+    sa_event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        for keys in (["key-1"], ["key-1", "key-2", "nobody"]):
+            with db.write() as s:
+                assert s.execute(touch, {"keys": keys}).rowcount == 1
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", seen)
+    assert len(compiled) == 2 and compiled[0] is compiled[1]
+    key = touch._generate_cache_key()
+    assert key is not None
+    other_column = sa.update(table).where(in_list(table.c.message_id, "keys")).values(size=11)
+    other_name = sa.update(table).where(in_list(table.c.dedupe_key, "ids")).values(size=11)
+    assert key != other_column._generate_cache_key() != other_name._generate_cache_key() != key
+
+
 def test_a_row_the_session_holds_unwritten_is_read(db: Database) -> None:
     """As ``plain.execute``: a new object pending in the session is written first."""
     with db.write() as s:
