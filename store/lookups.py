@@ -8,7 +8,7 @@ transaction, so a decision sees every mail committed before it, batch mates incl
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from store.enums import RawOutcome
 from store.loaded import as_loaded
 from store.memo import remembered
 from store.models import Agent, Message, OutboxMail, Participant, RawMail, Shop, ShopUser, Ticket
-from store.reads import column_names, fetch, in_list
+from store.reads import Read, column_names, fetch, fetch_together, in_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,8 @@ class StoreReader:
 
     def look_ahead(self, batch: Sequence[Delivery]) -> None:
         """Answer the duplicate checks and shop-user lookups of a batch about to be
-        committed in three statements, instead of one or two per mail.
+        committed in a few statements for the whole batch, instead of one or two per
+        mail; on PostgreSQL they go in one round trip.
 
         A mail of the batch can change the answer for a later one only through the raw
         mail it records (its dedupe key, its Message-ID): a mail that shares either with
@@ -199,23 +200,35 @@ class StoreReader:
             for d in batch
             if keys[d.dedupe_key] == 1 and (not d.message_id or ids[d.message_id] == 1)
         ]
+        asked = [d.message_id for d in alone if d.message_id]
+        emails = sorted({d.from_address.lower() for d in batch if d.from_address})
+        references = sorted({ref for d in batch for ref in d.references[-_MAX_REFERENCES:]})
+        # One round trip to PostgreSQL for the four (``fetch_together``).
+        reads: list[Read] = []
         if alone:
-            self._look_up_deliveries(alone)
-        emails = {d.from_address.lower() for d in batch if d.from_address}
+            reads.append((_DELIVERIES_HELD, {"keys": [d.dedupe_key for d in alone]}))
+        if asked:
+            reads.append((_MESSAGE_IDS_HELD, {"ids": asked}))
         if emails:
-            self._look_up_shop_users(sorted(emails))
-        references = {ref for d in batch for ref in d.references[-_MAX_REFERENCES:]}
-        carried = {d.message_id for d in batch if d.message_id}
-        found = self._look_up_references(sorted(references), carried) if references else {}
+            reads.append((_SHOP_USERS, {"emails": emails}))
+        if references:
+            reads.append((_KNOWN_MESSAGE_IDS, {"ids": references}))
+        answers = iter(fetch_together(self.session, *reads))
+        if alone:
+            held = dict(next(answers))
+            reused = {mid for (mid,) in next(answers)} if asked else set()
+            self._delivered_before(alone, held, reused)
+        if emails:
+            self._shop_users_found(emails, next(answers))
+        found: dict[str, int] = {}
+        if references:
+            found = _tickets_by_message_id(next(answers))
+            self._references_found.update(found)
+            carried = {d.message_id for d in batch if d.message_id}
+            self._references_asked.update(i for i in references if i not in carried)
         named = {tid for d in batch for tid in d.ticket_ids} | set(found.values())
         if named:
             self._load_tickets(sorted(named))
-
-    def _look_up_references(self, ids: Sequence[str], carried: set[str]) -> dict[str, int]:
-        found = _tickets_by_message_id(fetch(self.session, _KNOWN_MESSAGE_IDS, {"ids": ids}))
-        self._references_found.update(found)
-        self._references_asked.update(i for i in ids if i not in carried)
-        return found
 
     def _load_tickets(self, ids: Sequence[int]) -> None:
         for values in fetch(self.session, _TICKETS_BY_ID, {"ids": ids}):
@@ -227,22 +240,15 @@ class StoreReader:
                 self.session.add(ticket)
                 self._tickets[row["id"]] = ticket  # held for the batch
 
-    def _look_up_deliveries(self, batch: Sequence[Delivery]) -> None:
-        keys = [d.dedupe_key for d in batch]
-        held = dict(fetch(self.session, _DELIVERIES_HELD, {"keys": keys}))
-        asked = [d.message_id for d in batch if d.message_id]
-        reused = (
-            {mid for (mid,) in fetch(self.session, _MESSAGE_IDS_HELD, {"ids": asked})}
-            if asked
-            else set()
-        )
+    def _delivered_before(
+        self, batch: Sequence[Delivery], held: Mapping[str, int], reused: set[str]
+    ) -> None:
         for d in batch:
             mid = d.message_id or None
             found = EarlierDelivery(held.get(d.dedupe_key), mid is not None and mid in reused)
             self._earlier[d.dedupe_key] = (mid, found)
 
-    def _look_up_shop_users(self, emails: Sequence[str]) -> None:
-        rows = fetch(self.session, _SHOP_USERS, {"emails": emails})
+    def _shop_users_found(self, emails: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         found = {ref.email: ref for ref in (ShopUserRef(*row) for row in rows)}
         self._shop_users.update({email: found.get(email) for email in emails})
 

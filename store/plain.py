@@ -199,7 +199,7 @@ def driver_cursor(
         try:
             yield cursor
         except connection.dialect.loaded_dbapi.Error as exc:
-            raise _as_sqlalchemy_error(connection, cursor, sql, params, exc) from exc
+            raise as_sqlalchemy_error(connection, cursor, sql, params, exc) from exc
     finally:
         cursor.close()
 
@@ -287,7 +287,7 @@ def _scalar_default(column: sa.Column[Any]) -> Any:
     return default.arg  # type: ignore[attr-defined]
 
 
-def _as_sqlalchemy_error(
+def as_sqlalchemy_error(
     connection: sa.Connection, cursor: Any, sql: str, params: Any, exc: Any
 ) -> sa.exc.DBAPIError:
     dialect = connection.dialect

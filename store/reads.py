@@ -93,13 +93,73 @@ def fetch(
 ) -> list[tuple[Any, ...]]:
     """The rows ``statement`` returns for ``params``, as tuples (see the module's text).
     The statement must be built once (a module constant): its compiled form is kept."""
+    return fetch_together(session, (statement, params))[0]
+
+
+Read = tuple[sa.Select[Any] | sa.CompoundSelect[Any], Mapping[str, Any]]
+
+
+def fetch_together(session: Session, *reads: Read) -> list[list[tuple[Any, ...]]]:
+    """The rows of each ``(statement, params)``, as ``fetch`` gives them, for statements
+    that do not depend on each other's answers: on PostgreSQL they go in one round trip
+    (psycopg's pipeline mode), where each alone waited for its answer before the next
+    was sent; on SQLite, with no network between, one after another."""
     connection = plain.connection(session)
-    plan = _plan(statement, connection.dialect)
-    values = plan.parameters(params)
+    dialect = connection.dialect
+    planned = [
+        (plan := _plan(statement, dialect), plan.parameters(params)) for statement, params in reads
+    ]
+    if len(planned) > 1 and dialect.name == "postgresql":
+        answers = _pipelined(connection, planned)
+    else:
+        answers = [_answer(connection, plan, values) for plan, values in planned]
+    return [
+        _converted(plan, dialect, rows, description)
+        for (plan, _), (rows, description) in zip(planned, answers, strict=True)
+    ]
+
+
+_Answer = tuple[list[Any], Sequence[Sequence[Any]]]  # the driver's rows, and their description
+
+
+def _answer(connection: sa.Connection, plan: _ReadPlan, values: Any) -> _Answer:
     with plain.driver_cursor(connection, plan.sql, values) as cursor:
         cursor.execute(plan.sql, values)
-        rows = cursor.fetchall()
-        convert = plan.convert or plan.converters(connection.dialect, cursor.description)
+        return cursor.fetchall(), cursor.description
+
+
+def _pipelined(connection: sa.Connection, planned: list[tuple[_ReadPlan, Any]]) -> list[_Answer]:
+    """Send every statement, then read every answer (psycopg's ``Connection.pipeline``),
+    with the engine's listeners told of each and a driver's error raised as
+    SQLAlchemy's, as ``plain.driver_cursor`` does for one."""
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    listeners = connection.dispatch.before_cursor_execute
+    cursors: list[Any] = []
+    try:
+        try:
+            with raw.pipeline():
+                for plan, values in planned:
+                    cursor = raw.cursor()
+                    cursors.append(cursor)
+                    if listeners:
+                        listeners(connection, cursor, plan.sql, values, None, False)
+                    cursor.execute(plan.sql, values)
+            return [(cursor.fetchall(), cursor.description) for cursor in cursors]
+        except connection.dialect.loaded_dbapi.Error as exc:
+            # Raised when the answers are read: any of the statements may have failed.
+            sql = ";\n".join(plan.sql for plan, _ in planned)
+            params = [values for _, values in planned]
+            raise plain.as_sqlalchemy_error(connection, None, sql, params, exc) from exc
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _converted(
+    plan: _ReadPlan, dialect: Dialect, rows: list[Any], description: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    convert = plan.convert or plan.converters(dialect, description)
     if not any(convert):
         return [tuple(row) for row in rows]
     return [
@@ -182,4 +242,4 @@ def _compile(statement: sa.Select[Any] | sa.CompoundSelect[Any], dialect: Dialec
     )
 
 
-__all__ = ["column_names", "fetch", "in_list"]
+__all__ = ["column_names", "fetch", "fetch_together", "in_list"]

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from store import plain
 from store.models import BouncedAddress, NotificationLog
-from store.reads import fetch, in_list
+from store.reads import fetch, fetch_together, in_list
 
 
 def record_recipients(
@@ -144,12 +144,12 @@ def counted_ahead(
         yield
         return
     values = {"emails": wanted, "automatic": automatic_since, "recent": ticket_since}
-    automatic = dict(fetch(session, _AUTOMATIC_AHEAD, values))
-    recent = {
-        (email, ticket_id): count
-        for email, ticket_id, count in fetch(session, _RECENT_AHEAD, values)
-    }
-    bounced = dict(fetch(session, _BOUNCED_AHEAD, values))
+    automatic_rows, recent_rows, bounced_rows = fetch_together(
+        session, (_AUTOMATIC_AHEAD, values), (_RECENT_AHEAD, values), (_BOUNCED_AHEAD, values)
+    )  # one round trip to PostgreSQL
+    automatic = dict(automatic_rows)
+    recent = {(email, ticket_id): count for email, ticket_id, count in recent_rows}
+    bounced = dict(bounced_rows)
     session.info[_AHEAD] = _Ahead(
         automatic_since, ticket_since, frozenset(wanted), automatic, recent, bounced
     )

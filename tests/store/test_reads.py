@@ -14,7 +14,7 @@ from store import lookups, sendlog
 from store.db import Database
 from store.enums import RawOutcome
 from store.models import RawMail, Ticket
-from store.reads import column_names, fetch, in_list
+from store.reads import column_names, fetch, fetch_together, in_list
 from store.tickets import NewRaw, NewTicket, open_ticket, record_raw
 
 NOW = datetime(2026, 11, 25, 9, 30, 15, 123456, tzinfo=UTC)
@@ -151,6 +151,54 @@ def test_the_batch_statements_read_the_same_as_sqlalchemy(db: Database) -> None:
             )
     with db.read() as s:
         assert fetch(s, lookups._MESSAGE_IDS_HELD, params) == [("<a@x>",)]
+
+
+def test_reads_fetched_together_answer_as_each_alone_in_one_round_trip(db: Database) -> None:
+    """``fetch_together``: each statement's rows as ``fetch`` gives them, in order; on
+    PostgreSQL every statement is sent in pipeline mode (no answer awaited in between),
+    and the engine's listeners still see each one."""
+    _raw(db, 1, message_id="<a@x>")
+    _raw(db, 2)
+    reads = [
+        (_BY_KEY, {"keys": ["key-1", "key-2"]}),
+        (lookups._MESSAGE_IDS_HELD, {"ids": ["<a@x>", "<b@x>"]}),
+        (_BY_KEY, {"keys": []}),
+        (lookups._SHOP_USERS, {"emails": ["ana@x.ro"]}),
+    ]
+    seen: list[tuple[str, bool]] = []
+
+    def listener(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        if sql.startswith("SELECT"):  # not SQLite's BEGIN
+            pgconn = getattr(cursor.connection, "pgconn", None)  # psycopg's libpq connection
+            seen.append((sql, bool(pgconn is not None and pgconn.pipeline_status)))
+
+    sa_event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        with db.read() as s:
+            together = fetch_together(s, *reads)
+            assert fetch_together(s) == []
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", listener)
+    with db.read() as s:
+        assert together == [fetch(s, statement, params) for statement, params in reads]
+    assert {row[1]: row[2] for row in together[0]} == {
+        "key-1": NOW + timedelta(seconds=1),
+        "key-2": NOW + timedelta(seconds=2),
+    }
+    assert together[1] == [("<a@x>",)] and together[2] == [] and together[3] == []
+    assert len(seen) == 4
+    assert all(piped == (not db.is_sqlite) for _, piped in seen), seen
+
+
+def test_a_drivers_error_in_reads_fetched_together_is_sqlalchemys(db: Database) -> None:
+    """A failing statement among others (raised when the answers are read, on
+    PostgreSQL) comes out as SQLAlchemy's error, and the store is usable after."""
+    missing = sa.select(sa.column("x")).select_from(sa.table("no_such_table"))
+    with db.read() as s, pytest.raises(sa.exc.DBAPIError):
+        fetch_together(s, (_BY_KEY, {"keys": ["key-1"]}), (missing, {}))
+    _raw(db, 1)
+    with db.read() as s:
+        assert [row[1] for row in fetch(s, _BY_KEY, {"keys": ["key-1"]})] == ["key-1"]
 
 
 def test_a_list_is_looked_up_through_the_columns_index(db: Database) -> None:
