@@ -142,7 +142,8 @@ def import_command(
     ) as bar:
         task = bar.add_task("importing", total=total)
         # A child process pays off past its start-up (about a second) only for many mails.
-        preparing = gateway.prepare_pool(processes=None if total >= 200 else 0)
+        # Its first mails are prepared here while the child starts (wait=False).
+        preparing = gateway.prepare_pool(processes=None if total >= 200 else 0, wait=False)
         try:
             summary = import_mails(
                 gateway.pipeline,

@@ -76,11 +76,12 @@ class Gateway:
         self._committers.append(committer)
         return committer
 
-    def prepare_pool(self, processes: int | None = None) -> PreparePool:
+    def prepare_pool(self, processes: int | None = None, *, wait: bool = True) -> PreparePool:
         """Where mails are prepared (``mailgate.prepare_pool``), started: in ``processes``
         (default ``[smtp] prepare_processes``) child processes, or in the gateway's own
         threads when that is 0 or the blobs are kept in the database (a child has no
-        store connection)."""
+        store connection). ``wait``: for the children to be ready (else the gateway's
+        threads prepare until they are)."""
         smtp = self.settings.smtp
         wanted = smtp.prepare_processes if processes is None else processes
         pool = PreparePool(
@@ -89,7 +90,7 @@ class Gateway:
             threads=smtp.workers,
             fallback=self.pipeline.prepare,
         )
-        pool.start()
+        pool.start(wait=wait)
         return pool
 
     def imap_pollers(self) -> list[ImapPoller]:

@@ -90,16 +90,19 @@ class PreparePool:
         self._local = ThreadPoolExecutor(self._threads, thread_name_prefix="prepare")
         self._closed = False
 
-    def start(self) -> None:
-        """Start every child and wait until each can prepare (the language model loaded),
-        so that no mail waits for a start-up."""
+    def start(self, *, wait: bool = True) -> None:
+        """Start every child. ``wait``: until each can prepare (the language model
+        loaded), so that no mail waits for a start-up (``serve``, before it listens).
+        Otherwise the mails submitted before a child is ready are prepared in this
+        process's threads (an import: its first mails, instead of a second of nothing)."""
         with self._lock:
             for slot in range(self._processes):
                 if self._children[slot] is None:
                     self._children[slot] = self._spawn()
-        for child in list(self._children):
-            if child is not None:
-                self._await_ready(child)
+        if wait:
+            for child in list(self._children):
+                if child is not None:
+                    self._await_ready(child)
 
     def submit(self, arrival: Arrival) -> Future[Prepared]:
         if self._closed:
@@ -111,8 +114,12 @@ class PreparePool:
             slot, child = self._least_busy()
             if child is None:
                 child = self._children[slot] = self._spawn()
-            job = next(self._jobs)
-            child.pending[job] = (future, arrival)
+            ready = child.ready.is_set()
+            if ready:
+                job = next(self._jobs)
+                child.pending[job] = (future, arrival)
+        if not ready:  # still starting (or a replacement): no mail waits for that
+            return self._local.submit(self._fallback, arrival)
         child.outgoing.put((job, arrival))
         return future
 
@@ -215,6 +222,8 @@ class PreparePool:
             was_alive, child.alive = child.alive, False
             pending = list(child.pending.values())
             child.pending.clear()
+        if was_alive and not child.ready.is_set():
+            log.error("a prepare process ended before it was ready; its mails go to threads")
         if pending:
             log.error("a prepare process ended with %d mails in hand; answered 451", len(pending))
         for future, _ in pending:

@@ -113,6 +113,26 @@ def test_a_large_mail_is_prepared_in_the_parent(pool: PreparePool, parent: _Reco
     assert prepared.mail.subject == "Plata nu merge"
 
 
+def test_mails_are_prepared_here_until_the_child_is_ready(
+    settings: Settings, parent: _Recorded
+) -> None:
+    """``start(wait=False)`` (an import): the mails that come while the child starts (a
+    second or so) are prepared in the parent's threads instead of waiting for it."""
+    pool = PreparePool(settings, processes=1, threads=2, fallback=parent, inline_limit=64_000)
+    pool.start(wait=False)
+    try:
+        early = raw_mail(message_id="<early@magazin.ro>")
+        assert _result(pool.submit(_arrival(early))).mail.message_id == "early@magazin.ro"
+        assert parent.seen == [early]  # submitted at once: the child was still starting
+        child = pool._children[0]
+        assert child is not None and child.ready.wait(60)
+        late = raw_mail(message_id="<late@magazin.ro>")
+        assert _result(pool.submit(_arrival(late))).mail.message_id == "late@magazin.ro"
+        assert parent.seen == [early], "once ready, the child prepares"
+    finally:
+        pool.close()
+
+
 def test_a_child_that_dies_fails_its_mails_and_is_replaced(pool: PreparePool) -> None:
     children = pool._children
     first = children[0]
