@@ -110,6 +110,13 @@ def _through_fetch(session: Session, batches: int) -> None:
             reads.fetch(session, statement, _params(n))
 
 
+def _fetched_together(session: Session, batches: int) -> None:
+    for n in range(batches):
+        params = _params(n)
+        reads.fetch_together(session, *((statement, params) for statement in NOW[:4]))
+        reads.fetch_together(session, *((statement, params) for statement in NOW[4:]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=2_000)
@@ -122,21 +129,25 @@ def main() -> None:
     ways: list[tuple[str, Callable[[Session, int], None]]] = [
         ("sqlalchemy", _through_sqlalchemy),
         ("fetch", _through_fetch),
+        ("fetch_together", _fetched_together),
     ]
     dialect = db.engine.dialect.name
     print(f"{args.batches} batches of {len(NOW)} statements per way and round, {dialect}")
-    print("| way | CPU µs/statement | CPU ms/batch |")
-    print("|---|---:|---:|")
+    print("| way | CPU µs/statement | CPU ms/batch | wall ms/batch |")
+    print("|---|---:|---:|---:|")
     try:
         for round_ in range(args.rounds):
-            for name, read_all in ways[round_ % 2 :] + ways[: round_ % 2]:
+            for name, read_all in ways[round_ % len(ways) :] + ways[: round_ % len(ways)]:
                 with db.read() as session:
                     read_all(session, 50)  # warm: statement caches, compiled plans
-                    cpu = time.thread_time()
+                    cpu, wall = time.thread_time(), time.perf_counter()
                     read_all(session, args.batches)
-                    cpu = time.thread_time() - cpu
+                    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
                 each = cpu / (args.batches * len(NOW))
-                print(f"| {name} | {each * 1e6:.0f} | {each * len(NOW) * 1e3:.2f} |")
+                print(
+                    f"| {name} | {each * 1e6:.0f} | {each * len(NOW) * 1e3:.2f} |"
+                    f" {wall / args.batches * 1e3:.2f} |"
+                )
     finally:
         db.dispose()
         shutil.rmtree(work)
