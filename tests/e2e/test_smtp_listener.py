@@ -138,6 +138,40 @@ def test_store_unavailable_is_451_and_nothing_is_half_written(tmp_path: Path) ->
         gateway.close()
 
 
+def test_a_mail_that_cannot_be_kept_is_451_and_never_reaches_the_committer(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """A failure while preparing (here the raw mail cannot be written, in the prepare
+    process) is answered 451 without a commit; the committer, handed each prepared mail
+    by the thread that prepared it, still commits the next one."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the raw folder should be")
+    settings = make_settings(tmp_path, sqlite_url)
+    settings = settings.model_copy(
+        update={"store": settings.store.model_copy(update={"raw": str(blocked)})}
+    )
+    gateway, _, _ = make_gateway(settings)
+    committed: list[int] = []
+    commit = gateway.pipeline.commit
+
+    def counting(batch: list[object]) -> object:
+        committed.append(len(batch))
+        return commit(batch)  # type: ignore[arg-type]
+
+    gateway.pipeline.commit = counting  # type: ignore[method-assign]
+    try:
+        with running_listener(gateway) as (host, port):
+            with smtplib.SMTP(host, port) as client, pytest.raises(smtplib.SMTPDataError) as info:
+                client.sendmail("ana@magazin.ro", ["support@localhost"], raw_mail())
+            assert info.value.smtp_code == 451 and committed == []
+            blocked.unlink()  # the folder can be made now: the sender's retry is taken
+            with smtplib.SMTP(host, port) as client:
+                client.sendmail("ana@magazin.ro", ["support@localhost"], raw_mail())
+            assert committed == [1] and _count(gateway) == 1
+    finally:
+        gateway.close()
+
+
 def test_a_bug_in_our_code_is_451_not_500(listener, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     gateway, host, port = listener
 
