@@ -28,7 +28,7 @@ from sqlmodel import Session, select
 
 from store.enums import RawOutcome
 from store.loaded import as_loaded
-from store.memo import remembered
+from store.memo import is_remembered, remembered
 from store.models import Agent, Message, OutboxMail, Participant, RawMail, Shop, ShopUser, Ticket
 from store.reads import Read, column_names, fetch, fetch_together, in_list
 
@@ -74,13 +74,17 @@ def active_agents(session: Session) -> dict[str, AgentRef]:
     ORM's query cost about three times the plain statement's CPU, a fixed cost that
     weighs most on the small batches of few clients (bench/README.md)."""
 
-    def read() -> dict[str, AgentRef]:
-        return {
-            email: AgentRef(agent_id, email, name, tuple(s for s in sectors.split(",") if s))
-            for agent_id, email, name, sectors in fetch(session, _ACTIVE_AGENTS, {})
-        }
+    return remembered(session, _AGENTS_KEY, lambda: _agents(fetch(session, _ACTIVE_AGENTS, {})))
 
-    return remembered(session, "active_agents", read)
+
+def _agents(rows: Iterable[Sequence[Any]]) -> dict[str, AgentRef]:
+    return {
+        email: AgentRef(agent_id, email, name, tuple(s for s in sectors.split(",") if s))
+        for agent_id, email, name, sectors in rows
+    }
+
+
+_AGENTS_KEY = "active_agents"
 
 
 _AGENTS: Table = Agent.__table__  # type: ignore[attr-defined]
@@ -182,7 +186,8 @@ class StoreReader:
     def look_ahead(self, batch: Sequence[Delivery]) -> None:
         """Answer the duplicate checks and shop-user lookups of a batch about to be
         committed in a few statements for the whole batch, instead of one or two per
-        mail; on PostgreSQL they go in one round trip.
+        mail; on PostgreSQL they go in one round trip, with the active agents (which
+        every mail's identification asks for) unless the session remembers them.
 
         A mail of the batch can change the answer for a later one only through the raw
         mail it records (its dedupe key, its Message-ID): a mail that shares either with
@@ -213,6 +218,9 @@ class StoreReader:
             reads.append((_SHOP_USERS, {"emails": emails}))
         if references:
             reads.append((_KNOWN_MESSAGE_IDS, {"ids": references}))
+        agents = not is_remembered(self.session, _AGENTS_KEY)  # every batch asks (identify)
+        if agents:
+            reads.append((_ACTIVE_AGENTS, {}))
         answers = iter(fetch_together(self.session, *reads))
         if alone:
             held = dict(next(answers))
@@ -226,6 +234,9 @@ class StoreReader:
             self._references_found.update(found)
             carried = {d.message_id for d in batch if d.message_id}
             self._references_asked.update(i for i in references if i not in carried)
+        if agents:
+            rows = next(answers)
+            remembered(self.session, _AGENTS_KEY, lambda: _agents(rows))
         named = {tid for d in batch for tid in d.ticket_ids} | set(found.values())
         if named:
             self._load_tickets(sorted(named))

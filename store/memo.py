@@ -35,6 +35,11 @@ def remembered(session: Session, key: object, compute: Callable[[], T]) -> T:
     return value
 
 
+def is_remembered(session: Session, key: object) -> bool:
+    """Whether ``remembered`` would answer ``key`` without computing it."""
+    return key in session.info.get(_KEY, ())
+
+
 def forget(session: Session) -> None:
     session.info.pop(_KEY, None)
 

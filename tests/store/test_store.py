@@ -150,6 +150,10 @@ def test_a_batch_looked_up_ahead_gets_the_answers_of_one_mail_at_a_time(db: Data
         record_raw(s, _raw("held", "reused@x"), RawOutcome.MESSAGE)
         directory.add_shop(s, "Magazin", locale="ro", rate=40, now=NOW)
         directory.add_user(s, "ana@magazin.ro", shop="Magazin", name="Ana", now=NOW)
+        directory.add_agent(
+            s, "maria@support.example", name="Maria", sectors=("payments",),
+            known_sectors=("payments",), now=NOW,
+        )  # fmt: skip
     batch = [
         Delivery("held", "reused@x", "Ana@Magazin.RO"),  # the same delivery again
         Delivery("other", "reused@x", None),  # other content, a Message-ID seen before
@@ -172,6 +176,8 @@ def test_a_batch_looked_up_ahead_gets_the_answers_of_one_mail_at_a_time(db: Data
                 record_raw(s, _raw(d.dedupe_key, d.message_id or ""), RawOutcome.MESSAGE)
         user = ahead.shop_user("ana@magazin.ro")
         assert user is not None and user.shop_locale == "ro"
+        maria = ahead.agent("Maria@Support.example")  # read with the batch's look-ahead
+        assert maria is not None and maria.sectors == ("payments",)
         assert ahead.shop_user("eve@elsewhere.example") is None
 
 
@@ -424,6 +430,7 @@ def test_the_references_of_a_batch_are_looked_up_ahead_and_their_tickets_loaded(
             }
             ticket = ahead.ticket(second_id)
             assert ticket is not None and ticket.requester == "ion@x.ro"
+            assert ahead.agent("ion@x.ro") is None  # the agents came with the batch's reads
             assert statements == []  # all answered ahead
             held = s.get(Ticket, second_id)
             assert held is not None
