@@ -208,7 +208,7 @@ class StoreReader:
         asked = [d.message_id for d in alone if d.message_id]
         emails = sorted({d.from_address.lower() for d in batch if d.from_address})
         references = sorted({ref for d in batch for ref in d.references[-_MAX_REFERENCES:]})
-        # One round trip to PostgreSQL for the four (``fetch_together``).
+        # One round trip to PostgreSQL for all of them (``fetch_together``).
         reads: list[Read] = []
         if alone:
             reads.append((_DELIVERIES_HELD, {"keys": [d.dedupe_key for d in alone]}))
