@@ -163,7 +163,8 @@ def _leased(row: tuple[object, ...], lease_end: datetime) -> OutboxMail:
 def mark_sent(db: Database, id: int, now: datetime) -> None:
     """Record that mail ``id`` was handed to the relay. Raises ``RecordNotFound``."""
     with db.write() as session:
-        _sent(_get(session, id), now)
+        if not _mark_all_sent(session, [id], now):
+            raise RecordNotFound(f"outbox mail {id} not found")
 
 
 def mark_all_sent(db: Database, ids: Sequence[int], now: datetime) -> None:
@@ -176,9 +177,12 @@ def mark_all_sent(db: Database, ids: Sequence[int], now: datetime) -> None:
         _mark_all_sent(session, ids, now)
 
 
-def _mark_all_sent(session: Session, ids: Sequence[int], now: datetime) -> None:
-    if ids:  # one statement, not the ORM's select and flush (bench/README.md)
-        plain.execute(session, _MARK_SENT, {"ids": list(ids), "now": now})
+def _mark_all_sent(session: Session, ids: Sequence[int], now: datetime) -> int:
+    """Mark ``ids`` sent in one statement, not the ORM's select and flush
+    (bench/README.md); returns how many of them were there."""
+    if not ids:
+        return 0
+    return plain.execute(session, _MARK_SENT, {"ids": list(ids), "now": now}).rowcount
 
 
 _MARK_SENT = (
@@ -191,13 +195,6 @@ _MARK_SENT = (
         last_error=None,
     )
 )
-
-
-def _sent(mail: OutboxMail, now: datetime) -> None:
-    mail.state = OutboxState.SENT
-    mail.sent_at = now
-    mail.next_attempt_at = now
-    mail.last_error = None
 
 
 def mark_retry(db: Database, id: int, error: str, now: datetime, next_attempt_at: datetime) -> None:
