@@ -17,7 +17,6 @@ mails, as 8 SMTP clients make. They run here ``N`` times on a fresh store (SQLit
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from bench.smtp_load import run_folder
+from bench.smtp_load import discard, run_folder
 from store import lookups, plain, reads, sendlog
 from store.db import Database
 from store.enums import RawOutcome
@@ -150,7 +149,7 @@ def main() -> None:
                 )
     finally:
         db.dispose()
-        shutil.rmtree(work)
+        discard(work)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ repeats the whole on a new store (SQLite only: ``--url`` is one round).
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 
 from bench.generate import generate
 from bench.ingest import scratch_settings
-from bench.smtp_load import run_folder
+from bench.smtp_load import discard, run_folder
 from mailgate.app import build_gateway
 from mailgate.values import Arrival, Envelope, Source
 
@@ -47,7 +46,7 @@ def one_round(mails: int, batch: int, url: str | None) -> tuple[int, float, floa
         return sent, time.thread_time() - cpu, time.perf_counter() - wall
     finally:
         gateway.close()
-        shutil.rmtree(work)
+        discard(work)
 
 
 def main() -> None:

@@ -51,7 +51,6 @@ import contextlib
 import cProfile
 import os
 import pstats
-import shutil
 import statistics
 import subprocess
 import sys
@@ -66,6 +65,8 @@ from bench.generate import describe, generate
 from bench.smtp_load import (
     REPO,
     bench_dns,
+    creation_cost,
+    discard,
     free_port,
     rss_kb,
     run_folder,
@@ -124,6 +125,7 @@ def import_run(args: argparse.Namespace) -> None:
     gateway = build_gateway(settings)
     latencies: list[float] = []
     load = _load()
+    file_ms = creation_cost(work)
     starting = time.perf_counter()
     preparing = gateway.prepare_pool(processes=args.prepare_processes, wait=False)  # as import
     start = time.perf_counter() - starting
@@ -147,22 +149,22 @@ def import_run(args: argparse.Namespace) -> None:
     children = [rss_kb(pid, "VmHWM") for pid in preparing.pids()]
     preparing.close()
     gateway.close()
-    shutil.rmtree(work)
+    discard(work)
     peak = rss_kb("self", "VmHWM")
     latencies.sort()
     print(f"{summary.total} mails ({dict(summary.counts)}) into {settings.store.url.split(':')[0]}")
     print(
         "| mails | mails/s | with start-up | start-up s | p50 ms | p99 ms | peak RSS MB"
-        " | prepare process MB | load before |"
+        " | prepare process MB | load before | new file CPU ms |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     print(
         f"| {summary.total} | {summary.total / seconds:.0f} |"
         f" {summary.total / (seconds + start):.0f} | {start:.2f} |"
         f" {statistics.median(latencies) * 1000:.0f} |"
         f" {latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000:.0f} |"
         f" {peak / 1024:.0f} | {' + '.join(f'{kb / 1024:.0f}' for kb in children) or '-'} |"
-        f" {load} |"
+        f" {load} | {file_ms:.2f} |"
     )
 
 
@@ -171,9 +173,9 @@ def smtp_run(args: argparse.Namespace) -> None:
     print(describe(corpus))
     print(
         "| clients | mails | mails/s | p50 ms | p99 ms | refused | stored | serve MB"
-        " | serve CPU ms/mail | client CPU ms/mail | outbox sent | load |"
+        " | serve CPU ms/mail | client CPU ms/mail | outbox sent | load | new file CPU ms |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for clients in args.clients:
         work = run_folder("ingest-smtp-")
         port = free_port()
@@ -190,6 +192,7 @@ def smtp_run(args: argparse.Namespace) -> None:
             wait_serving(config)
             wait_listening(port)
             load = _load()
+            file_ms = creation_cost(work)
             pids = _gateway_pids(server.pid)
             cpu = _cpu_seconds(pids)
             client_cpu = time.process_time()
@@ -201,14 +204,14 @@ def smtp_run(args: argparse.Namespace) -> None:
             stop_serve([server])
         stored = _stored(url)
         sent, queued = _outbox(url)
-        shutil.rmtree(work, ignore_errors=True)
+        discard(work)
         print(
             f"| {clients} | {len(result.latencies)} | {result.per_second:.0f} |"
             f" {statistics.median(result.latencies) * 1000:.0f} |"
             f" {result.percentile_ms(0.99):.0f} | {result.refused} | {stored} |"
             f" {peak / 1024:.0f} | {1000 * cpu / len(result.latencies):.1f} |"
             f" {1000 * client_cpu / len(result.latencies):.1f} | {sent} of {sent + queued} |"
-            f" {load} |",
+            f" {load} | {file_ms:.2f} |",
             flush=True,
         )
 
@@ -290,7 +293,7 @@ def stages_run(args: argparse.Namespace) -> None:
                 by_kind.setdefault(outcome.kind, []).append(share)
     commit_cpu, commit_wall = time.thread_time() - cpu, time.perf_counter() - wall
     gateway.close()
-    shutil.rmtree(work)
+    discard(work)
     n = len(corpus)
     print(f"{n} mails, load before {load}")
     print("| half | CPU ms/mail | wall ms/mail |")

@@ -23,7 +23,6 @@ machine, never as a timed test.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import uuid
 from pathlib import Path
@@ -32,6 +31,8 @@ import sqlalchemy as sa
 
 from bench.generate import generate
 from bench.smtp_load import (
+    creation_cost,
+    discard,
     free_port,
     run_folder,
     send_all,
@@ -59,6 +60,7 @@ def run(setup: str, clients: int, count: int, admin_url: str, work: Path) -> str
         servers.append(start_serve(configs[1]))
         wait_serving(configs[1])
     corpus = list(generate(count, seed=clients))
+    file_ms = creation_cost(work / name)
     result = send_all(corpus, ports[: len(configs)], clients)
     stop_serve(servers)
     with admin.connect() as conn:
@@ -67,7 +69,7 @@ def run(setup: str, clients: int, count: int, admin_url: str, work: Path) -> str
     return (
         f"| {setup} | {clients} | {len(result.latencies)} | {result.per_second:.0f} |"
         f" {statistics.median(result.latencies) * 1000:.0f} | {result.percentile_ms(0.99):.0f} |"
-        f" {result.refused} | {result.load_before} |"
+        f" {result.refused} | {result.load_before} | {file_ms:.2f} |"
     )
 
 
@@ -79,12 +81,15 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     work = run_folder("mailgate-instances-")
-    print("| set-up | clients | mails | mails/s | p50 ms | p99 ms | refused | load before |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| set-up | clients | mails | mails/s | p50 ms | p99 ms | refused | load before"
+        " | new file CPU ms |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for clients in args.clients:
         for setup in args.setups:
             print(run(setup, clients, args.mails, args.admin_url, work), flush=True)
-    shutil.rmtree(work, ignore_errors=True)
+    discard(work)
 
 
 if __name__ == "__main__":

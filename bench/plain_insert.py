@@ -14,7 +14,6 @@ and prints the CPU time per row of each (``thread_time``: this thread only):
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from bench.smtp_load import run_folder
+from bench.smtp_load import discard, run_folder
 from store import plain
 from store.db import Database
 from store.models import AuditEvent
@@ -85,7 +84,7 @@ def main() -> None:
                 print(f"| {name} | {cpu / args.rows * 1e6:.1f} |")
     finally:
         db.dispose()
-        shutil.rmtree(work)
+        discard(work)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ start of a send to its 250 is the whole of ingest: DATA, prepare, group commit.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import smtplib
 import socket
 import subprocess
@@ -29,14 +31,53 @@ def run_folder(prefix: str) -> Path:
     """A fresh folder for one run's store, raw mails and outbound maildir.
 
     Under the checkout's ``var/``, where the README's gateway keeps its own, or under
-    ``MAILGATE_BENCH_DIR``. On the machines these figures come from, creating a small file
-    cost between 0.03 and 0.9 ms of CPU depending on the folder and the moment, on one
-    disk (bench/README.md): a mail creates one to three files, so two versions are only
-    compared with their runs in the same folder, in turns.
+    ``MAILGATE_BENCH_DIR``. Give it back with ``discard``, not ``shutil.rmtree``.
     """
-    root = Path(os.environ.get("MAILGATE_BENCH_DIR") or REPO / "var")
+    root = _bench_root()
     root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+
+def _bench_root() -> Path:
+    return Path(os.environ.get("MAILGATE_BENCH_DIR") or REPO / "var")
+
+
+_discarded: list[Path] = []
+
+
+def discard(folder: Path) -> None:
+    """Delete ``folder`` when the benchmark ends, not now.
+
+    This machine's root file system is ext4 without a journal. There the kernel skips
+    the inodes freed in the last half-minute or so when it picks one for a new file,
+    and checks each of them on the way (``find_inode_bit`` → ``recently_deleted``).
+    After a run's folder of a few thousand files was deleted, creating a file near it
+    cost up to 0.5 ms of CPU instead of 0.02-0.1 ms, off and on for minutes
+    (bench/README.md, "Creating a file"): a run that followed another's clean-up
+    measured it too, with a mail making one to three files. Deleting at the end keeps
+    at least the runs of one benchmark apart.
+    """
+    _discarded.append(folder)
+
+
+@atexit.register
+def _delete_discarded() -> None:
+    for folder in _discarded:
+        shutil.rmtree(folder, ignore_errors=True)
+    _discarded.clear()
+
+
+def creation_cost(folder: Path) -> float:
+    """CPU ms to create one empty file in ``folder`` now, printed by the benchmarks beside
+    their figures: on this machine's disk it moved between 0.02 and 0.8 ms from one
+    minute to the next, most after many deletions (``discard``). The probe's files
+    stay until the folder goes."""
+    probe = folder / ".creation-cost"
+    probe.mkdir(exist_ok=True)
+    began = time.process_time()
+    for n in range(200):
+        os.close(os.open(probe / str(n), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    return 1000 * (time.process_time() - began) / 200
 
 
 _dns: list[str] = []
