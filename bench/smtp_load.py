@@ -55,8 +55,12 @@ def discard(folder: Path) -> None:
     cost up to 0.5 ms of CPU instead of 0.02-0.1 ms, off and on for minutes
     (bench/README.md, "Creating a file"): a run that followed another's clean-up
     measured it too, with a mail making one to three files. Deleting at the end keeps
-    at least the runs of one benchmark apart.
+    at least the runs of one benchmark apart; ``MAILGATE_BENCH_KEEP=1`` keeps the
+    folders, for a series of runs in turns (delete them after the series).
     """
+    if os.environ.get("MAILGATE_BENCH_KEEP") == "1":
+        print(f"kept: {folder}", file=sys.stderr)
+        return
     _discarded.append(folder)
 
 
@@ -73,7 +77,7 @@ def creation_cost(folder: Path) -> float:
     minute to the next, most after many deletions (``discard``). The probe's files
     stay until the folder goes."""
     probe = folder / ".creation-cost"
-    probe.mkdir(exist_ok=True)
+    probe.mkdir(parents=True, exist_ok=True)
     began = time.process_time()
     for n in range(200):
         os.close(os.open(probe / str(n), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
