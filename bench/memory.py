@@ -32,7 +32,7 @@ from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 
 from bench.generate import write_mbox
-from bench.smtp_load import free_port, rss_kb, run_folder, wait_listening
+from bench.smtp_load import discard, free_port, rss_kb, run_folder, wait_listening
 
 
 def flat(args: argparse.Namespace) -> None:
@@ -81,6 +81,7 @@ def flat(args: argparse.Namespace) -> None:
     )
     preparing.close()
     gateway.close()
+    discard(work)
     after_warmup = [s for s in samples if s[0] >= args.warmup] or samples
     print(f"{summary.total} mails ({dict(summary.counts)}) into {url}")
     for name, column in (("importer", 1), ("prepare child", 2)):
@@ -143,6 +144,7 @@ def attachment(args: argparse.Namespace) -> None:
     finally:
         server.terminate()
         server.wait(60)
+        discard(work)
 
 
 def main() -> None:

@@ -33,13 +33,9 @@ def run_folder(prefix: str) -> Path:
     Under the checkout's ``var/``, where the README's gateway keeps its own, or under
     ``MAILGATE_BENCH_DIR``. Give it back with ``discard``, not ``shutil.rmtree``.
     """
-    root = _bench_root()
+    root = Path(os.environ.get("MAILGATE_BENCH_DIR") or REPO / "var")
     root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
-
-
-def _bench_root() -> Path:
-    return Path(os.environ.get("MAILGATE_BENCH_DIR") or REPO / "var")
 
 
 _discarded: list[Path] = []
