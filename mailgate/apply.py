@@ -46,10 +46,10 @@ from store.tickets import (
     NewAttachment,
     NewMessage,
     NewRaw,
-    add_message,
     add_participant,
     open_ticket,
     record_raw,
+    record_raw_with_message,
     suspend,
     thread_ids,
 )
@@ -202,9 +202,10 @@ class Applier:
         )
         assert ticket.id is not None
         copied = self._add_copied(session, ticket, mail)
-        raw_id = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
         inbound = inbound_message(facts, thread)
-        message_id = add_message(session, ticket, inbound, raw_id=raw_id, now=now)
+        raw_id, message_id = record_raw_with_message(
+            session, _raw_of(facts), ticket, inbound, now=now
+        )
         held = self.trust is not None and self.trust.after_new_ticket(
             session, ticket, facts, raw_id, now
         )
@@ -238,9 +239,8 @@ class Applier:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None and ticket.id is not None
         sender = facts.sender
-        raw_id = record_raw(session, _raw_of(facts), RawOutcome.MESSAGE, ticket_id=ticket.id)
-        message_id = add_message(
-            session, ticket, inbound_message(facts, thread), raw_id=raw_id, now=now
+        raw_id, message_id = record_raw_with_message(
+            session, _raw_of(facts), ticket, inbound_message(facts, thread), now=now
         )
         if sender.kind is not SenderKind.AGENT:
             self._add_copied(session, ticket, facts.mail)

@@ -65,6 +65,90 @@ def insert_row(session: Session, table: sa.Table, row: Mapping[str, Any]) -> int
     return returned
 
 
+def insert_row_with(
+    session: Session,
+    table: sa.Table,
+    row: Mapping[str, Any],
+    child: tuple[sa.Table, str, Mapping[str, Any]],
+) -> tuple[int, int]:
+    """``insert_row(session, table, row)``, and a row of another table that refers to it:
+    ``child`` is (that table, the column that holds the new id, the row's other values).
+    Returns both new ids. A ticket and its requester as its first participant; a raw
+    mail and the message made of it.
+
+    On PostgreSQL both rows go in one statement, a ``WITH`` whose ``INSERT … RETURNING``
+    feeds the child's ``INSERT … SELECT``: one round trip instead of two, each of which
+    a mail's commit waits for. Elsewhere (SQLite, in the process) two inserts.
+    """
+    child_table, parent_key, child_row = child
+    connection, plan = _ready(session, table)
+    if not plan.returns_id or plan.positional:
+        new_id = insert_row(session, table, row)
+        return new_id, insert_row(session, child_table, {**child_row, parent_key: new_id})
+    dialect = connection.dialect
+    child_plan = _plan(child_table, dialect)
+    child_plan.check(child_row)
+    keys = tuple(key for key in child_plan.keys if key != parent_key)
+    sql = _together_sql(table, child_table, parent_key, keys, dialect)
+    params = plan.values(row)
+    assert isinstance(params, dict)
+    convert = dict(zip(child_plan.keys, child_plan.convert, strict=True))
+    defaults = dict(zip(child_plan.keys, child_plan.defaults, strict=True))
+    for key in keys:
+        value = child_row.get(key, defaults[key])
+        converter = convert[key]
+        params[_CHILD_PREFIX + key] = (
+            value if value is None or converter is None else converter(value)
+        )
+    with driver_cursor(connection, sql, params) as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchone()
+    assert returned is not None
+    return int(returned[0]), int(returned[1])
+
+
+_CHILD_PREFIX = "child__"  # the child's parameters, apart from the parent's
+_together: dict[tuple[str, str, str, tuple[str, ...], str], str] = {}
+
+
+def _together_sql(
+    table: sa.Table, child: sa.Table, parent_key: str, keys: tuple[str, ...], dialect: Dialect
+) -> str:
+    cache_key = (table.name, child.name, parent_key, keys, dialect.name)
+    sql = _together.get(cache_key)
+    if sql is None:
+        id_column, child_id = table.autoincrement_column, child.autoincrement_column
+        assert id_column is not None and child_id is not None
+        columns = [c for c in table.columns if c is not id_column]
+        if any(c.key.startswith(_CHILD_PREFIX) for c in columns):
+            raise ValueError(f"{table.name}: a column name clashes with the child's parameters")
+        parent = (
+            sa.insert(table)
+            .values({c.key: sa.bindparam(c.key, type_=c.type) for c in columns})
+            .returning(id_column)
+            .cte("new_parent")
+        )
+        fed = sa.select(
+            parent.c[id_column.key],
+            *(sa.bindparam(_CHILD_PREFIX + k, type_=child.c[k].type) for k in keys),
+        )
+        written = (
+            sa.insert(child)
+            .from_select([parent_key, *keys], fed)
+            .returning(child_id)
+            .cte("new_child")
+        )
+        statement = sa.select(parent.c[id_column.key], written.c[child_id.key])
+        compiled = statement.compile(dialect=dialect)
+        # Every column of both is a parameter of ours: none left to a default that
+        # SQLAlchemy would add under the bare column name, the parent's namespace.
+        expected = {c.key for c in columns} | {_CHILD_PREFIX + k for k in keys}
+        if set(compiled.params) != expected:
+            raise ValueError(f"{child.name}: give every column but {parent_key} and the id")
+        sql = _together.setdefault(cache_key, compiled.string)
+    return sql
+
+
 def insert_rows(session: Session, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """``INSERT`` ``rows`` (none: nothing) in one ``executemany``, as ``insert_row`` does one."""
     if rows:

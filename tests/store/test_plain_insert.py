@@ -13,10 +13,28 @@ from sqlalchemy import event as sa_event
 
 from store import plain
 from store.db import Database
-from store.enums import RawOutcome
+from store.enums import Direction, RawOutcome
 from store.errors import StoreUnavailable
-from store.models import AuditEvent, Message, NotificationLog, OutboxMail, RawMail, Ticket
-from store.tickets import NewRaw, NewTicket, open_ticket, record_raw
+from store.models import (
+    Attachment,
+    AuditEvent,
+    Message,
+    NotificationLog,
+    OutboxMail,
+    Participant,
+    RawMail,
+    Ticket,
+)
+from store.tickets import (
+    NewAttachment,
+    NewMessage,
+    NewRaw,
+    NewTicket,
+    add_message,
+    open_ticket,
+    record_raw,
+    record_raw_with_message,
+)
 
 NOW = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -179,6 +197,151 @@ def test_a_lost_connection_is_invalidated_and_the_store_unavailable(
         plain.insert_row(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "b"})
     with db.write() as s:  # the pool gives a live connection again
         assert plain.insert_row(s, _table(AuditEvent), {"at": NOW, "actor": "a", "action": "c"})
+
+
+# -- a row and another that refers to it -------------------------------------------------
+
+
+def _statements(db: Database) -> tuple[list[str], Any]:
+    seen: list[str] = []
+
+    def note(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    sa_event.listen(db.engine, "before_cursor_execute", note)
+    return seen, note
+
+
+def test_a_ticket_and_its_requester_go_in_one_statement_on_postgresql(db: Database) -> None:
+    seen, note = _statements(db)
+    try:
+        with db.write() as s:
+            ticket = open_ticket(
+                s, NewTicket(subject="Plata", requester="Ana@X.ro"), actor="a", now=NOW
+            )
+            inserts = [sql for sql in seen if "INSERT INTO" in sql]
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", note)
+    tickets = [sql for sql in inserts if "INSERT INTO tickets" in sql]
+    participants = [sql for sql in inserts if "INSERT INTO participants" in sql]
+    if db.is_sqlite:
+        assert len(tickets) == 1 and len(participants) == 1 and tickets != participants
+    else:
+        assert len(tickets) == 1 and participants == tickets  # one statement holds both
+    with db.read() as s:
+        found = s.execute(
+            sa.select(_table(Participant).c.ticket_id, _table(Participant).c.email,
+                      _table(Participant).c.role)
+        ).all()  # fmt: skip
+        written = s.execute(sa.select(_table(Ticket).c.id, _table(Ticket).c.requester)).all()
+    assert [tuple(r) for r in found] == [(ticket.id, "ana@x.ro", "requester")]
+    assert [tuple(r) for r in written] == [(ticket.id, "Ana@X.ro")]
+
+
+def test_the_child_row_is_written_as_insert_row_writes_it(db: Database) -> None:
+    first = _ticket(db)
+    with db.write() as s:
+        new_id, first_child = plain.insert_row_with(
+            s,
+            _table(Ticket),
+            {"subject": "Factura", "requester": "ion@y.ro", "created_at": NOW,
+             "updated_at": NOW, "status_since": NOW},
+            (_table(Participant), "ticket_id", {"email": "ion@y.ro", "role": "cc"}),
+        )  # fmt: skip
+        again, second_child = plain.insert_row_with(
+            s,
+            _table(Ticket),
+            {"subject": "Export", "requester": "eva@z.ro", "created_at": NOW,
+             "updated_at": NOW, "status_since": NOW},
+            (_table(Participant), "ticket_id", {"email": "eva@z.ro", "role": "requester"}),
+        )  # fmt: skip
+    assert first < new_id < again
+    assert first_child < second_child
+    with db.read() as s:
+        participants = _table(Participant)
+        rows = s.execute(
+            sa.select(participants.c.ticket_id, participants.c.email, participants.c.role)
+            .where(participants.c.id.in_([first_child, second_child]))
+            .order_by(participants.c.id)
+        ).all()
+        ticket = s.get(Ticket, new_id)
+        assert ticket is not None
+        assert (ticket.subject, ticket.status, ticket.created_at) == ("Factura", "new", NOW)
+    assert [tuple(r) for r in rows] == [
+        (new_id, "ion@y.ro", "cc"),
+        (again, "eva@z.ro", "requester"),
+    ]
+
+
+def test_a_child_row_refused_takes_its_parent_back(db: Database) -> None:
+    with pytest.raises(sa.exc.IntegrityError), db.write() as s:
+        plain.insert_row_with(
+            s,
+            _table(Ticket),
+            {"subject": "Plata", "requester": "ana@x.ro", "created_at": NOW,
+             "updated_at": NOW, "status_since": NOW},
+            (_table(Participant), "ticket_id", {"email": None, "role": "requester"}),
+        )  # fmt: skip
+    with db.read() as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(_table(Ticket))).scalar() == 0
+
+
+def test_a_child_column_that_does_not_exist_is_refused(db: Database) -> None:
+    with pytest.raises(KeyError, match="no such column: colour"), db.write() as s:
+        plain.insert_row_with(
+            s,
+            _table(Ticket),
+            {"subject": "Plata", "requester": "ana@x.ro", "created_at": NOW,
+             "updated_at": NOW, "status_since": NOW},
+            (_table(Participant), "ticket_id", {"email": "a@x.ro", "colour": 1}),
+        )  # fmt: skip
+
+
+def test_a_raw_mail_and_its_message_are_written_as_apart(db: Database) -> None:
+    ticket_id = _ticket(db)
+    new = NewMessage(
+        direction=Direction.IN,
+        message_id="<m1@x.ro>",
+        in_reply_to=("<a@x.ro>",),
+        references=("<a@x.ro>", "<b@x.ro>"),
+        from_address="ana@x.ro",
+        from_name="Ana Pop",
+        to=("support@x",),
+        subject="Re: Plata",
+        body_text="Tot nu merge.\n> citat",
+        reply_text="Tot nu merge.",
+        threaded_by="reference",
+        attachments=(
+            NewAttachment(filename="ecran.png", content_type="image/png", size=3,
+                          sha256="c" * 64),
+        ),
+    )  # fmt: skip
+    seen, note = _statements(db)
+    try:
+        with db.write() as s:
+            ticket = s.get(Ticket, ticket_id)
+            assert ticket is not None
+            together = record_raw_with_message(s, _new_raw("t1"), ticket, new, now=NOW)
+            during = list(seen)
+            raw_id = record_raw(s, _new_raw("t2"), RawOutcome.MESSAGE, ticket_id=ticket_id)
+            apart = (raw_id, add_message(s, ticket, new, raw_id=raw_id, now=NOW))
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", note)
+    assert len([sql for sql in during if "INSERT INTO raw_mails" in sql]) == 1
+    assert len([sql for sql in during if "INSERT INTO messages" in sql]) == 1
+    assert len([sql for sql in during if "INSERT INTO" in sql]) == (3 if db.is_sqlite else 2)
+    raws = _rows(db, RawMail, [together[0], apart[0]])
+    assert raws[0] == {**raws[1], "dedupe_key": "t1"}
+    messages = _rows(db, Message, [together[1], apart[1]])
+    assert messages[0] == {**messages[1], "raw_id": together[0]}
+    with db.read() as s:
+        attachments = _table(Attachment)
+        owners = (
+            s.execute(sa.select(attachments.c.message_id).order_by(attachments.c.id))
+            .scalars()
+            .all()
+        )
+    assert owners == [together[1], apart[1]]
 
 
 # -- rows held to the end of a unit of work ------------------------------------------------
