@@ -82,11 +82,15 @@ def insert_row_with(
     """
     child_table, parent_key, child_row = child
     connection, plan = _ready(session, table)
-    if not plan.returns_id or plan.positional:
-        new_id = insert_row(session, table, row)
-        return new_id, insert_row(session, child_table, {**child_row, parent_key: new_id})
+    child_plan = _plan(child_table, connection.dialect)
+    if not plan.returns_id or plan.positional:  # two inserts, as insert_row runs them
+        new_id = _run(connection, plan.sql_one, plan.values(row), many=False, plan=plan)
+        assert new_id is not None
+        child_values = child_plan.values({**child_row, parent_key: new_id})
+        child_id = _run(connection, child_plan.sql_one, child_values, many=False, plan=child_plan)
+        assert child_id is not None
+        return new_id, child_id
     dialect = connection.dialect
-    child_plan = _plan(child_table, dialect)
     child_plan.check(child_row)
     keys = tuple(key for key in child_plan.keys if key != parent_key)
     sql = _together_sql(table, child_table, parent_key, keys, dialect)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import re
 import threading
 import time
 from email import message_from_bytes, policy
@@ -301,8 +302,8 @@ def test_a_batch_s_audit_events_outbox_and_log_go_in_one_statement_per_table(
     inserts: list[tuple[str, bool]] = []
 
     def note(*args: Any) -> None:
-        if args[2].startswith("INSERT INTO"):
-            inserts.append((args[2].split()[2], args[5]))
+        # On PostgreSQL one statement may write two tables (plain.insert_row_with).
+        inserts.extend((table, args[5]) for table in re.findall(r"INSERT INTO (\w+)", args[2]))
 
     sa_event.listen(gateway.db.engine, "before_cursor_execute", note)
     try:
