@@ -238,23 +238,31 @@ def test_a_ticket_and_its_requester_go_in_one_statement_on_postgresql(db: Databa
     assert [tuple(r) for r in written] == [(ticket.id, "Ana@X.ro")]
 
 
+def _ticket_row(subject: str, requester: str) -> dict[str, Any]:
+    return {
+        "subject": subject,
+        "requester": requester,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "status_since": NOW,
+    }
+
+
 def test_the_child_row_is_written_as_insert_row_writes_it(db: Database) -> None:
     first = _ticket(db)
     with db.write() as s:
         new_id, first_child = plain.insert_row_with(
             s,
             _table(Ticket),
-            {"subject": "Factura", "requester": "ion@y.ro", "created_at": NOW,
-             "updated_at": NOW, "status_since": NOW},
+            _ticket_row("Factura", "ion@y.ro"),
             (_table(Participant), "ticket_id", {"email": "ion@y.ro", "role": "cc"}),
-        )  # fmt: skip
+        )
         again, second_child = plain.insert_row_with(
             s,
             _table(Ticket),
-            {"subject": "Export", "requester": "eva@z.ro", "created_at": NOW,
-             "updated_at": NOW, "status_since": NOW},
+            _ticket_row("Export", "eva@z.ro"),
             (_table(Participant), "ticket_id", {"email": "eva@z.ro", "role": "requester"}),
-        )  # fmt: skip
+        )
     assert first < new_id < again
     assert first_child < second_child
     with db.read() as s:
@@ -278,10 +286,9 @@ def test_a_child_row_refused_takes_its_parent_back(db: Database) -> None:
         plain.insert_row_with(
             s,
             _table(Ticket),
-            {"subject": "Plata", "requester": "ana@x.ro", "created_at": NOW,
-             "updated_at": NOW, "status_since": NOW},
+            _ticket_row("Plata", "ana@x.ro"),
             (_table(Participant), "ticket_id", {"email": None, "role": "requester"}),
-        )  # fmt: skip
+        )
     with db.read() as s:
         assert s.execute(sa.select(sa.func.count()).select_from(_table(Ticket))).scalar() == 0
 
@@ -291,10 +298,9 @@ def test_a_child_column_that_does_not_exist_is_refused(db: Database) -> None:
         plain.insert_row_with(
             s,
             _table(Ticket),
-            {"subject": "Plata", "requester": "ana@x.ro", "created_at": NOW,
-             "updated_at": NOW, "status_since": NOW},
+            _ticket_row("Plata", "ana@x.ro"),
             (_table(Participant), "ticket_id", {"email": "a@x.ro", "colour": 1}),
-        )  # fmt: skip
+        )
 
 
 def test_a_raw_mail_and_its_message_are_written_as_apart(db: Database) -> None:
