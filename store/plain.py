@@ -90,20 +90,11 @@ def insert_row_with(
         child_id = _run(connection, child_plan.sql_one, child_values, many=False, plan=child_plan)
         assert child_id is not None
         return new_id, child_id
-    dialect = connection.dialect
-    child_plan.check(child_row)
+    params, child_values = plan.values(row), child_plan.values({**child_row, parent_key: None})
+    assert isinstance(params, dict) and isinstance(child_values, dict)
     keys = tuple(key for key in child_plan.keys if key != parent_key)
-    sql = _together_sql(table, child_table, parent_key, keys, dialect)
-    params = plan.values(row)
-    assert isinstance(params, dict)
-    convert = dict(zip(child_plan.keys, child_plan.convert, strict=True))
-    defaults = dict(zip(child_plan.keys, child_plan.defaults, strict=True))
-    for key in keys:
-        value = child_row.get(key, defaults[key])
-        converter = convert[key]
-        params[_CHILD_PREFIX + key] = (
-            value if value is None or converter is None else converter(value)
-        )
+    params.update({_CHILD_PREFIX + key: child_values[key] for key in keys})
+    sql = _together_sql(table, child_table, parent_key, keys, connection.dialect)
     with driver_cursor(connection, sql, params) as cursor:
         cursor.execute(sql, params)
         returned = cursor.fetchone()
