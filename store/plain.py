@@ -83,6 +83,8 @@ def insert_row_with(
     child_table, parent_key, child_row = child
     connection, plan = _ready(session, table)
     child_plan = _plan(child_table, connection.dialect)
+    if not (plan.has_id and child_plan.has_id):
+        raise TypeError(f"{table.name} and {child_table.name} both need an id column")
     if not plan.returns_id or plan.positional:  # two inserts, as insert_row runs them
         new_id = _run(connection, plan.sql_one, plan.values(row), many=False, plan=plan)
         assert new_id is not None
