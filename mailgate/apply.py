@@ -19,6 +19,7 @@ from mailgate.config import AttachmentSettings
 from mailgate.decide import AgentReply, Disposition, NewTicket, Reply, Suspend
 from mailgate.delivery_failures import find_returned_mail, record_delivery_failure
 from mailgate.errors import IdentityNotConfirmed
+from mailgate.header_values import without_controls
 from mailgate.holds import CONFIRM_IDENTITY_COMMAND
 from mailgate.language import Detected, choose_language
 from mailgate.notifications import Notifier
@@ -405,15 +406,18 @@ def _changes_from(commands: tuple[Command, ...]) -> tuple[TicketChanges, bool]:
 
 
 def new_raw(arrival: Arrival, raw: BlobRef, message_id: str | None, dedupe_key: str) -> NewRaw:
-    """The raw-mail record of one arrival."""
+    """The raw-mail record of one arrival (the envelope's addresses without control
+    characters: a NUL from a pipe's arguments or an SMTP client would make PostgreSQL
+    refuse the row)."""
+    envelope = arrival.envelope
     return NewRaw(
         sha256=raw.sha256,
         size=raw.size,
         received_at=arrival.received_at,
         source=arrival.source.kind,
         mailbox=arrival.source.mailbox,
-        mail_from=arrival.envelope.mail_from,
-        rcpt_tos=arrival.envelope.rcpt_tos,
+        mail_from=None if envelope.mail_from is None else without_controls(envelope.mail_from),
+        rcpt_tos=tuple(without_controls(address) for address in envelope.rcpt_tos),
         message_id=message_id,
         dedupe_key=dedupe_key,
     )

@@ -21,6 +21,7 @@ from email.message import Message
 from email.parser import HeaderParser
 
 from mailgate.auth import organizational_domain
+from mailgate.header_values import without_controls
 from mailgate.values import Envelope, ParsedMail
 
 # --- evidence that a mail is a bounce ---------------------------------------------------
@@ -434,8 +435,9 @@ def bounced_message_ids(mail: ParsedMail) -> tuple[str, ...]:
     found.extend((*mail.in_reply_to, *mail.references))
     own = (mail.message_id or "").strip("<>").lower()
     ids: dict[str, str] = {}
-    for mid in found:
-        ids.setdefault(mid.strip().lower(), mid.strip())
+    for found_id in found:
+        mid = without_controls(found_id).strip()
+        ids.setdefault(mid.lower(), mid)
     return tuple(mid for key, mid in ids.items() if key and key != own)
 
 
@@ -492,7 +494,7 @@ def _nested_report(content: bytes) -> _Report | None:
         elif ctype in RETURNED_TYPES and isinstance(payload, list):
             returned.extend(_message_texts(payload))
         elif ctype in RETURNED_TYPES:
-            returned.append(part.as_string())
+            returned.append(_text_of(part))
         elif ctype == "text/plain" and not notice:
             raw = part.get_payload(decode=True)
             notice = _decode(raw) if isinstance(raw, bytes) else ""
@@ -500,7 +502,13 @@ def _nested_report(content: bytes) -> _Report | None:
 
 
 def _message_texts(parts: Iterable[object]) -> list[str]:
-    return [part.as_string() for part in parts if isinstance(part, Message)]
+    return [_text_of(part) for part in parts if isinstance(part, Message)]
+
+
+def _text_of(part: Message) -> str:
+    """A part as text, written out from its bytes: ``as_string`` raises on 8-bit text in a
+    part that says it is ASCII, which returned mails often are."""
+    return _decode(part.as_bytes())
 
 
 def _split_notice(text: str) -> tuple[str, str]:

@@ -103,6 +103,9 @@ def verify_signatures(
             message = dkim.DKIM(raw, logger=_LIBRARY_LOG, timeout=timeout)
     except dkim.DKIMException as exc:  # a header line dkimpy cannot read
         return DkimVerdict("permerror", (SignatureCheck("", "", False, "permerror", str(exc)),))
+    except IndexError:  # dkimpy 1.1's reader, given a folded line before any header field
+        detail = "a folded line before the first header field"
+        return DkimVerdict("permerror", (SignatureCheck("", "", False, "permerror", detail),))
     duplicated = _duplicated_singletons(message.headers)
     checks: list[SignatureCheck] = []
     accepted: SignatureCheck | None = None

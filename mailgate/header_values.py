@@ -45,7 +45,11 @@ _SIMPLE_ADDRESS = re.compile(
     re.VERBOSE,
 )
 # What an address must look like to be used (internationalised domains included).
-_ADDR_SPEC = re.compile(r"^(?:\"[^\"\\\r\n]{1,64}\"|[^@\s<>()\[\]\\,;:\"]+)@[\w.\-\[\]:]+$")
+# No control characters: no mail can be sent to such an address, and PostgreSQL cannot
+# store a NUL.
+_ADDR_SPEC = re.compile(
+    r"^(?:\"[^\"\\\x00-\x1f\x7f]{1,64}\"|[^@\s<>()\[\]\\,;:\"\x00-\x1f\x7f]+)@[\w.\-\[\]:]+$"
+)
 
 
 def unicode_value(raw: str, charset: str | None = None) -> str:
@@ -179,13 +183,19 @@ def parse_message_ids(raw: str | None) -> tuple[str, ...]:
     """The Message-IDs in a Message-ID, In-Reply-To or References value, without brackets."""
     if not raw:
         return ()
-    value = unicode_value(raw)
+    value = without_controls(unicode_value(raw))
     ids = _MESSAGE_ID.findall(value)
     if not ids:
         bare = value.strip()
         ids = [bare] if _BARE_ID.match(bare) else []
     unique: dict[str, None] = dict.fromkeys(i for i in ids if len(i) <= 998)
     return tuple(unique)
+
+
+def without_controls(text: str) -> str:
+    """``text`` without control characters (tab and line breaks kept): none is part of a
+    Message-ID, and PostgreSQL cannot store a NUL in a text column."""
+    return _CONTROL.sub("", text)
 
 
 def parse_date(raw: str | None) -> datetime | None:

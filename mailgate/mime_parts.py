@@ -90,7 +90,7 @@ def _read(part: Message, parts: MailParts, depth: int) -> None:
         _note(parts, "too-many-parts")
         return
     _note_defects(part, parts)
-    content_type = part.get_content_type()
+    content_type = _type_of(part)
     if content_type.startswith("message/") or not part.is_multipart():
         headers = _MimeHeaders.of(part, content_type)
         if content_type.startswith("multipart/") or _hides_parts(part, headers):
@@ -153,7 +153,7 @@ def _read_alternatives(children: list[Message], parts: MailParts, depth: int) ->
 
 def _read_versions(children: list[Message], parts: MailParts, depth: int, seen: set[str]) -> None:
     for child in children:
-        content_type = child.get_content_type()
+        content_type = _type_of(child)
         if content_type.startswith("text/"):
             headers = _MimeHeaders.of(child, content_type)
             if headers.is_body_text:
@@ -173,7 +173,7 @@ def _read_related(part: Message, children: list[Message], parts: MailParts, dept
         if child is root:
             _read(child, parts, depth + 1)
         else:
-            content_type = child.get_content_type()
+            content_type = _type_of(child)
             _read_attachment(child, _MimeHeaders.of(child, content_type), parts, inline=True)
 
 
@@ -412,6 +412,12 @@ def _param(part: Message, name: str) -> str:
     if isinstance(value, tuple):
         value = collapse_rfc2231_value(value)
     return value if isinstance(value, str) else ""
+
+
+def _type_of(part: Message) -> str:
+    """The part's content type, as the stdlib reads it, without control characters: a
+    NUL in it would make PostgreSQL refuse the attachment's row."""
+    return _CONTROL.sub("", part.get_content_type())
 
 
 def _content_id(raw: object) -> str | None:

@@ -25,6 +25,7 @@ from mailgate.attachments import keep_attachments, stored_files
 from mailgate.auth import authenticate
 from mailgate.config import AttachmentSettings, AuthSettings
 from mailgate.dkim import restrict_to_signed
+from mailgate.errors import ParseFailure
 from mailgate.interpret import Reading, WordReader
 from mailgate.language import Detected, detect_in_mail, supported_language
 from mailgate.parse import parse_mail
@@ -97,6 +98,9 @@ class Preparer:
             reading = self.words.read(mail)
         except StoreUnavailable:
             raise
+        except ParseFailure as exc:  # blank: no mail to read, and no bug of ours
+            log.warning("mail %s suspended: %s", raw.sha256, exc)
+            return failed(arrival, raw, str(exc))
         except Exception as exc:  # a bug must not lose the mail: suspend it instead
             log.exception("preparing mail %s failed", raw.sha256)
             return failed(arrival, raw, f"{type(exc).__name__}: {exc}")

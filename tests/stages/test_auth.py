@@ -280,3 +280,11 @@ def test_dns_resolver_setting(value: str, expected: tuple[str, int]) -> None:
 def test_bad_dns_resolver_setting_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         parse_server("127.0.0.1:dns")
+
+
+def test_a_folded_line_before_the_first_header_is_a_permanent_error(dns: TableResolver) -> None:
+    """dkimpy's reader fails on a continuation line with no header field before it
+    (IndexError): the signature cannot be read, so it is a permanent error, not a crash."""
+    raw = b" stray continuation\n" + sign(mail_from_shop(), domain=SHOP, key=KEY)
+    result = check(raw, dns)
+    assert (result.verified_domain, result.dkim) == (None, "permerror")

@@ -25,6 +25,7 @@ from mailgate.values import ParsedMail
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "parse"
 ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def parsed(name: str) -> ParsedMail:
@@ -532,6 +533,10 @@ def assert_well_formed(result: ParsedMail) -> None:
     assert ENCODED_WORD.search(result.subject) is None or "?=" not in result.subject
     assert "\x00" not in result.body_text + result.reply_text + result.subject
     assert result.from_address is None or result.from_address == result.from_address.lower()
+    # What goes to a text column of the store: PostgreSQL refuses a NUL in any of them.
+    ids = (result.message_id or "", *result.in_reply_to, *result.references)
+    values = [*ids, result.from_address or "", *(a.content_type for a in result.attachments)]
+    assert not [value for value in values if CONTROL.search(value)], values
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -785,3 +790,18 @@ def test_loosely_written_charset_labels_are_understood(label: str, codec: str | 
     from mailgate.charsets import normalize_charset
 
     assert normalize_charset(label) == codec
+
+
+def test_control_characters_are_no_part_of_a_message_id_or_an_address() -> None:
+    """A NUL from a broken client: the Message-IDs are read without it, an address with
+    one is not used as written (PostgreSQL cannot store it, and no mail reaches it)."""
+    result = parse_mail(
+        b"From: <a\x01b@magazin.ro>, <x@magazin.ro>\nTo: support@localhost\nSubject: s\n"
+        b"Message-ID: <one\x00@magazin.ro>\nIn-Reply-To: <mg.1.a\x7fb@localhost>\n"
+        b"References: <r1@x> <r\x002@x>\n\nhello\n"
+    )
+    assert result.message_id == "one@magazin.ro"
+    assert result.in_reply_to == ("mg.1.ab@localhost",)
+    assert result.references == ("r1@x", "r2@x")
+    assert result.from_address == "x@magazin.ro"
+    assert "address-unusable" in result.defects

@@ -659,3 +659,31 @@ def test_bounce_in_reply_to_is_a_last_resort_message_id() -> None:
 
 def test_a_person_mail_names_no_bounced_recipients() -> None:
     assert bounced_recipients(make_mail()) == ()
+
+
+def test_a_wrapped_report_whose_returned_mail_has_8bit_text_declared_ascii() -> None:
+    """A gateway wrapped the real DSN in a message/rfc822 of its own, and the returned
+    mail's text has 8-bit bytes in a part that says it is ASCII: the stdlib cannot write
+    that part out as a string, so it is read from its bytes."""
+    raw = (
+        b"From: Mail Delivery System <mailer-daemon@relay.example.net>\n"
+        b"To: support@example.com\nSubject: Undelivered Mail Returned to Sender\n"
+        b"Message-ID: <wrapper@relay.example.net>\n"
+        b'Content-Type: multipart/mixed; boundary="W"\n\n'
+        b"--W\nContent-Type: text/plain\n\nSee the attached report.\n"
+        b"--W\nContent-Type: message/rfc822\n\n"
+        b"From: MAILER-DAEMON@mx.magazin-exemplu.ro\nSubject: failure\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        b"--B\nContent-Type: text/plain\n\nDelivery failed.\n"
+        b"--B\nContent-Type: message/delivery-status\n\n"
+        b"Final-Recipient: rfc822; ion@magazin-exemplu.ro\nAction: failed\nStatus: 5.1.1\n\n"
+        b"--B\nContent-Type: message/rfc822\n\n"
+        b"Message-ID: <mg.5.ab12@mailgate.example.com>\nSubject: [#5] Factura\n"
+        b"Content-Type: text/plain; charset=us-ascii\nContent-Transfer-Encoding: 8bit\n\n"
+        b"Factur\xc4\x83 \xff\n"
+        b"--B--\n"
+        b"--W--\n"
+    )
+    bounce = parse_mail(raw)
+    assert is_bounce(bounce, SMTP)
+    assert "mg.5.ab12@mailgate.example.com" in bounced_message_ids(bounce)
