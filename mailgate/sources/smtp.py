@@ -18,8 +18,9 @@ import asyncio
 import collections
 import logging
 import re
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, InvalidStateError
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -284,7 +285,8 @@ def _then_commit(preparing: Future[Prepared], committer: GroupCommitter) -> Futu
         try:
             following = committer.submit(done.result())
         except BaseException as exc:
-            committed.set_exception(exc)
+            with _unless_hung_up(committed):
+                committed.set_exception(exc)
             return
         following.add_done_callback(_copy_to(committed))
 
@@ -294,13 +296,26 @@ def _then_commit(preparing: Future[Prepared], committer: GroupCommitter) -> Futu
 
 def _copy_to(target: Future[Outcome]) -> Callable[[Future[Outcome]], None]:
     def copy(done: Future[Outcome]) -> None:
-        error = done.exception()
-        if error is not None:
-            target.set_exception(error)
-        else:
-            target.set_result(done.result())
+        with _unless_hung_up(target):
+            error = done.exception()
+            if error is not None:
+                target.set_exception(error)
+            else:
+                target.set_result(done.result())
 
     return copy
+
+
+@contextmanager
+def _unless_hung_up(target: Future[Outcome]) -> Iterator[None]:
+    """Give the session waiting on ``target`` its answer in this block, unless it is gone:
+    a client that hangs up before its reply cancels the wait. The mail is committed all
+    the same, and the client sends it again (a duplicate delivery)."""
+    try:
+        yield
+    except InvalidStateError:
+        if not target.cancelled():
+            raise
 
 
 class SmtpListener:

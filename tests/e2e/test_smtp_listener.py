@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import smtplib
 import socket
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -312,3 +314,41 @@ def test_serve_starts_when_the_store_is_too_busy_to_write_the_sla_targets(
     finally:
         holder.close()
     gateway.close()
+
+
+def _hang_up_after_data(host: str, port: int, mail: bytes) -> None:
+    """Send one mail by hand and hang up right after its final dot, before the reply."""
+    with socket.create_connection((host, port)) as sock, sock.makefile("rb") as replies_in:
+
+        def say(line: bytes) -> bytes:
+            sock.sendall(line + b"\r\n")
+            reply = replies_in.readline()
+            while reply[3:4] == b"-":  # a multi-line reply goes on to its last line
+                reply = replies_in.readline()
+            return reply
+
+        replies_in.readline()  # the greeting
+        assert say(b"EHLO client.example").startswith(b"250")
+        assert say(b"MAIL FROM:<ana@magazin.ro>").startswith(b"250")
+        assert say(b"RCPT TO:<support@localhost>").startswith(b"250")
+        assert say(b"DATA").startswith(b"354")
+        sock.sendall(mail.replace(b"\n", b"\r\n") + b"\r\n.\r\n")
+
+
+def test_a_client_that_hangs_up_before_its_reply_leaves_the_mail_committed(  # type: ignore[no-untyped-def]
+    listener, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway, host, port = listener
+    with caplog.at_level(logging.WARNING):
+        _hang_up_after_data(host, port, raw_mail(message_id="<gone@magazin.ro>"))
+        deadline = time.monotonic() + 10
+        while _count(gateway) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the commit's callbacks have run
+        with smtplib.SMTP(host, port) as client:  # the client's retry is a duplicate
+            client.sendmail(
+                "ana@magazin.ro", ["support@localhost"], raw_mail(message_id="<gone@magazin.ro>")
+            )
+
+    assert _count(gateway) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
