@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_PLUS_TICKET = re.compile(r"^(?P<local>[^+@]+)\+(?P<tag>[^@]+)@(?P<domain>.+)$")
+# A tag holds no space or control character: "support+\x0012@" is no address of ours.
+_PLUS_TICKET = re.compile(r"^(?P<local>[^+@]+)\+(?P<tag>[^@\s\x00-\x1f\x7f]+)@(?P<domain>.+)$")
 
 
 @dataclass(frozen=True, slots=True)

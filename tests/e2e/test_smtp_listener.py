@@ -71,6 +71,9 @@ def test_unknown_recipient_is_550_and_plus_address_is_ours(listener) -> None:  #
         assert f"{code} {text.decode()}" == replies.UNKNOWN_RECIPIENT
         assert client.rcpt("support+42@localhost")[0] == 250
         assert client.rcpt("SUPPORT@LOCALHOST")[0] == 250
+        # A control character makes no address: not a plus address of ours either.
+        assert client.rcpt("support+\x0042@localhost")[0] == 550
+        assert client.rcpt("support+4 2@localhost")[0] == 550
 
 
 def test_too_many_recipients_is_452(listener) -> None:  # type: ignore[no-untyped-def]
