@@ -32,7 +32,7 @@ CONFIGURATIONS = ("mailgate_en", "mailgate_ro", "mailgate_nl", "mailgate_pt", "m
 _SQLITE_FOLDS = str.maketrans(
     {"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "ß": "ss", "đ": "d", "Đ": "D", "æ": "ae", "Æ": "AE"}
 )
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits: "_" alone is no word to search
 MAX_WORDS = 16  # a search text is a few words, not a pasted mail
 
 _ticket_search = sa.table(
@@ -87,7 +87,9 @@ def _postgresql(session: Session, text: str) -> Select[tuple[int]]:
         ),
         {"text": text, "configs": list(CONFIGURATIONS)},
     ).scalars()
-    query = " | ".join(f"({r})" for r in sorted(readings) if r) or "''"
+    query = " | ".join(f"({r})" for r in sorted(readings) if r)
+    if not query:  # no language kept a word of it (an empty tsquery would be an error)
+        return sa.select(_ticket_search.c.ticket_id).where(sa.false())
     return sa.select(_ticket_search.c.ticket_id).where(
         _ticket_search.c.document.op("@@")(sa.cast(sa.literal(query), TSQUERY))
     )

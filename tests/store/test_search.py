@@ -152,6 +152,15 @@ def test_search_text_is_words_not_query_syntax(db: Database) -> None:
     assert _found(db, '"eroare" -42') == [ticket_id]
     with pytest.raises(InvalidInput, match="nothing to search"):
         _found(db, " ?! ")
+    with pytest.raises(InvalidInput, match="nothing to search"):
+        _found(db, "%_")  # "_" is no word (it was one, and an empty query on PostgreSQL)
+
+
+def test_a_word_no_language_keeps_finds_nothing(db: Database) -> None:
+    """A character that is a word to Python but none to any configuration (²):
+    no ticket, where PostgreSQL was handed an empty query and refused it."""
+    _ticket(db, "Plata nu merge", "Clienții nu pot plăti.")
+    assert _found(db, "²") == []
 
 
 def test_search_finds_the_other_forms_of_a_word(store_url: str, db: Database) -> None:
