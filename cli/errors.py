@@ -62,7 +62,10 @@ def guarded(entry: Callable[[], Any]) -> Any:
         fail("interrupted", 130)
     except Exception as exc:
         log.debug("internal error", exc_info=True)
+        # One line: a database error's text goes on with its SQL and parameters.
+        first_line = next(iter(str(exc).splitlines()), "")
         fail(
-            f"internal error: {type(exc).__name__}: {exc} (run with MAILGATE_DEBUG=1 for details)",
+            f"internal error: {type(exc).__name__}: {first_line}"
+            " (run with MAILGATE_DEBUG=1 for details)",
             EX_SOFTWARE,
         )

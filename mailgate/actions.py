@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from mailgate.header_values import without_controls
 from mailgate.holds import require_identity
 from mailgate.notifications import Notifier
 from store.enums import Direction, ParticipantRole, Priority, Status, TicketType
@@ -65,6 +66,7 @@ class AgentActions:
         """
         ticket = _ticket(session, ticket_id)
         require_identity(session, ticket, agent=agent, confirmed=confirm_identity, now=now)
+        text = without_controls(text)  # a NUL from a binary --file: PostgreSQL refuses it
         if not text.strip():
             raise InvalidInput("the reply is empty")
         if ticket.status == Status.CLOSED.value:
@@ -134,6 +136,7 @@ class AgentActions:
         """An internal note: stored on the ticket, never mailed to the merchant; returns
         the message's id."""
         ticket = _ticket(session, ticket_id)
+        text = without_controls(text)
         if not text.strip():
             raise InvalidInput("the note is empty")
         message_id = add_message(

@@ -3,6 +3,8 @@ subprocess per exit code of ``ingest``)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -13,6 +15,7 @@ import pytest
 from mailgate_testing import raw_mail
 from typer.testing import CliRunner
 
+from cli.errors import EX_SOFTWARE, guarded
 from cli.main import app
 from mailgate.sources.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL
 
@@ -117,6 +120,38 @@ def test_errors_are_one_line_without_traceback(env: dict[str, str]) -> None:
         assert got == code, (args, got, out, err)
         assert err.startswith("mailgate: ") and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_a_reply_and_a_note_from_a_file_with_a_nul_are_stored_without_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A --file that holds a NUL (a binary file by mistake, or a broken editor): PostgreSQL
+    refused the row, and the CLI printed the SQL. The control characters are left out."""
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(raw_mail())
+    ok("ingest", str(mail))
+    text = tmp_path / "reply.txt"
+    text.write_bytes(b"Verific\x00am acum.\r\n")
+    ok("tickets", "reply", "1", "--file", str(text))
+    ok("tickets", "note", "1", "--file", str(text))
+    shown = json.loads(ok("tickets", "show", "1", "--json"))
+    assert [m["body_text"] for m in shown["messages"][1:]] == ["Verificam acum."] * 2
+    text.write_bytes(b"\x00\x01\n")
+    code, _, err = run("tickets", "note", "1", "--file", str(text))
+    assert (code, err.strip()) == (2, "mailgate: the note is empty")
+
+
+def test_an_internal_error_is_one_line_even_when_its_text_is_not() -> None:
+    def broken() -> None:
+        raise RuntimeError("(driver.Error) refused\n[SQL: INSERT ...]\n[parameters: ...]")
+
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(io.StringIO()) as err:
+        guarded(broken)
+    assert exit_info.value.code == EX_SOFTWARE
+    assert err.getvalue().splitlines() == [
+        "mailgate: internal error: RuntimeError: (driver.Error) refused"
+        " (run with MAILGATE_DEBUG=1 for details)"
+    ]
 
 
 def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
