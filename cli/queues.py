@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.context import cli_context
+from cli.params import MAX_LISTED, row_id
 from cli.render import console, print_json, print_table, short_time
 from mailgate.sources.pipe import describe
 from store import outbox as outbox_store
@@ -26,7 +27,7 @@ def suspended_list(
     ctx: typer.Context,
     reason: Annotated[str | None, typer.Option(help="only this reason")] = None,
     all_states: Annotated[bool, typer.Option("--all", help="released and deleted too")] = False,
-    limit: Annotated[int, typer.Option(min=1)] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LISTED)] = 100,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List suspended mails (auto-replies, bounces, loops, strangers' replies, errors)."""
@@ -73,7 +74,7 @@ def suspended_list(
 @suspended.command("release")
 def suspended_release(
     ctx: typer.Context,
-    suspended_id: Annotated[int, typer.Argument(metavar="ID")],
+    suspended_id: Annotated[int, row_id()],
     agent: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Take a suspended mail after all: it goes through the pipeline without the screen."""
@@ -85,7 +86,7 @@ def suspended_release(
 @suspended.command("delete")
 def suspended_delete(
     ctx: typer.Context,
-    suspended_id: Annotated[int, typer.Argument(metavar="ID")],
+    suspended_id: Annotated[int, row_id()],
     agent: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Hide a suspended mail from the list (its raw copy is kept)."""
@@ -103,7 +104,7 @@ def outbox_list(
     state: Annotated[
         list[str] | None, typer.Option("--state", help="queued|sending|sent|failed")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LISTED)] = 100,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List notifications: waiting, failed, or sent."""
@@ -154,7 +155,7 @@ def outbox_list(
 @outbox.command("retry")
 def outbox_retry(
     ctx: typer.Context,
-    outbox_id: Annotated[int, typer.Argument(metavar="ID")],
+    outbox_id: Annotated[int, row_id()],
 ) -> None:
     """Send a failed (or waiting) notification again, now."""
     gateway = cli_context(ctx).gateway()

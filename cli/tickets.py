@@ -13,6 +13,7 @@ import typer
 
 from cli.context import cli_context
 from cli.errors import fail
+from cli.params import MAX_LISTED, row_id
 from cli.render import attachment_remarks, console, print_json, print_table, short_time
 from mailgate.actions import TicketChanges
 from store.merge import merge_tickets
@@ -37,7 +38,7 @@ def list_command(
     assignee: Annotated[str | None, typer.Option()] = None,
     search: Annotated[str | None, typer.Option(help="text in subjects and messages")] = None,
     sort: Annotated[str, typer.Option(help="created|updated|priority|due")] = "priority",
-    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LISTED)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """List tickets: by default every status but closed, most urgent first (FIFO within)."""
@@ -93,7 +94,7 @@ def _sort_key(value: str) -> SortKey:
 @app.command()
 def show(
     ctx: typer.Context,
-    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    ticket_id: Annotated[int, row_id()],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show one ticket with its messages, how each was threaded, and its history."""
@@ -200,7 +201,7 @@ def _from_editor(what: str) -> str:
 @app.command()
 def reply(
     ctx: typer.Context,
-    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    ticket_id: Annotated[int, row_id()],
     message: Annotated[str | None, typer.Option("--message", "-m")] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f")] = None,
     agent: Annotated[
@@ -238,7 +239,7 @@ def reply(
 @app.command()
 def note(
     ctx: typer.Context,
-    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    ticket_id: Annotated[int, row_id()],
     message: Annotated[str | None, typer.Option("--message", "-m")] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f")] = None,
     agent: Annotated[str | None, typer.Option()] = None,
@@ -255,7 +256,7 @@ def note(
 @app.command("set")
 def set_command(
     ctx: typer.Context,
-    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    ticket_id: Annotated[int, row_id()],
     status: Annotated[str | None, typer.Option()] = None,
     reason: Annotated[
         str | None, typer.Option(help="stand-by reason (with --status on_hold)")
@@ -300,8 +301,8 @@ def set_command(
 @app.command()
 def merge(
     ctx: typer.Context,
-    ticket_id: Annotated[int, typer.Argument(metavar="ID", help="the duplicate")],
-    into_id: Annotated[int, typer.Argument(metavar="INTO_ID", help="the ticket that stays")],
+    ticket_id: Annotated[int, row_id(help="the duplicate")],
+    into_id: Annotated[int, row_id("INTO_ID", help="the ticket that stays")],
     agent: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Merge a duplicate into another ticket: its messages and people move, it closes."""
@@ -315,7 +316,7 @@ def merge(
 @app.command()
 def budget(
     ctx: typer.Context,
-    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    ticket_id: Annotated[int, row_id()],
     hours: Annotated[float, typer.Option("--hours", help="estimated hours of work")],
     agent: Annotated[str | None, typer.Option()] = None,
 ) -> None:
@@ -335,7 +336,7 @@ def budget(
 @app.command()
 def deadline(
     ctx: typer.Context,
-    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    ticket_id: Annotated[int, row_id()],
     day_text: Annotated[str, typer.Option("--date", help="YYYY-MM-DD")],
     agent: Annotated[str | None, typer.Option()] = None,
 ) -> None:
@@ -356,7 +357,7 @@ def deadline(
 @app.command("log-time")
 def log_time_command(
     ctx: typer.Context,
-    ticket_id: Annotated[int, typer.Argument(metavar="ID")],
+    ticket_id: Annotated[int, row_id()],
     minutes: Annotated[int, typer.Argument(metavar="MINUTES")],
     call: Annotated[bool, typer.Option("--call", help="it was a phone call")] = False,
     note: Annotated[str, typer.Option(help="what the time was for")] = "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,18 @@ _ADDRESS = re.compile(
 )
 
 
+NAME_LENGTH = 200  # of a shop's, a user's or an agent's name (their columns' length)
+MAX_RATE = 1_000_000.0  # per hour: anything above is a typing error
+
+
+def checked_name(name: str, what: str) -> str:
+    """``name`` without its outer spaces; ``InvalidInput`` when longer than its column."""
+    name = name.strip()
+    if len(name) > NAME_LENGTH:
+        raise InvalidInput(f"{what} is too long: {len(name)} characters, at most {NAME_LENGTH}")
+    return name
+
+
 def normalize_address(email: str) -> str:
     """A bare, lower-cased addr-spec, or ``InvalidInput`` with the reason."""
     address = email.strip().lower()
@@ -32,13 +45,13 @@ def normalize_address(email: str) -> str:
 def add_shop(
     session: Session, name: str, *, locale: str | None, rate: float, now: datetime
 ) -> Shop:
-    name = name.strip()
+    name = checked_name(name, "the shop's name")
     if not name:
         raise InvalidInput("a shop needs a name")
     if locale is not None and locale not in LOCALES:
         raise InvalidInput(f"unknown locale {locale!r} (one of: {', '.join(LOCALES)})")
-    if rate < 0:
-        raise InvalidInput("the hourly rate cannot be negative")
+    if not math.isfinite(rate) or not 0 <= rate <= MAX_RATE:
+        raise InvalidInput(f"the hourly rate must be a number from 0 to {MAX_RATE:.0f}, not {rate}")
     if session.exec(select(Shop).where(Shop.name == name)).first() is not None:
         raise InvalidInput(f"shop {name!r} already exists")
     shop = Shop(name=name, locale=locale, hourly_rate=rate, created_at=now)
@@ -60,13 +73,14 @@ def list_shops(session: Session) -> list[Shop]:
 
 def add_user(session: Session, email: str, *, shop: str, name: str, now: datetime) -> ShopUser:
     address = normalize_address(email)
+    name = checked_name(name, "the user's name")
     owner = shop_by_name(session, shop)
     if session.exec(select(ShopUser).where(ShopUser.email == address)).first() is not None:
         raise InvalidInput(f"{address} is already registered")
     if session.exec(select(Agent).where(Agent.email == address)).first() is not None:
         raise InvalidInput(f"{address} is an agent; an address is either an agent or a shop user")
     assert owner.id is not None
-    user = ShopUser(email=address, name=name.strip(), shop_id=owner.id, created_at=now)
+    user = ShopUser(email=address, name=name, shop_id=owner.id, created_at=now)
     session.add(user)
     try:
         session.flush()
@@ -100,6 +114,7 @@ def add_agent(
     now: datetime,
 ) -> Agent:
     address = normalize_address(email)
+    name = checked_name(name, "the agent's name")
     for sector in sectors:
         if sector not in known_sectors:
             raise InvalidInput(f"unknown sector {sector!r} (one of: {', '.join(known_sectors)})")
@@ -109,7 +124,7 @@ def add_agent(
         raise InvalidInput(
             f"{address} is a shop user; an address is either an agent or a shop user"
         )
-    agent = Agent(email=address, name=name.strip(), sectors=",".join(sectors), created_at=now)
+    agent = Agent(email=address, name=name, sectors=",".join(sectors), created_at=now)
     session.add(agent)
     session.flush()
     return agent
@@ -180,7 +195,9 @@ def import_users_csv(session: Session, text: str, *, now: datetime) -> ImportSum
         raise InvalidInput(f"{len(errors)} bad row(s), nothing imported: {shown}{more}")
     for address, shop, name in wanted:
         assert shop.id is not None
-        session.add(ShopUser(email=address, name=name[:200], shop_id=shop.id, created_at=now))
+        session.add(
+            ShopUser(email=address, name=name[:NAME_LENGTH], shop_id=shop.id, created_at=now)
+        )
     session.flush()
     return ImportSummary(added=len(wanted), unchanged=unchanged)
 

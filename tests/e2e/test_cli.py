@@ -154,6 +154,28 @@ def test_an_internal_error_is_one_line_even_when_its_text_is_not() -> None:
     ]
 
 
+def test_numbers_out_of_range_and_overlong_names_are_usage_errors(env: dict[str, str]) -> None:
+    """Each was refused by PostgreSQL (integer out of range, value too long) and came out
+    as an internal error, or stored as given (an hourly rate of nan)."""
+    ok("shops", "add", "Magazin", "--rate", "45")
+    too_big = str(2**64)
+    for args in (
+        ("tickets", "show", too_big),
+        ("tickets", "set", "0", "--priority", "high"),
+        ("suspended", "release", too_big),
+        ("outbox", "retry", too_big),
+        ("suspended", "list", "--limit", too_big),
+        ("shops", "add", "x" * 201),
+        ("shops", "add", "Alt", "--rate", "nan"),
+        ("shops", "add", "Alt", "--rate", "inf"),
+        ("users", "add", "ana@magazin.ro", "--shop", "Magazin", "--name", "x" * 201),
+        ("agents", "add", "maria@support.example", "--name", "x" * 201),
+    ):
+        code, out, err = run(*args)
+        assert code == 2 and "internal error" not in out + err, (args, code, out, err)
+    ok("shops", "add", "x" * 200, "--rate", "0")
+
+
 def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[smtp]\nport = 'not a number'\n")
