@@ -15,6 +15,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -22,6 +23,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 CONFIG_ENV = "MAILGATE_CONFIG"
 DEFAULT_CONFIG_FILE = Path("mailgate.toml")
@@ -40,39 +43,63 @@ class StoreSettings(Section):
         description='where raw mails and attachments are kept: "files" (the two folders) or '
         '"database" (for several gateways on one PostgreSQL without a shared disk)',
     )
-    busy_timeout_ms: int = Field(5000, description="SQLite: wait this long for a lock, then 451")
-    batch_size: int = Field(64, description="mails committed together at most (group commit)")
+    busy_timeout_ms: int = Field(
+        5000, ge=0, description="SQLite: wait this long for a lock, then 451"
+    )
+    batch_size: int = Field(64, ge=1, description="mails committed together at most (group commit)")
+
+    @field_validator("url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        # Not the URL itself in the message: it may hold a password.
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (sqlite:///PATH, postgresql+psycopg://…)"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"{backend!r}: the store is on sqlite or postgresql")
+        return value
 
 
 class SmtpSettings(Section):
     host: str = Field("127.0.0.1", description="address the SMTP listener binds to")
-    port: int = Field(2525, description="port of the SMTP listener (0: any free port)")
+    port: int = Field(
+        2525, ge=0, le=65535, description="port of the SMTP listener (0: any free port)"
+    )
     addresses: tuple[str, ...] = Field(
         ("support@localhost",), description="accepted recipients; plus-addressing is implied"
     )
     hostname: str = Field("localhost", description="name the listener announces in its greeting")
-    max_message_size: int = Field(26_214_400, description="SIZE limit in bytes (552 above it)")
-    max_recipients: int = Field(50, description="RCPT TO per transaction (452 above it)")
-    line_length_limit: int = Field(
-        65_536, description="longest DATA line accepted; real clients exceed RFC 5322's 998"
+    max_message_size: int = Field(
+        26_214_400, ge=1, description="SIZE limit in bytes (552 above it)"
     )
-    timeout: float = Field(60.0, description="idle seconds before a slow client is dropped")
-    workers: int = Field(8, description="threads that parse and keep mails in parallel")
+    max_recipients: int = Field(50, ge=1, description="RCPT TO per transaction (452 above it)")
+    line_length_limit: int = Field(
+        65_536,
+        ge=1000,
+        description="longest DATA line accepted; real clients exceed RFC 5322's 998",
+    )
+    timeout: float = Field(60.0, gt=0, description="idle seconds before a slow client is dropped")
+    workers: int = Field(8, ge=1, description="threads that parse and keep mails in parallel")
     prepare_processes: int = Field(
         1,
         ge=0,
         description="child processes that parse and keep mails beside the writer, each with"
         " `workers` threads (0: in the gateway's own threads)",
     )
-    max_connections: int = Field(100, description="clients served at once (421 above it)")
+    max_connections: int = Field(100, ge=1, description="clients served at once (421 above it)")
     max_session_seconds: float = Field(
-        600.0, description="a connection is closed after this long, however busy (slow clients)"
+        600.0,
+        gt=0,
+        description="a connection is closed after this long, however busy (slow clients)",
     )
     max_messages_per_connection: int = Field(
-        100, description="MAIL commands per connection (421 and close above it)"
+        100, ge=1, description="MAIL commands per connection (421 and close above it)"
     )
     command_line_limit: int = Field(
-        512, description="longest SMTP command line (RFC 5321: 512); 500 above it"
+        512, ge=512, description="longest SMTP command line (RFC 5321: 512); 500 above it"
     )
 
     @field_validator("addresses", mode="before")
@@ -80,6 +107,17 @@ class SmtpSettings(Section):
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(a.strip() for a in value.split(",") if a.strip())
+        return value
+
+    @field_validator("addresses")
+    @classmethod
+    def _mail_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("give at least one address to accept mail for")
+        for address in value:
+            local, at, domain = address.rpartition("@")
+            if not (local and at and domain) or any(c.isspace() for c in address):
+                raise ValueError(f"not a mail address: {address!r}")
         return value
 
 
@@ -97,12 +135,15 @@ class OutboundSettings(Section):
         "auto", description="STARTTLS on smtp:// relays: when offered, always, or never"
     )
     cafile: str | None = Field(None, description="CA bundle to verify the relay's certificate")
-    timeout: float = Field(30.0, description="seconds before a relay connection gives up")
-    max_attempts: int = Field(12, description="tries before a notification is marked failed")
-    retry_base_seconds: float = Field(60.0, description="first retry delay; doubles each time")
-    retry_max_seconds: float = Field(3600.0, description="cap of the retry delay")
+    timeout: float = Field(30.0, gt=0, description="seconds before a relay connection gives up")
+    max_attempts: int = Field(12, ge=1, description="tries before a notification is marked failed")
+    retry_base_seconds: float = Field(
+        60.0, gt=0, description="first retry delay; doubles each time"
+    )
+    retry_max_seconds: float = Field(3600.0, gt=0, description="cap of the retry delay")
     lease_seconds: float = Field(
         300.0,
+        gt=0,
         description="a claimed notification is taken over by another dispatcher after this "
         "long if its sender died (it may then be sent twice, with the same Message-ID)",
     )
@@ -128,7 +169,7 @@ class ImapSettings(Section):
         description="short name of the mailbox, used by the CLI (letters, digits, - and _)",
     )
     host: str = Field(description="IMAP server")
-    port: int = Field(993, description="IMAP port")
+    port: int = Field(993, ge=1, le=65535, description="IMAP port")
     user: str = Field(description="login")
     password_env: str | None = Field(None, description="environment variable with the password")
     password_file: str | None = Field(None, description="file readable only by the service")
@@ -136,7 +177,7 @@ class ImapSettings(Section):
     cafile: str | None = Field(None, description="CA bundle for the server certificate")
     folder: str = Field("INBOX", description="folder to read")
     processed_folder: str = Field("Processed", description="where mails go once committed")
-    poll_interval: float = Field(60.0, description="seconds between polls without IDLE")
+    poll_interval: float = Field(60.0, gt=0, description="seconds between polls without IDLE")
     idle: bool = Field(True, description="use IDLE when the server offers it")
     batch_size: int = Field(50, ge=1, description="mails fetched per round")
 
@@ -164,25 +205,25 @@ class AuthSettings(Section):
         (), description="Authentication-Results from these hosts are trusted"
     )
     dns_resolver: str | None = Field(None, description="host:port of the DNS server for DKIM")
-    dns_timeout: float = Field(5.0, description="seconds per DNS look-up")
+    dns_timeout: float = Field(5.0, gt=0, description="seconds per DNS look-up")
     confidential_rules: str | None = Field(
         None, description="TOML file of confidential-request keywords (default: built-in)"
     )
     confirmation_hours: int = Field(
-        72, description="how long a confirmation mailed to a registered address stays good"
+        72, ge=1, description="how long a confirmation mailed to a registered address stays good"
     )
 
 
 class LimitSettings(Section):
     per_ticket_recipient: int = Field(
-        10, description="mails to one recipient per ticket within per_ticket_minutes"
+        10, ge=1, description="mails to one recipient per ticket within per_ticket_minutes"
     )
-    per_ticket_minutes: int = Field(10, description="the window of per_ticket_recipient")
+    per_ticket_minutes: int = Field(10, ge=1, description="the window of per_ticket_recipient")
     automatic_per_address_per_day: int = Field(
-        40, description="automatic answers (acknowledgements, notices) to one address per day"
+        40, ge=0, description="automatic answers (acknowledgements, notices) to one address per day"
     )
     bounce_quiet_days: int = Field(
-        60, description="no automatic mail to an address this long after it bounced for good"
+        60, ge=0, description="no automatic mail to an address this long after it bounced for good"
     )
 
 
@@ -205,7 +246,7 @@ class WorkflowSettings(Section):
         (), description="extra closed days (YYYY-MM-DD) on top of the country's holidays"
     )
     schedule_interval: float = Field(
-        60.0, description="seconds between runs of the periodic jobs inside serve"
+        60.0, gt=0, description="seconds between runs of the periodic jobs inside serve"
     )
 
     @field_validator("timezone")
@@ -417,6 +458,14 @@ class _EnvWithoutMailboxes(EnvSettingsSource):
         values = super().__call__()
         values.pop("imap", None)
         return values
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        """A list key's value as JSON (``["a@x", "b@x"]``), as pydantic-settings reads it, or
+        else as the comma-separated list a person writes: ``MAILGATE_SMTP_ADDRESSES=a@x,b@x``."""
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return [item.strip() for item in str(value).split(",") if item.strip()]
 
 
 # pydantic-settings builds sources from the class; this hands it the file chosen at load time.
