@@ -186,10 +186,14 @@ def _from_editor(what: str) -> str:
         f.write(f"\n# Write your {what} above. Lines starting with '# ' are removed.\n")
         path = Path(f.name)
     try:
-        result = subprocess.run([*editor.split(), str(path)], check=False)  # noqa: S603
+        try:
+            result = subprocess.run([*editor.split(), str(path)], check=False)  # noqa: S603
+        except OSError as exc:
+            fail(f"cannot start the editor {editor!r} ($VISUAL, $EDITOR): {exc.strerror}", 1)
         if result.returncode != 0:
             fail(f"editor exited with {result.returncode}; nothing sent", 1)
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # An editor set to another charset: its odd letters are shown as such, not a crash.
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     finally:
         path.unlink(missing_ok=True)
     text = "\n".join(line for line in lines if not line.startswith("# ")).strip()

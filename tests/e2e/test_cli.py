@@ -324,3 +324,22 @@ def test_reply_without_text_opens_the_editor(
     editor.write_text("#!/bin/sh\nexit 0\n")  # the agent saves nothing: nothing is sent
     code, _, err = run("tickets", "reply", "1")
     assert code == 1 and "nothing sent" in err
+
+
+def test_an_editor_that_cannot_start_or_writes_latin_1_is_no_internal_error(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(raw_mail())
+    ok("ingest", str(mail))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", str(tmp_path / "no-such-editor"))
+    code, _, err = run("tickets", "note", "1")
+    assert code == 1 and "cannot start the editor" in err and "internal error" not in err
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nprintf 'Verific\\343m.\\n' > \"$1\"\n")  # ă in ISO-8859-2
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    ok("tickets", "note", "1")
+    shown = json.loads(ok("tickets", "show", "1", "--json"))
+    assert shown["messages"][-1]["body_text"] == "Verific\ufffdm."
