@@ -168,15 +168,17 @@ class ImapSettings(Section):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$",
         description="short name of the mailbox, used by the CLI (letters, digits, - and _)",
     )
-    host: str = Field(description="IMAP server")
+    host: str = Field(min_length=1, description="IMAP server")
     port: int = Field(993, ge=1, le=65535, description="IMAP port")
-    user: str = Field(description="login")
+    user: str = Field(min_length=1, description="login")
     password_env: str | None = Field(None, description="environment variable with the password")
     password_file: str | None = Field(None, description="file readable only by the service")
     security: Literal["ssl", "starttls", "none"] = Field("ssl", description="transport security")
     cafile: str | None = Field(None, description="CA bundle for the server certificate")
-    folder: str = Field("INBOX", description="folder to read")
-    processed_folder: str = Field("Processed", description="where mails go once committed")
+    folder: str = Field("INBOX", min_length=1, description="folder to read")
+    processed_folder: str = Field(
+        "Processed", min_length=1, description="where mails go once committed"
+    )
     poll_interval: float = Field(60.0, gt=0, description="seconds between polls without IDLE")
     idle: bool = Field(True, description="use IDLE when the server offers it")
     batch_size: int = Field(50, ge=1, description="mails fetched per round")
@@ -197,6 +199,13 @@ class ImapSettings(Section):
             raise ValueError(
                 f"mailbox {self.name!r}: set exactly one of password_env, password_file"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _another_folder_for_the_processed(self) -> ImapSettings:
+        # Moved into the folder it is read from, a mail would be read again at every poll.
+        if self.processed_folder == self.folder:
+            raise ValueError(f"mailbox {self.name!r}: processed_folder must differ from folder")
         return self
 
 

@@ -154,6 +154,22 @@ def test_add_refuses_a_taken_name_and_a_shared_password_file(config: Path, tmp_p
     assert [m["name"] for m in tomllib.loads(config.read_text())["imap"]] == ["main"]
 
 
+def test_add_refuses_an_empty_host_or_folder_and_processed_mail_left_where_it_is_read(
+    config: Path,
+) -> None:
+    """Each was written to the file: a poller with no server, or one that moved every
+    mail into the folder it reads, to read it again at each poll."""
+    for extra, word in (
+        (("--host", ""), "host"),
+        (("--host", "x.example.com", "--folder", ""), "folder"),
+        (("--host", "x.example.com", "--processed-folder", "INBOX"), "must differ"),
+    ):
+        err = one_line_error("--config", str(config), "mailboxes", "add", "other",
+                             "--user", "x", *extra)  # fmt: skip
+        assert word in err, (extra, err)
+    assert "imap" not in tomllib.loads(config.read_text())
+
+
 def test_mailboxes_add_creates_the_config_file_when_there_is_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
