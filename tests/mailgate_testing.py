@@ -1,11 +1,13 @@
 """Helpers shared by the pipeline and end-to-end tests: settings in a temp folder, a
 gateway with a recording transport and a clock that only moves when told, a listener on
-a free loopback port, and a small builder of raw mails."""
+a free loopback port, a small builder of raw mails, real mails damaged at random, and the
+text a store holds."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +15,8 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from mailgate.app import Gateway, build_gateway
 from mailgate.clock import ManualClock
@@ -131,3 +135,53 @@ def write_config(tmp_path: Path, store_url: str, *sections: str, smtp_port: int 
         f'[outbound]\ntransport = "maildir:{tmp_path}/outbound"\n\n' + "\n".join(sections)
     )
     return config
+
+
+# What damage inserts: MIME syntax, line breaks, 8-bit and control bytes; and, into header
+# lines, control characters alone (a NUL in a Message-ID, an address, a content type).
+DAMAGE_INSERTS = (
+    b"\x00", b"\n", b"\r\n", b"--", b"=?", b"?=", b"\xff", b";", b'"', b"\n\n", b"<", b"[#1]"
+)  # fmt: skip
+HEADER_INSERTS = (b"\x00", b"\x00\x01", b"\x7f", b"\x1b")
+
+
+def damaged(raw: bytes, rng: random.Random, times: int) -> bytes:
+    """``raw`` with ``times`` random changes: a byte replaced, bytes inserted, a stretch
+    cut out, the end cut off, or a control character put into a header line."""
+    mail = bytearray(raw)
+    for _ in range(times):
+        position = rng.randrange(len(mail) + 1)
+        kind = rng.randrange(5)
+        if kind == 0 and mail:
+            mail[min(position, len(mail) - 1)] = rng.randrange(256)
+        elif kind == 1:
+            mail[position:position] = rng.choice(DAMAGE_INSERTS)
+        elif kind == 2:
+            del mail[position : position + rng.randrange(1, 40)]
+        elif kind == 3:
+            del mail[position:]
+        else:
+            end = mail.find(b"\n\n")
+            starts = [0] + [i + 1 for i in range(end if end >= 0 else len(mail)) if mail[i] == 10]
+            start = rng.choice(starts)
+            stop = mail.find(b"\n", start)
+            at = rng.randint(start, stop if stop >= 0 else len(mail))
+            mail[at:at] = rng.choice(HEADER_INSERTS)
+    return bytes(mail)
+
+
+_STORED_TEXT = (
+    "SELECT message_id, mail_from, rcpt_tos FROM raw_mails",
+    "SELECT message_id, in_reply_to, reference_ids, from_address, to_addresses, subject,"
+    " body_text, thread_evidence, screen_reason FROM messages",
+    "SELECT filename, content_type, content_id FROM attachments",
+    "SELECT requester, subject FROM tickets",
+    "SELECT from_address, subject, detail FROM suspended_mails",
+)
+
+
+def stored_text(gateway: Gateway) -> list[str]:
+    """Every text value of the columns a mail's headers and words are written to."""
+    with gateway.db.engine.connect() as connection:
+        rows = [row for query in _STORED_TEXT for row in connection.execute(sa.text(query))]
+    return [value for row in rows for value in row if isinstance(value, str)]

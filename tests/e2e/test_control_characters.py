@@ -13,7 +13,7 @@ from email.message import EmailMessage
 
 import pytest
 import sqlalchemy as sa
-from mailgate_testing import raw_mail
+from mailgate_testing import raw_mail, stored_text
 
 from mailgate.app import Gateway
 from mailgate.clock import ManualClock
@@ -37,18 +37,6 @@ def _commit(gateway: Gateway, clock: ManualClock, mails: list[tuple[bytes, Envel
     source = Source("pipe")
     prepared = [gateway.pipeline.prepare(Arrival(r, e, source, clock())) for r, e in mails]
     return [outcome.kind for outcome in gateway.pipeline.commit(prepared)]
-
-
-def _stored_values(gateway: Gateway) -> list[str]:
-    queries = (
-        "SELECT message_id, mail_from, rcpt_tos FROM raw_mails",
-        "SELECT message_id, in_reply_to, from_address FROM messages",
-        "SELECT content_type, filename FROM attachments",
-        "SELECT requester FROM tickets",
-    )
-    with gateway.db.engine.connect() as connection:
-        rows = [row for query in queries for row in connection.execute(sa.text(query))]
-    return [value for row in rows for value in row if isinstance(value, str)]
 
 
 def test_a_batch_with_control_characters_in_headers_is_committed_whole(
@@ -83,7 +71,7 @@ def test_a_batch_with_control_characters_in_headers_is_committed_whole(
         assert list(types) == ["text/html"]
         requesters = connection.execute(sa.text("SELECT requester FROM tickets")).scalars()
         assert "a@magazin.ro" in list(requesters)
-    stored = _stored_values(gateway)
+    stored = stored_text(gateway)
     assert "invoice@magazin.ro" in stored and "first@magazin.ro" in stored
     assert not [value for value in stored if _CONTROL.search(value)]
 
