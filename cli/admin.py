@@ -10,6 +10,7 @@ import typer
 from cli.context import cli_context
 from cli.errors import fail
 from cli.render import console, print_json, print_table, short_time
+from mailgate.sources.exits import EX_NOINPUT
 from store import directory
 
 shops = typer.Typer(no_args_is_help=True)
@@ -104,7 +105,7 @@ def users_import(
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}", 66)
+        fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}", EX_NOINPUT)
     gateway = cli_context(ctx).gateway()
     with gateway.db.write() as session:
         summary = directory.import_users_csv(session, text, now=gateway.clock())

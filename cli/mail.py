@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -16,7 +16,7 @@ from cli.context import cli_context
 from cli.errors import fail
 from cli.render import attachment_remarks, console, print_json, print_table
 from mailgate.config import Settings
-from mailgate.sources.exits import EX_TEMPFAIL
+from mailgate.sources.exits import EX_IOERR, EX_NOINPUT, EX_TEMPFAIL
 
 
 def register(app: typer.Typer) -> None:
@@ -97,18 +97,27 @@ def ingest(
     """Take one mail from an MTA pipe. Exit 0 accepted, 75 retry later, 65 rejected."""
     from mailgate.sources.pipe import ingest_one
 
-    try:
-        raw = file.read_bytes() if file is not None else sys.stdin.buffer.read()
-    except OSError as exc:
-        fail(f"cannot read {file}: {exc.strerror}", 66)
     context = cli_context(ctx)
+    try:
+        max_size = context.settings.smtp.max_message_size
+    except Exception as exc:  # the MTA keeps the mail until the configuration is fixed
+        fail(f"temporary failure: {exc}", EX_TEMPFAIL)
+    try:
+        # One byte past the limit is enough to refuse it: a huge mail is not held whole.
+        if file is None:
+            raw = sys.stdin.buffer.read(max_size + 1)
+        else:
+            with file.open("rb") as handle:
+                raw = handle.read(max_size + 1)
+    except OSError as exc:
+        fail(f"cannot read {file or 'stdin'}: {exc.strerror}", EX_NOINPUT)
     try:
         gateway = context.gateway()
         result = ingest_one(
             gateway.pipeline,
             raw,
             clock=gateway.clock,
-            max_size=context.settings.smtp.max_message_size,
+            max_size=max_size,
             mail_from=sender,
             recipients=tuple(recipient or ()),
         )
@@ -128,9 +137,12 @@ def import_command(
     from mailgate.sources.importer import count_mails, import_mails
 
     if not path.exists():
-        fail(f"no such file or folder: {path}", 66)
+        fail(f"no such file or folder: {path}", EX_NOINPUT)
     gateway = cli_context(ctx).gateway()
-    total = count_mails(path)
+    try:
+        total = count_mails(path)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}", EX_NOINPUT)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -157,12 +169,23 @@ def import_command(
             preparing.close()
     if as_json:
         print_json({"total": summary.total, **summary.counts})
-        return
-    print_table(
-        "Import summary",
-        ["outcome", "mails"],
-        [*sorted(summary.counts.items()), ("total", summary.total)],
-    )
+    else:
+        print_table(
+            "Import summary",
+            ["outcome", "mails"],
+            [*sorted(summary.counts.items()), ("total", summary.total)],
+        )
+    if summary.unreadable:
+        _report_unreadable(summary.unreadable)
+
+
+def _report_unreadable(files: list[str], shown: int = 10) -> NoReturn:
+    """Name the mail files the import could not read (the rest was imported) and exit
+    EX_IOERR, so that a script sees that the import is not complete."""
+    for line in files[:shown]:
+        print(f"mailgate: cannot read {line}", file=sys.stderr)
+    more = f" ({len(files) - shown} not named above)" if len(files) > shown else ""
+    fail(f"{len(files)} mail files could not be read{more}; the others were imported", EX_IOERR)
 
 
 def parse(
@@ -178,7 +201,7 @@ def parse(
         try:
             raw = file.read_bytes()
         except OSError as exc:
-            fail(f"cannot read {file}: {exc.strerror}", 66)
+            fail(f"cannot read {file}: {exc.strerror}", EX_NOINPUT)
         report = explain_mail(raw, settings)
         if as_json:
             print_json(report)

@@ -3,7 +3,9 @@
 Mails are prepared in parallel (``mailgate.prepare_pool``) and committed in batches;
 running an import twice is safe because the pipeline recognises a delivery it already
 holds (same Message-ID and same content) and records it as a duplicate instead of a
-second ticket message.
+second ticket message. A mail file that cannot be read (a dangling link, no permission,
+gone from a maildir while the import ran) is counted as ``unreadable`` and named in the
+summary; the rest is imported.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -30,17 +33,24 @@ Progress = Callable[[int], None]
 # A line of an mbox that starts with this begins the next mail (what ``mailbox.mbox``
 # reads too): the count for the progress bar and the reading must agree.
 _MBOX_SEPARATOR = b"From "
+UNREADABLE = "unreadable"  # the summary's count of mail files that could not be read
+Unreadable = Callable[[str, str], None]  # (label, why) of a mail file that cannot be read
 
 
 @dataclass
 class ImportSummary:
     total: int = 0
     counts: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "label: why", in the order found
 
     def add(self, outcome: Outcome) -> None:
         self.total += 1
         self.counts[outcome.kind] += 1
+
+    def add_unreadable(self, label: str, why: str) -> None:
+        self.total += 1
+        self.counts[UNREADABLE] += 1
+        self.unreadable.append(f"{label}: {why}")
 
 
 def count_mails(path: Path) -> int:
@@ -54,16 +64,22 @@ def count_mails(path: Path) -> int:
     return 1
 
 
-def iter_mails(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(label, raw bytes) of every mail under ``path``: mbox, maildir, folder or one file."""
+def iter_mails(path: Path, unreadable: Unreadable | None = None) -> Iterator[tuple[str, bytes]]:
+    """(label, raw bytes) of every mail under ``path``: mbox, maildir, folder or one file.
+
+    A mail of a maildir or a folder that cannot be read is given to ``unreadable`` and
+    skipped; without it, the error is raised."""
     if path.is_dir():
         if _is_maildir(path):
             box = _maildir(path)
             for key in sorted(box.keys()):
-                yield f"{path}:{key}", box.get_bytes(key)
+                label = f"{path}:{key}"
+                if (raw := _read(label, partial(box.get_bytes, key), unreadable)) is not None:
+                    yield label, raw
             return
         for file in _eml_files(path):
-            yield str(file), file.read_bytes()
+            if (raw := _read(str(file), file.read_bytes, unreadable)) is not None:
+                yield str(file), raw
     elif _is_mbox(path):
         for number, raw in enumerate(mbox_messages(path)):
             yield f"{path}:{number}", raw
@@ -96,6 +112,20 @@ def mbox_messages(path: Path) -> Iterator[bytes]:
             yield _finished(mail, last_was_empty)
 
 
+def _read(label: str, read: Callable[[], bytes], unreadable: Unreadable | None) -> bytes | None:
+    try:
+        return read()
+    except KeyError:  # mailbox's word for a file gone since it listed the folder
+        why = "no longer in the maildir"
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+    if unreadable is None:
+        raise OSError(f"cannot read {label}: {why}")
+    log.warning("import: cannot read %s: %s", label, why)
+    unreadable(label, why)
+    return None
+
+
 def _finished(mail: bytearray, last_was_empty: bool) -> bytes:
     if last_was_empty:
         del mail[-1:]  # the blank line before the next "From " line
@@ -110,7 +140,14 @@ def _is_mbox(path: Path) -> bool:
 
 
 def _eml_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.eml") if p.is_file())
+    """The folder's ``.eml`` files, and its ``.eml`` links that lead nowhere (reported as
+    unreadable, not passed over); not folders, pipes or devices, which a read would
+    hang on or fail."""
+    return sorted(p for p in folder.rglob("*.eml") if p.is_file() or _is_broken_link(p))
+
+
+def _is_broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
 
 
 def _is_maildir(path: Path) -> bool:
@@ -136,19 +173,20 @@ def import_mails(
     The next batch is being prepared (``preparing``: in child processes, or threads)
     while the current one commits."""
     summary = ImportSummary()
-    mails = iter_mails(path)
+    mails = iter_mails(path, summary.add_unreadable)
     source = Source("import", mailbox=str(path))
 
     def submit() -> list[Future[Prepared]]:
         chunk = islice(mails, batch_size)
         return [preparing.submit(Arrival(raw, Envelope(), source, clock())) for _, raw in chunk]
 
-    batch = submit()
+    batch, shown = submit(), 0
     while batch:
         following = submit()
         for outcome in pipeline.commit([future.result() for future in batch]):
             summary.add(outcome)
-        if progress is not None:
-            progress(len(batch))
+        if progress is not None:  # the unreadable files count as done too
+            progress(summary.total - shown)
+            shown = summary.total
         batch = following
     return summary

@@ -40,7 +40,7 @@ def ingest_one(
     if not raw.strip():
         return PipeResult(EX_DATAERR, None, "empty input: not a mail")
     if len(raw) > max_size:
-        return PipeResult(EX_DATAERR, None, f"mail is {len(raw)} bytes, over the {max_size} limit")
+        return PipeResult(EX_DATAERR, None, f"mail is over the size limit of {max_size} bytes")
     arrival = Arrival(raw, Envelope(mail_from, recipients), Source("pipe"), clock())
     try:
         outcome = pipeline.process(arrival)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.errors import EX_SOFTWARE, guarded
 from cli.main import app
-from mailgate.sources.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL
+from mailgate.sources.exits import EX_DATAERR, EX_IOERR, EX_OK, EX_TEMPFAIL
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples" / "eml"
@@ -343,3 +343,39 @@ def test_an_editor_that_cannot_start_or_writes_latin_1_is_no_internal_error(
     ok("tickets", "note", "1")
     shown = json.loads(ok("tickets", "show", "1", "--json"))
     assert shown["messages"][-1]["body_text"] == "Verific\ufffdm."
+
+
+def test_ingest_refuses_a_mail_over_the_size_limit_without_reading_it_all(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILGATE_SMTP_MAX_MESSAGE_SIZE", "2000")
+    big = raw_mail(body="x" * 5000)
+    code, _, err = run("ingest", input=big)
+    assert code == EX_DATAERR and "over the size limit of 2000 bytes" in err
+    assert ok("ingest", input=raw_mail()).strip() == "new ticket #1"
+
+
+def test_import_names_the_files_it_cannot_read_and_imports_the_rest(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A dangling link and a link loop among the ``.eml`` files are not passed over in
+    silence: the summary counts them, stderr names them, and the exit code (EX_IOERR) says
+    that the import is not complete. A second run, once they are fixed, takes them."""
+    folder = tmp_path / "mails"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.eml").write_bytes(raw_mail(subject=f"Problem {i}"))
+    (folder / "gone.eml").symlink_to(tmp_path / "moved-away.eml")
+    (folder / "loop.eml").symlink_to(folder / "loop.eml")
+    (folder / "folder.eml").mkdir()  # not a mail file at all: not counted
+    code, out, err = run("import", str(folder), "--json")
+    assert code == EX_IOERR, err
+    assert json.loads(out) == {"total": 5, "ticket_created": 3, "unreadable": 2}
+    assert f"cannot read {folder / 'gone.eml'}: No such file or directory" in err
+    assert f"cannot read {folder / 'loop.eml'}: Too many levels of symbolic links" in err
+    assert "2 mail files could not be read; the others were imported" in err
+    assert "Traceback" not in err and "internal error" not in err
+    (tmp_path / "moved-away.eml").write_bytes(raw_mail(subject="Problem 4"))
+    (folder / "loop.eml").unlink()
+    again = json.loads(ok("import", str(folder), "--json"))
+    assert again == {"total": 4, "duplicate": 3, "ticket_created": 1}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mailgate_testing import raw_mail
 
 from mailgate.sources.importer import count_mails, iter_mails, mbox_messages
 
@@ -74,3 +75,20 @@ def test_a_file_that_is_no_mbox_is_one_mail(tmp_path: Path) -> None:
     path.write_bytes(b"Subject: hi\n\nFrom here on, text\n")
     assert count_mails(path) == 1
     assert list(iter_mails(path)) == [(str(path), path.read_bytes())]
+
+
+def test_a_maildir_mail_gone_while_the_import_ran_is_reported(tmp_path: Path) -> None:
+    maildir = mailbox.Maildir(tmp_path / "md")
+    keys = [maildir.add(raw_mail(subject=f"maildir {i}")) for i in range(3)]
+    found: list[tuple[str, str]] = []
+    mails = iter_mails(tmp_path / "md", lambda label, why: found.append((label, why)))
+    first = next(mails)
+    for key in keys:  # another reader (the MTA, a mail client) takes the rest away
+        if not first[0].endswith(key):
+            maildir.remove(key)
+    assert list(mails) == []
+    assert sorted(found) == sorted(
+        (f"{tmp_path / 'md'}:{key}", "no longer in the maildir")
+        for key in keys
+        if not first[0].endswith(key)
+    )
