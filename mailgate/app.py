@@ -155,6 +155,7 @@ def build_gateway(
         workflow,
         attachment_limits=settings.attachments,
         trust=trust,
+        copied_per_ticket=settings.limits.copied_per_ticket,
     )
     raws, blobs = _blob_stores(settings, db)
     pipeline = Pipeline(

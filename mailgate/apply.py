@@ -41,6 +41,7 @@ from mailgate.workflow import Workflow
 from store.enums import Direction, ParticipantRole, RawOutcome
 from store.errors import IllegalTransition, InvalidInput
 from store.models import Ticket
+from store.participants import participant_emails
 from store.plain import savepoint
 from store.raw import BlobRef
 from store.tickets import (
@@ -48,6 +49,7 @@ from store.tickets import (
     NewMessage,
     NewRaw,
     add_participant,
+    audit,
     open_ticket,
     record_raw,
     record_raw_with_message,
@@ -112,6 +114,7 @@ class Applier:
     workflow: Workflow
     attachment_limits: AttachmentSettings = field(default_factory=AttachmentSettings)
     trust: TrustKeeper | None = None
+    copied_per_ticket: int = 48  # ``[limits] copied_per_ticket``
 
     def apply(
         self,
@@ -202,7 +205,7 @@ class Applier:
             before_insert=lambda opened: self.workflow.start_clock(session, opened, now=now),
         )
         assert ticket.id is not None
-        copied = self._add_copied(session, ticket, mail)
+        copied = self._add_copied(session, ticket, mail, now)
         inbound = inbound_message(facts, thread)
         raw_id, message_id = record_raw_with_message(
             session, _raw_of(facts), ticket, inbound, now=now
@@ -244,7 +247,7 @@ class Applier:
             session, _raw_of(facts), ticket, inbound_message(facts, thread), now=now
         )
         if sender.kind is not SenderKind.AGENT:
-            self._add_copied(session, ticket, facts.mail)
+            self._add_copied(session, ticket, facts.mail, now)
             if has_too_large(facts.attachments):
                 self._tell_attachments_too_large(session, ticket, facts, now)
             if self.trust is not None:
@@ -370,16 +373,42 @@ class Applier:
             references=references,
         )
 
-    def _add_copied(self, session: Session, ticket: Ticket, mail: ParsedMail) -> list[str]:
-        """Add the mail's Cc addresses (not ours) to the ticket; returns those added."""
+    def _add_copied(
+        self, session: Session, ticket: Ticket, mail: ParsedMail, now: datetime
+    ) -> list[str]:
+        """Add the mail's Cc addresses (not ours, not the requester) to the ticket; returns
+        those added.
+
+        A ticket keeps at most ``copied_per_ticket`` of them (Zendesk: 48). Each is written
+        to about the ticket from then on, so without a cap one mail with thousands of Cc
+        addresses would have the acknowledgement sent to all of them. Those left out are
+        counted in the ticket's history."""
         assert ticket.id is not None
-        ours = self.notifier.ours
-        added = []
-        for address in mail.cc:
-            if not address or ours.is_ours(address) or address == ticket.requester:
-                continue
-            if add_participant(session, ticket.id, address, ParticipantRole.CC):
-                added.append(address.lower())
+        ours, requester = self.notifier.ours, ticket.requester.lower()
+        wanted = [
+            address
+            for address in dict.fromkeys(a.lower() for a in mail.cc if a)
+            if address != requester and not ours.is_ours(address)
+        ]
+        if not wanted:
+            return []
+        present = participant_emails(session, ticket.id, ParticipantRole.CC.value)
+        new = [address for address in wanted if address not in present]
+        room = max(0, self.copied_per_ticket - len(present))
+        cc = ParticipantRole.CC
+        added = [a for a in new[:room] if add_participant(session, ticket.id, a, cc)]
+        if len(new) > room:
+            left_out = new[room:]
+            audit(
+                session,
+                ticket.id,
+                actor="gateway",
+                action="copied_limit",
+                now=now,
+                detail=f"{len(left_out)} copied addresses not added, a ticket keeps at most "
+                f"{self.copied_per_ticket}: {', '.join(left_out[:3])}"
+                + (", …" if len(left_out) > 3 else ""),
+            )
         return added
 
 

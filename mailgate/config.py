@@ -234,6 +234,12 @@ class LimitSettings(Section):
     bounce_quiet_days: int = Field(
         60, ge=0, description="no automatic mail to an address this long after it bounced for good"
     )
+    copied_per_ticket: int = Field(
+        48,
+        ge=0,
+        le=10_000,
+        description="copied (Cc) addresses a ticket keeps; a mail's further ones are not added",
+    )
 
 
 class WorkflowSettings(Section):

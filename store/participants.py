@@ -27,3 +27,14 @@ def is_participant(session: Session, ticket: Ticket, email: str) -> bool:
         select(Agent.id).where(Agent.email == email, Agent.active == True)  # noqa: E712
     ).first()
     return agent is not None
+
+
+def participant_emails(session: Session, ticket_id: int, role: str) -> set[str]:
+    """The addresses on the ticket in ``role`` (a ``ParticipantRole`` value)."""
+    return set(
+        session.exec(
+            select(Participant.email).where(
+                Participant.ticket_id == ticket_id, Participant.role == role
+            )
+        )
+    )

@@ -493,7 +493,7 @@ def _tidy_body(body: str) -> str:
 
 
 def _addresses(values: Iterable[str | None], *, what: str) -> list[Address]:
-    result: list[Address] = []
+    result: dict[str, Address] = {}  # by lower-case addr-spec: each address once
     for value in values:
         if not value:
             continue
@@ -503,9 +503,8 @@ def _addresses(values: Iterable[str | None], *, what: str) -> list[Address]:
             # One bad copied address must not cost the requester the notification.
             log.warning("dropping %s address: %s", what, exc)
             continue
-        if address.addr_spec.lower() not in {a.addr_spec.lower() for a in result}:
-            result.append(address)
-    return result
+        result.setdefault(address.addr_spec.lower(), address)
+    return list(result.values())
 
 
 def _thread_headers(in_reply_to: str | None, refs: Iterable[str]) -> list[tuple[str, str]]:

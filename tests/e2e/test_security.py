@@ -759,6 +759,37 @@ def bounce_for(address: str, message_id: str) -> bytes:
 
 
 @case
+def a_mail_copied_to_thousands_is_acknowledged_to_no_more_than_48(w: World) -> None:
+    """A stranger cannot make the helpdesk mail the world: a ticket keeps at most
+    ``[limits] copied_per_ticket`` copied addresses (48, as Zendesk), and the rest is
+    counted in its history, not added, not written to."""
+    many = [f"victim{i}@elsewhere{i % 7}.example" for i in range(3000)]
+    w.send(with_cc(mail(EVE, "Întrebare"), [*many, EVE, SUPPORT]))
+    ticket = w.newest()
+    ack = only_mail_to_many(w)
+    assert EVE in recipients(ack) and len(recipients(ack)) == 49
+    copied = [p for p in ticket["participants"] if p["role"] == "cc"]
+    assert len(copied) == 48
+    limit = [e for e in ticket["events"] if e["action"] == "copied_limit"]
+    assert len(limit) == 1 and limit[0]["detail"].startswith("2952 copied addresses not added")
+    more = [f"other{i}@elsewhere.example" for i in range(10)]
+    w.send(with_cc(mail(EVE, f"Re: [#{ticket['id']}] Întrebare"), more))
+    assert len([p for p in w.ticket(ticket["id"])["participants"] if p["role"] == "cc"]) == 48
+
+
+def with_cc(raw: bytes, addresses: list[str]) -> bytes:
+    """``raw`` with a Cc header of ``addresses``, folded one to a line, and CRLF line
+    ends (SMTP's: a line ends at CRLF, and one of the listener's is 1,001 bytes at most)."""
+    return (b"Cc: " + ",\n ".join(addresses).encode() + b"\n" + raw).replace(b"\n", b"\r\n")
+
+
+def only_mail_to_many(w: World) -> Sent:
+    sent = w.sent()
+    assert len(sent) == 1, [m["Subject"] for m in sent]
+    return sent[0]
+
+
+@case
 def after_a_hard_bounce_no_automatic_mail_goes_to_that_address(w: World) -> None:
     w.send(bounce_for(ANA, w.ack_ids[1]), mail_from="")
     assert [s.reason for s in w.suspended()] == ["bounce"]
