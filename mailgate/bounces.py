@@ -91,8 +91,11 @@ DELAY_RE = re.compile(
 
 # --- where the notice ends and the copy of the returned mail begins --------------------
 
+# The marker's own line only: with \s, the decoration before it also ran across line ends,
+# and a notice of many short lines ("\n>" ten thousand times) took time in the square of
+# its length to search.
 RETURNED_MARKER_RE = re.compile(
-    r"^[\s\-=*>|]*("
+    r"^[ \t\-=*>|]*("
     r"below this line is a copy|below the next line is a copy|"
     r"this is a copy of the message|copy of the (original )?message|"
     r"original message (follows|as received|attached)|original message|"
@@ -106,7 +109,11 @@ RETURNED_MARKER_RE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 # A copy pasted without a marker starts with its trace headers.
-RETURNED_HEADERS_RE = re.compile(r"^>?\s*(Return-Path|Received):\s", re.IGNORECASE | re.MULTILINE)
+# At a line start, spaces and tabs only: "\s*" ran on over line ends from every line start
+# and took time in the square of the lines of a notice with many blank lines.
+RETURNED_HEADERS_RE = re.compile(
+    r"^>?[ \t]*(Return-Path|Received):\s", re.IGNORECASE | re.MULTILINE
+)
 
 RETURNED_TYPES = frozenset(
     {
@@ -122,7 +129,11 @@ STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-st
 # --- failed recipients --------------------------------------------------------------------
 
 ADDRESS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
-ADDRESS_RE = re.compile(ADDRESS)
+# Searched on its own, an address starts where its run of local-part characters does:
+# tried at each character of a long run without "@", the search took time in the square
+# of the run's length. (In the patterns below, text before it anchors it already.)
+_ADDRESS_START = r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.-])"
+ADDRESS_RE = re.compile(_ADDRESS_START + ADDRESS)
 BARE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
 # A DSN per-recipient field: "Final-Recipient: rfc822; someone@example.com".
@@ -142,7 +153,7 @@ RECIPIENT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         rf"^\s{{0,4}}({ADDRESS}):\s*$",
         # "Failed Recipient: x", "Unknown user: x", "Error-for: x", "Intended recipient: x"…
         # (but not the To:/From: lines of a summary of the returned mail)
-        rf"^\s*(?!(?:to|cc|bcc|from|sender|reply-to|return-path|message-id|in-reply-to|"
+        rf"^[ \t]*(?!(?:to|cc|bcc|from|sender|reply-to|return-path|message-id|in-reply-to|"
         rf"references|contact|system contact|x-[\w-]+)\s*:)"
         rf"[A-Za-z][\w' -]{{0,40}}:\s*<?\"?({ADDRESS})",
         # "… addressed to 'x'", "The address to which your message was addressed, x,"
@@ -155,13 +166,15 @@ RECIPIENT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         rf"['\"<]?({ADDRESS})",
         rf"delivery of (?:e-?mail|your message) to this address\s+['\"<]?({ADDRESS})",
         rf"(?:quota violation for|local address|mailbox)\s+<?({ADDRESS})",
-        rf"^\s*<?({ADDRESS})>?\s*(?:\.\.\.|:|-)?\s*(?:user unknown|unknown user|no such user|"
+        rf"^[ \t]*<?({ADDRESS})>?\s*(?:\.\.\.|:|-)?\s*(?:user unknown|unknown user|no such user|"
         rf"mailbox (?:unavailable|full|is full)|addressee unknown|not found|unknown host)",
-        rf"^\s*({ADDRESS})\s+on\s+\w{{3}},",  # Exchange: "user@host on Fri, 18 Oct 2002"
+        rf"^[ \t]*({ADDRESS})\s+on\s+\w{{3}},",  # Exchange: "user@host on Fri, 18 Oct 2002"
     )
 )
 
-EXPANDED_RE = re.compile(rf"({ADDRESS})\s*\n\s*\(expanded from:?\s*<?{ADDRESS}>?\)", re.I)
+EXPANDED_RE = re.compile(
+    rf"{_ADDRESS_START}({ADDRESS})\s*\n\s*\(expanded from:?\s*<?{ADDRESS}>?\)", re.I
+)
 
 # A sentence that announces a list of failed recipients on the next lines.
 RECIPIENT_LIST_RE = re.compile(
@@ -179,7 +192,7 @@ RECIPIENT_LIST_LINES = 12
 ROLE_LOCAL_PARTS = DAEMON_LOCAL_PARTS | {"abuse", "hostmaster", "root", "mailman"}
 
 MESSAGE_ID_HEADER_RE = re.compile(
-    r"^[>\s]*message-id\s*:\s*\n?\s*<([^<>\s]+@[^<>\s]+)>", re.IGNORECASE | re.MULTILINE
+    r"^[> \t]*message-id\s*:\s*\n?\s*<([^<>\s]+@[^<>\s]+)>", re.IGNORECASE | re.MULTILINE
 )
 
 
@@ -515,7 +528,7 @@ def _split_notice(text: str) -> tuple[str, str]:
     """The notice text, and the copy of the returned mail after it (may be empty)."""
     cut = len(text)
     marker = RETURNED_MARKER_RE.search(text)
-    if marker and marker.start() > 0:
+    if marker and text[: marker.start()].strip():  # not a marker with nothing above it
         cut = marker.start()
     headers = RETURNED_HEADERS_RE.search(text)
     if headers and headers.start() < cut:

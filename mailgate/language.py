@@ -55,7 +55,9 @@ Source = Literal["shop_locale", "content_language", "detected", "default"]
 
 # Words that are not the merchant's language: links, addresses, and words with digits
 # (order numbers, SKUs, prices, our ticket tags).
-_NOT_LANGUAGE = re.compile(r"https?://\S+|www\.\S+|\S+@\S+|\[#\d+\]|\b\w*\d\w*\b")
+# An address is found from the start of its run of non-space: tried at every character
+# of a long run without "@", ``\S+@`` took time in the square of its length.
+_NOT_LANGUAGE = re.compile(r"https?://\S+|www\.\S+|(?<!\S)\S+@\S+|\[#\d+\]|\b\w*\d\w*\b")
 # Acronyms (CSV, SKU, AWB, BLIK) tell nothing either, unless the whole mail is in capitals.
 _ACRONYM = re.compile(r"\b[A-Z]{2,4}\b")
 _REPLY_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|odp|rv|enc|antw|wg|tr)\s*:\s*)+", re.I)
@@ -127,9 +129,8 @@ def supported_language(tag: str | None) -> str | None:
 
 def detection_text(subject: str, text: str) -> str:
     """The merchant's words: subject (without Re:/Fwd:) and text, minus what is no language."""
-    words = _NOT_LANGUAGE.sub(
-        " ", f"{_REPLY_PREFIX.sub('', subject)}\n{text[:MAX_DETECTION_CHARS]}"
-    )
+    subject = _REPLY_PREFIX.sub("", subject[:MAX_DETECTION_CHARS])
+    words = _NOT_LANGUAGE.sub(" ", f"{subject}\n{text[:MAX_DETECTION_CHARS]}")
     letters = _LETTER.findall(words)
     if sum(c.isupper() for c in letters) * 2 < len(letters):
         words = _ACRONYM.sub(" ", words)

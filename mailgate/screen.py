@@ -122,7 +122,9 @@ def _auto_submitted(mail: ParsedMail) -> str | None:
     value = mail.header("Auto-Submitted")
     if value is None:
         return None
-    keyword = re.sub(r"\([^)]*\)", " ", value).strip().split(";")[0].strip().lower()
+    # Innermost comments: "[^)]*" ran from every "(" to the end of a value with no ")",
+    # in time that grew with the square of its length.
+    keyword = re.sub(r"\([^()]*\)", " ", value).strip().split(";")[0].strip().lower()
     if keyword in ("", "no"):
         return None
     return f"Auto-Submitted: {_short(value.strip())}"
