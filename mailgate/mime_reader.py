@@ -19,9 +19,15 @@ from email.message import Message
 from email.parser import BytesParser
 
 MAX_DEPTH = 40  # deeper nesting is an attack on the parser, not a mail
+MAX_PARAMS = 100  # parameters read of a Content-Type or Content-Disposition field
 
 _BLANK = b" \t\r\n\x00"
 _HEADER_START = re.compile(rb"^[\x21-\x39\x3b-\x7e]{1,76}:")
+# A Content-Type or Content-Disposition field, with its continuation lines.
+_PARAM_FIELD = re.compile(
+    rb"^content-(?:type|disposition)[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
+    re.IGNORECASE | re.MULTILINE,
+)
 _BOUNDARY_PARAM = re.compile(rb"boundary\s*=\s*(\"[^\"\r\n]{1,200}\"|[^\s;]{1,200})")
 _CLOSING_DELIMITER = re.compile(rb"\n--([^\r\n]{1,200}?)--[ \t]*\r?(?=\n|$)")
 _BASE64_TEXT = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n"
@@ -85,13 +91,15 @@ def read_message(raw: bytes) -> ReadMessage:
     defects: list[str] = []
     set_aside = SetAside(raw)
     try:
-        message = email.message_from_bytes(_without_base64_bodies(raw, lowered, set_aside))
+        message = email.message_from_bytes(
+            _with_few_params(_without_base64_bodies(raw, lowered, set_aside))
+        )
         if not message.keys() and _HEADER_START.match(raw.lstrip(_BLANK)):
             defects.append("blank-lines-before-headers")
             stripped = raw.lstrip(_BLANK)
             set_aside = SetAside(stripped)
             message = email.message_from_bytes(
-                _without_base64_bodies(stripped, _Lowered(stripped), set_aside)
+                _with_few_params(_without_base64_bodies(stripped, _Lowered(stripped), set_aside))
             )
     except RecursionError:
         return ReadMessage(_headers_only(raw), flat=True, defects=["nesting-too-deep"])
@@ -112,7 +120,31 @@ def decode_base64(body: bytes | memoryview) -> bytes:
 
 
 def _headers_only(raw: bytes) -> Message:
-    return BytesParser().parsebytes(raw, headersonly=True)
+    return BytesParser().parsebytes(_with_few_params(raw), headersonly=True)
+
+
+def _with_few_params(data: bytes) -> bytes:
+    """``data`` with every Content-Type and Content-Disposition field cut after its
+    ``MAX_PARAMS``-th parameter.
+
+    The stdlib reads parameters (``get_param``, ``get_boundary``, even while it parses a
+    multipart) by counting the quotes before each ``;`` from the start of the value again:
+    a filename of 40,000 quoted semicolons took 1.8 s, and 100,000 took 11 s. No mail
+    needs a hundred parameters (an RFC 2231 filename in continuations needs a dozen).
+    """
+    if data.count(b";") <= MAX_PARAMS:
+        return data  # the usual case: one count in C
+    return _PARAM_FIELD.sub(_cut_params, data)
+
+
+def _cut_params(field: re.Match[bytes]) -> bytes:
+    value = field.group(0)
+    at = -1
+    for _ in range(MAX_PARAMS + 1):
+        at = value.find(b";", at + 1)
+        if at < 0:
+            return value
+    return value[:at]
 
 
 class _Lowered:
