@@ -167,19 +167,20 @@ def without_unclosable_markup(html: str) -> str:
     again) did that. What can be closed stays as it was: the parser finds its end once.
     """
     last = _LastCloses.of(html)
-    cut = min(
-        html.find("<!--", max(0, last.comment - 3)) % (len(html) + 1),
-        html.find("<![", max(0, min(last.section, last.cdata) - 2)) % (len(html) + 1),
-        html.find("<", last.tag + 1) % (len(html) + 1),
+    openers = sorted(
+        {
+            *_starts(_COMMENT_OPEN, html, last.comment - 3),  # no "-->" 4 or more after it
+            *_starts(_SECTION_OPEN, html, last.section - 2),  # no "]>" 3 or more after it
+            *_starts(_CDATA_OPEN, html, last.cdata - 2),  # a CDATA section: no "]]>"
+            *_starts(_TAG_OPEN, html, last.tag + 1),  # anything after the last ">"
+        }
     )
-    if cut == len(html):
+    if not openers:
         return html  # the usual case, at the cost of a few searches in C
-    out, i = [html[:cut]], cut
-    while (start := html.find("<", i)) >= 0:
-        if not last.leave_open(html, start):
-            out.append(html[i : start + 1])
-            i = start + 1
-            continue
+    out, i = [], 0
+    for start in openers:
+        if start < i:
+            continue  # inside the text an earlier one was read as
         gt = html.find(">", start + 1)
         lt = html.find("<", start + 1)
         end = gt + 1 if gt >= 0 else (lt if lt >= 0 else start + 1)
@@ -192,6 +193,9 @@ def without_unclosable_markup(html: str) -> str:
 _COMMENT_CLOSE = re.compile(r"--\s*>")  # the stdlib parser's ends of a comment,
 _SECTION_CLOSE = re.compile(r"]\s*>")  # of an Office section ("<![if …]>"),
 _CDATA_CLOSE = re.compile(r"]\s*]\s*>")  # and of the sections it reads as CDATA
+_TAG_OPEN = re.compile("<")
+_COMMENT_OPEN = re.compile("<!--")
+_SECTION_OPEN = re.compile(r"<!\[")
 _CDATA_OPEN = re.compile(r"<!\[(?=(?i:temp|cdata|ignore|include|rcdata)(?![-_.a-zA-Z0-9]))")
 
 
@@ -213,22 +217,16 @@ class _LastCloses:
             _last_start(_CDATA_CLOSE, html),
         )
 
-    def leave_open(self, html: str, start: int) -> bool:
-        """Whether the markup at ``start`` has no end after it (the parser looks for
-        one from just past its opener)."""
-        if html.startswith("<!--", start):
-            return self.comment < start + 4
-        if html.startswith("<![", start):
-            cdata = _CDATA_OPEN.match(html, start) is not None
-            return (self.cdata if cdata else self.section) < start + 3
-        return self.tag < start + 1
-
 
 def _last_start(close: re.Pattern[str], html: str) -> int:
     last = -1
     for match in close.finditer(html):
         last = match.start()
     return last
+
+
+def _starts(opener: re.Pattern[str], html: str, since: int) -> list[int]:
+    return [match.start() for match in opener.finditer(html, max(0, since))]
 
 
 def has_quote_markup(html: str) -> bool:
