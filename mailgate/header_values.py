@@ -130,14 +130,28 @@ def _flush(pending: list[tuple[str, bytes]], pieces: list[str]) -> None:
     pending.clear()
 
 
+# Of the values of one header: some 2,000 addresses. Past it, the addresses after the
+# last comma before it are not read (defect "address-header-cut"): reading them costs
+# about 9 µs a character in the worst case, 90 s for a header of 10 MB.
+MAX_ADDRESS_CHARS = 64 * 1024
+
+
 def parse_addresses(
     raw_values: list[str], defects: list[str], charset: str | None = None
 ) -> list[tuple[str, str]]:
     """Every ``(display name, lower-cased address)`` in these header values, in order
-    (``charset``: the mail's body charset, for raw 8-bit bytes)."""
+    (``charset``: the mail's body charset, for raw 8-bit bytes), as far as the first
+    ``MAX_ADDRESS_CHARS`` characters of them go."""
     found: list[tuple[str, str]] = []
+    room = MAX_ADDRESS_CHARS
     for raw in raw_values:
         value = _LINE_BREAKS.sub(" ", _FOLD.sub("", unicode_value(raw, charset))).strip()
+        if len(value) > room:
+            cut = value.rfind(",", 0, room)
+            value = value[: max(cut, 0)]
+            if "address-header-cut" not in defects:
+                defects.append("address-header-cut")
+        room -= len(value)
         if not value:
             continue
         pairs = _simple_addresses(value)

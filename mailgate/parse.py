@@ -22,6 +22,7 @@ from email.utils import parseaddr
 from mailgate.charsets import decode_text
 from mailgate.errors import ParseFailure
 from mailgate.header_values import (
+    MAX_ADDRESS_CHARS,
     decode_header_value,
     first_language,
     parse_addresses,
@@ -118,17 +119,21 @@ def _parsed(raw: bytes, message: Message, parts: MailParts, defects: list[str]) 
 
     charset = _body_charset(message)
     from_defects: list[str] = []
-    from_pairs = parse_addresses(by_name.get("from", [])[:1], from_defects, charset)
-    if not from_pairs and by_name.get("from"):
-        from_pairs = _repaired_from(by_name["from"][0], from_defects, charset)
+    first_from = next(iter(by_name.get("from", [])), None)
+    if first_from is not None and len(first_from) > MAX_ADDRESS_CHARS:
+        first_from = first_from[:MAX_ADDRESS_CHARS]  # what the readers below can afford
+        from_defects.append("address-header-cut")
+    from_pairs = parse_addresses([first_from] if first_from else [], from_defects, charset)
+    if not from_pairs and first_from:
+        from_pairs = _repaired_from(first_from, from_defects, charset)
     if from_defects:
         # Which part of a broken From the parser kept is a guess: identify never matches
         # such an address to a registered user (see mailgate/from_check.py).
         defects.extend([*from_defects, FROM_REPAIRED])
     from_name, from_address = _sender(from_pairs, defects)
-    if not from_pairs and by_name.get("from"):
+    if not from_pairs and first_from:
         # "MAILER DAEMON <>": no address, but the name is what a reader sees.
-        raw_from = unicode_value(by_name["from"][0], charset)
+        raw_from = unicode_value(first_from, charset)
         from_name = decode_header_value(parseaddr(raw_from)[0])
     if len(by_name.get("from", [])) > 1:
         defects.append("several-from-headers")
