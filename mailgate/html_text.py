@@ -11,7 +11,6 @@ elements and tracking pixels are dropped; ``<blockquote>`` becomes ``> `` lines.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from html.parser import HTMLParser
 
 MAX_HTML_CHARS = 512 * 1024
@@ -166,13 +165,13 @@ def without_unclosable_markup(html: str) -> str:
     and comments or marked sections after the last end of their kind ("<!--a>" again and
     again) did that. What can be closed stays as it was: the parser finds its end once.
     """
-    last = _LastCloses.of(html)
     openers = sorted(
         {
-            *_starts(_COMMENT_OPEN, html, last.comment - 3),  # no "-->" 4 or more after it
-            *_starts(_SECTION_OPEN, html, last.section - 2),  # no "]>" 3 or more after it
-            *_starts(_CDATA_OPEN, html, last.cdata - 2),  # a CDATA section: no "]]>"
-            *_starts(_TAG_OPEN, html, last.tag + 1),  # anything after the last ">"
+            # an opener at p is closed by an end that starts at p + len(opener) or later
+            *_starts(_COMMENT_OPEN, html, _last_start(_COMMENT_CLOSE, html) - 3),
+            *_starts(_SECTION_OPEN, html, _last_start(_SECTION_CLOSE, html) - 2),
+            *_starts(_CDATA_OPEN, html, _last_start(_CDATA_CLOSE, html) - 2),  # needs "]]>"
+            *_starts(_TAG_OPEN, html, html.rfind(">") + 1),  # anything after the last ">"
         }
     )
     if not openers:
@@ -199,26 +198,8 @@ _SECTION_OPEN = re.compile(r"<!\[")
 _CDATA_OPEN = re.compile(r"<!\[(?=(?i:temp|cdata|ignore|include|rcdata)(?![-_.a-zA-Z0-9]))")
 
 
-@dataclass(frozen=True, slots=True)
-class _LastCloses:
-    """Where the last end of each kind of markup starts in a text (-1: none)."""
-
-    tag: int
-    comment: int
-    section: int
-    cdata: int
-
-    @classmethod
-    def of(cls, html: str) -> _LastCloses:
-        return cls(
-            html.rfind(">"),
-            _last_start(_COMMENT_CLOSE, html),
-            _last_start(_SECTION_CLOSE, html),
-            _last_start(_CDATA_CLOSE, html),
-        )
-
-
 def _last_start(close: re.Pattern[str], html: str) -> int:
+    """Where the last ``close`` in ``html`` starts (-1: none)."""
     last = -1
     for match in close.finditer(html):
         last = match.start()
