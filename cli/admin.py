@@ -142,6 +142,29 @@ def agents_add(
     console.print(f"agent {agent.email} added" + (f" ({agent.sectors})" if agent.sectors else ""))
 
 
+@agents.command("deactivate")
+def agents_deactivate(ctx: typer.Context, email: str) -> None:
+    """Stop an agent (someone who left): sent nothing more, their mail a stranger's, their
+    open tickets unassigned."""
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        unassigned = directory.set_agent_active(
+            session, email, False, actor="admin", now=gateway.clock()
+        )
+    console.print(
+        f"agent {directory.normalize_address(email)} deactivated; {unassigned} tickets unassigned"
+    )
+
+
+@agents.command("activate")
+def agents_activate(ctx: typer.Context, email: str) -> None:
+    """Let a deactivated agent work again."""
+    gateway = cli_context(ctx).gateway()
+    with gateway.db.write() as session:
+        directory.set_agent_active(session, email, True, actor="admin", now=gateway.clock())
+    console.print(f"agent {directory.normalize_address(email)} activated")
+
+
 @agents.command("list")
 def agents_list(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
@@ -160,6 +183,6 @@ def agents_list(
         return
     print_table(
         "Agents",
-        ["email", "name", "sectors"],
-        ([a.email, a.name, ", ".join(a.sector_list)] for a in rows),
+        ["email", "name", "sectors", "active"],
+        ([a.email, a.name, ", ".join(a.sector_list), "yes" if a.active else "no"] for a in rows),
     )

@@ -16,12 +16,17 @@ from sqlmodel import Session
 from mailgate.header_values import without_controls
 from mailgate.holds import require_identity
 from mailgate.notifications import Notifier
+from store.directory import agent_named
 from store.enums import Direction, ParticipantRole, Priority, Status, TicketType
 from store.errors import InvalidInput, TicketNotFound
 from store.lifecycle import change_status, parse_standby_reason, parse_status
 from store.models import Ticket
 from store.sla import SlaPolicy, settle
 from store.tickets import NewMessage, add_message, add_participant, audit, set_field
+
+# ``#assign none`` (``--assignee none``) leaves a ticket to its sector again.
+UNASSIGNED = frozenset({"none", "nobody", "-"})
+ASSIGNEE_LENGTH = 320  # the column's length: an address's longest
 
 # Agent-made changes the merchant hears about; new → open is internal triage.
 _NOTIFIED_STATUSES = frozenset({Status.PENDING, Status.ON_HOLD, Status.SOLVED, Status.CLOSED})
@@ -178,12 +183,16 @@ class AgentActions:
             ("type", _checked(changes.type, {t.value for t in TicketType}, "type")),
             ("sector", _checked(changes.sector, set(self.sectors), "sector")),
             ("priority", _checked(changes.priority, {p.value for p in Priority}, "priority")),
-            ("assignee", changes.assignee.lower() if changes.assignee else None),
         ):
             if value is not None:
                 old = getattr(ticket, name)
                 if set_field(session, ticket, name, value, actor=actor, now=now):
                     done.append(f"{name}: {old} -> {value}")
+        if changes.assignee and changes.assignee.strip():
+            assignee, remark = _assignee(session, changes.assignee)
+            old = ticket.assignee
+            if set_field(session, ticket, "assignee", assignee, actor=actor, now=now):
+                done.append(f"assignee: {old} -> {assignee}{remark}")
         if changes.status or changes.reason:
             target = parse_status(changes.status) if changes.status else Status(ticket.status)
             reason = parse_standby_reason(changes.reason) if changes.reason else None
@@ -212,6 +221,23 @@ def _ticket(session: Session, ticket_id: int) -> Ticket:
     if ticket is None:
         raise TicketNotFound(ticket_id)
     return ticket
+
+
+def _assignee(session: Session, who: str) -> tuple[str | None, str]:
+    """Who ``who`` assigns a ticket to (None: nobody), and a remark for the changes made.
+
+    A name or address of an active agent gives that agent's address: the assignee hears
+    of the merchant's replies and of SLA breaches. Anything else is kept as written, but
+    such an assignee is sent nothing (``AgentNotices``), and the remark says so."""
+    wanted = without_controls(who).strip().lower()
+    if wanted in UNASSIGNED:
+        return None, ""
+    if len(wanted) > ASSIGNEE_LENGTH:
+        raise InvalidInput(f"an assignee is at most {ASSIGNEE_LENGTH} characters")
+    agent = agent_named(session, wanted)
+    if agent is not None:
+        return agent, ""
+    return wanted, " (not an active agent: sent no mail)"
 
 
 def _checked(value: str | None, allowed: set[str], what: str) -> str | None:

@@ -20,6 +20,7 @@ from sqlmodel import Session
 from mailgate.notifications import Notifier
 from store.development import budget_of
 from store.directory import sector_agents
+from store.lookups import active_agents
 from store.models import Ticket
 from store.sla import Phase
 from store.tickets import thread_ids
@@ -62,8 +63,10 @@ class AgentNotices:
         )
 
     def sla_breach(self, session: Session, ticket: Ticket, phase: Phase, *, now: datetime) -> int:
-        """Warn the assignee, or the sector's agents when nobody is assigned."""
-        agents = (ticket.assignee,) if ticket.assignee else sector_agents(session, ticket.sector)
+        """Warn the assignee, or the sector's agents when nobody (or no active agent) is
+        assigned."""
+        assignee = _active_assignee(session, ticket)
+        agents = (assignee,) if assignee else sector_agents(session, ticket.sector)
         return self._to_each(
             session, ticket, "agent_sla_breach", agents, now=now, text="", phase=phase.value
         )
@@ -85,8 +88,8 @@ class AgentNotices:
     # --- helpers ----------------------------------------------------------------------
     def _watchers(self, session: Session, ticket: Ticket) -> tuple[str, ...]:
         agents = sector_agents(session, ticket.sector)
-        if ticket.assignee:
-            agents = (*agents, ticket.assignee)
+        if assignee := _active_assignee(session, ticket):
+            agents = (*agents, assignee)
         return tuple(dict.fromkeys(agents))
 
     def _to_each(
@@ -152,3 +155,10 @@ class AgentNotices:
         if moment is None:
             return ""
         return moment.astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _active_assignee(session: Session, ticket: Ticket) -> str | None:
+    """The ticket's assignee if an active agent: an agent who has left, or an address
+    that never was an agent's, is sent nothing about the ticket."""
+    assignee = ticket.assignee
+    return assignee if assignee and assignee in active_agents(session) else None

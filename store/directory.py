@@ -12,10 +12,11 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from store.enums import LOCALES
+from store.enums import LOCALES, Status
 from store.errors import InvalidInput, RecordNotFound
 from store.lookups import active_agents
-from store.models import Agent, Shop, ShopUser
+from store.models import Agent, Shop, ShopUser, Ticket
+from store.tickets import set_field
 
 _ADDRESS = re.compile(
     r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
@@ -130,12 +131,59 @@ def add_agent(
     return agent
 
 
+def set_agent_active(
+    session: Session, email: str, active: bool, *, actor: str, now: datetime
+) -> int:
+    """Let an agent work again, or stop them; returns how many tickets were unassigned.
+
+    A stopped agent is sent nothing and their mail is a stranger's (``active_agents``).
+    Their tickets not yet closed go back to their sectors: each is unassigned, in its
+    history, so that the sector's agents hear of its replies and its SLA breaches."""
+    address = normalize_address(email)
+    agent = session.exec(select(Agent).where(Agent.email == address)).first()
+    if agent is None:
+        raise RecordNotFound(f"{address} is not an agent")
+    agent.active = active
+    session.add(agent)
+    if active:
+        return 0
+    tickets = session.exec(
+        select(Ticket)
+        .where(Ticket.assignee == address, Ticket.status != Status.CLOSED.value)
+        .order_by(col(Ticket.id))
+    ).all()
+    for ticket in tickets:
+        set_field(session, ticket, "assignee", None, actor=actor, now=now)
+    return len(tickets)
+
+
 def list_agents(session: Session) -> list[Agent]:
     return list(session.exec(select(Agent).order_by(col(Agent.email))))
 
 
 def is_active_agent(session: Session, email: str) -> bool:
     return email.lower() in active_agents(session)
+
+
+def agent_named(session: Session, who: str) -> str | None:
+    """The address of the active agent ``who`` names, or None when no active agent does.
+
+    An address names its agent. A word without ``@`` (``#assign ana``) names the one
+    active agent whose address starts with it (``ana@…``), whose name it is, or whose
+    name starts with it as a word; ``InvalidInput`` when it fits several."""
+    wanted = who.strip().lower()
+    agents = active_agents(session)
+    if "@" in wanted:
+        return wanted if wanted in agents else None
+    fits = [a.email for a in agents.values() if wanted and wanted in _names_of(a.email, a.name)]
+    if len(fits) > 1:
+        raise InvalidInput(f"{who!r} fits {len(fits)} agents ({', '.join(fits)}): give the address")
+    return fits[0] if fits else None
+
+
+def _names_of(email: str, name: str) -> set[str]:
+    words = name.lower().split()
+    return {email.partition("@")[0], " ".join(words), *words[:1]}
 
 
 def sector_agents(session: Session, sector: str) -> tuple[str, ...]:

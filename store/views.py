@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, literal_column
 from sqlmodel import Session, col, select
 
 from store.development import budget_of
+from store.directory import agent_named
 from store.enums import Status
 from store.errors import InvalidInput, TicketNotFound
 from store.models import Attachment, AuditEvent, Message, Participant, Shop, Ticket
@@ -193,7 +194,8 @@ def list_tickets(
     if query.shop:
         stmt = stmt.where(Shop.name == query.shop)
     if query.assignee:
-        stmt = stmt.where(Ticket.assignee == query.assignee.lower())
+        assignee = query.assignee.strip().lower()
+        stmt = stmt.where(Ticket.assignee == (agent_named(session, assignee) or assignee))
     if query.search:
         walk_queue = not statuses and query.sort in ("priority", "due")  # backlog indexes
         stmt = stmt.where(search_condition(session, query.search, walk_queue=walk_queue))

@@ -107,6 +107,34 @@ def test_admin_then_mail_then_agent_work(env: dict[str, str], tmp_path: Path) ->
     assert stats["by_status"]["pending"] == 1
 
 
+def test_assign_by_name_list_by_name_and_deactivate_an_agent(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    ok("agents", "add", "maria@support.example", "--name", "Maria Ionescu")
+    ok("agents", "add", "ion@support.example", "--name", "Ion Pop")
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(raw_mail(sender="Ana <ana@magazin.ro>"))
+    ok("ingest", str(mail))
+    assert "assignee: None -> ion@support.example" in ok("tickets", "set", "1", "--assignee", "Ion")
+    [mine] = json.loads(ok("tickets", "list", "--assignee", "ion", "--json"))
+    assert mine["id"] == 1 and mine["assignee"] == "ion@support.example"
+    assert "(not an active agent" in ok("tickets", "set", "1", "--assignee", "ioan@x.example")
+    ok("tickets", "set", "1", "--assignee", "ion@support.example")
+
+    out = ok("agents", "deactivate", "ION@support.example")
+    assert "agent ion@support.example deactivated; 1 tickets unassigned" in out
+    assert json.loads(ok("tickets", "show", "1", "--json"))["assignee"] is None
+    listed = {a["email"]: a["active"] for a in json.loads(ok("agents", "list", "--json"))}
+    assert listed == {"ion@support.example": False, "maria@support.example": True}
+    # "ion" names no active agent now: kept as written, and said so
+    assert "(not an active agent" in ok("tickets", "set", "1", "--assignee", "ion")
+    assert "agent ion@support.example activated" in ok("agents", "activate", "ion@support.example")
+    code, _, err = run("agents", "deactivate", "nobody@support.example")
+    assert code != 0 and "not an agent" in err
+    code, _, err = run("tickets", "set", "1", "--assignee", "x" * 400)
+    assert code == 2 and "at most 320 characters" in err and len(err.splitlines()) == 1
+
+
 def test_errors_are_one_line_without_traceback(env: dict[str, str]) -> None:
     for args, code in (
         (("tickets", "show", "999"), 3),

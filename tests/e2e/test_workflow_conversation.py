@@ -471,3 +471,133 @@ def test_the_acknowledgement_in_peak_mode_says_answers_are_slower(
     with gateway.db.read() as s:
         events = s.exec(select(AuditEvent).where(AuditEvent.action == "peak")).all()
     assert [e.new for e in events] == ["on"]
+
+
+# --- who a ticket is assigned to ------------------------------------------------------
+
+
+def by_agent(deliver: Any, agent: str, tid: int, body: str) -> None:
+    deliver(
+        raw_mail(
+            sender=f"{agent.partition('@')[0].title()} <{agent}>",
+            subject=f"Re: [#{tid}] Plata nu merge",
+            body=body,
+            headers={"Authentication-Results": TRUSTED},
+        ),
+        mail_from=agent,
+    )
+
+
+def merchant_replies(deliver: Any, tid: int, body: str) -> None:
+    deliver(raw_mail(subject=f"Re: [#{tid}] Plata nu merge", body=body))
+
+
+def test_assign_by_first_name_reaches_that_agent_and_none_gives_the_ticket_back(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    """``#assign ion`` (DESIGN's ``#assign ana``) names Ion by the start of his address:
+    the ticket is his, and he hears of the merchant's next reply though shipping is not
+    its sector; ``#assign none`` gives it back to its sector."""
+    tid = first_ticket(deliver, gateway)
+    by_agent(deliver, MARIA, tid, "#assign ion\n")
+    kept = detail(gateway, tid)
+    assert kept.assignee == ION
+    assert kept.messages[-1].body_text == f"Commands: assignee: None -> {ION}"
+    gateway.dispatcher.run_once()
+    before = len(mails_to(sent, ION))
+    merchant_replies(deliver, tid, "Tot nu merge.")
+    gateway.dispatcher.run_once()
+    assert len(mails_to(sent, ION)) == before + 1
+    assert "Tot nu merge." in text_of(mails_to(sent, ION)[-1])
+
+    by_agent(deliver, MARIA, tid, "#assign none\n")
+    assert detail(gateway, tid).assignee is None
+    merchant_replies(deliver, tid, "Acum merge.")
+    gateway.dispatcher.run_once()
+    assert len(mails_to(sent, ION)) == before + 1  # no longer his
+    assert [(e.old, e.new) for e in detail(gateway, tid).events if e.field == "assignee"] == [
+        (None, ION),
+        (ION, None),
+    ]
+
+
+def test_an_assignee_who_is_no_agent_is_kept_but_sent_nothing(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    """A mistyped address must not receive the merchant's replies: the assignee is kept
+    as written (the agent sees the remark), and only active agents are ever written to."""
+    tid = first_ticket(deliver, gateway)
+    by_agent(deliver, MARIA, tid, "#assign ion@suport.example\n")
+    kept = detail(gateway, tid)
+    assert kept.assignee == "ion@suport.example"
+    assert "(not an active agent: sent no mail)" in kept.messages[-1].body_text
+    merchant_replies(deliver, tid, "Tot nu merge.")
+    gateway.dispatcher.run_once()
+    assert mails_to(sent, "ion@suport.example") == []
+    assert "Tot nu merge." in text_of(mails_to(sent, MARIA)[-1])  # its sector still hears
+
+
+def test_an_agent_deactivated_is_sent_nothing_and_their_tickets_are_unassigned(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    tid = first_ticket(deliver, gateway)
+    by_agent(deliver, MARIA, tid, f"#assign {ION}\n")
+    clock.advance(minutes=5)
+    with gateway.db.write() as s:
+        assert directory.set_agent_active(s, ION, False, actor="admin", now=clock()) == 1
+    kept = detail(gateway, tid)
+    assert kept.assignee is None
+    assert [(e.actor, e.old, e.new) for e in kept.events if e.field == "assignee"][-1] == (
+        "admin",
+        ION,
+        None,
+    )
+    gateway.dispatcher.run_once()
+    before = len(mails_to(sent, ION))
+    with gateway.db.write() as s:  # assigned again behind the directory's back
+        ticket = s.get(Ticket, tid)
+        assert ticket is not None
+        ticket.assignee = ION
+        s.add(ticket)
+    merchant_replies(deliver, tid, "Tot nu merge.")
+    by_agent(deliver, ION, tid, "#priority low\n")  # his mail is a stranger's now
+    gateway.dispatcher.run_once()
+    assert len(mails_to(sent, ION)) == before + 1  # only the reply to a stranger's mail
+    assert "Merchant replied" not in mails_to(sent, ION)[-1]["Subject"]
+    assert detail(gateway, tid).priority == "immediate"
+    with gateway.db.write() as s:
+        assert directory.set_agent_active(s, ION, True, actor="admin", now=clock()) == 0
+    by_agent(deliver, MARIA, tid, "#assign ion\n")
+    assert detail(gateway, tid).assignee == ION
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("#assign maria", "'maria' fits 2 agents (maria.pop@support.example, maria@support"),
+        ("#assign " + "x" * 400, "an assignee is at most 320 characters"),
+    ],
+)
+def test_an_assignee_that_fits_several_agents_or_none_is_refused(
+    deliver: Any,
+    gateway: Gateway,
+    clock: ManualClock,
+    sent: RecordingTransport,
+    case: tuple[str, str],
+) -> None:
+    command, reason = case
+    with gateway.db.write() as s:
+        directory.add_agent(
+            s,
+            "maria.pop@support.example",
+            name="Maria Pop",
+            sectors=(),
+            known_sectors=gateway.settings.workflow.sectors,
+            now=clock(),
+        )
+    tid = first_ticket(deliver, gateway)
+    by_agent(deliver, ION, tid, f"{command}\n#priority low\n")
+    kept = detail(gateway, tid)
+    assert (kept.assignee, kept.priority) == (None, "immediate")
+    assert "Commands not understood" in kept.messages[-1].body_text
+    assert reason in kept.messages[-1].body_text
