@@ -8,7 +8,9 @@ ours (``mg.…``): those count only when their HMAC checks, so a forged one is i
 A candidate ticket is taken only when the sender is a participant of it: a guessed
 number or copied References never put a stranger's mail into someone else's ticket
 (they get a ticket of their own), and an agent's address counts only when the mail is
-authenticated. A closed ticket is never reopened: the mail becomes a follow-up ticket.
+authenticated. A closed ticket is never reopened: the mail becomes a follow-up ticket,
+unless it is an authenticated agent's (the apply stage refuses to relay it, keeps it as a
+note and tells the agent, rather than open a ticket with the agent as its requester).
 Merged tickets forward to their target.
 """
 
@@ -77,7 +79,7 @@ def thread_for(
         evidence = f"{candidate.evidence} ({why})"
         if ticket.id != candidate.ticket_id:
             evidence += f", #{candidate.ticket_id} was merged into #{ticket.id}"
-        if ticket.status == "closed":
+        if ticket.status == "closed" and why != "agent":
             return ThreadDecision(
                 None,
                 ThreadedBy.FOLLOW_UP,

@@ -16,6 +16,7 @@ import pytest
 from mailgate_testing import make_settings, raw_mail
 from sqlmodel import select
 
+from mailgate.actions import TicketChanges
 from mailgate.app import Gateway
 from mailgate.clock import ManualClock
 from mailgate.config import AuthSettings, Settings
@@ -387,6 +388,43 @@ def test_a_bad_command_is_answered_to_the_agent_and_never_relayed(
     error = mails_to(sent, MARIA)[-1]
     assert "was not sent to the merchant" in error["Subject"]
     assert reason in text_of(error)
+
+
+@pytest.mark.parametrize("way", ["plus", "tag"])
+def test_an_agent_s_answer_to_a_closed_ticket_is_kept_as_a_note_not_a_follow_up(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport, way: str
+) -> None:
+    """It opened a follow-up ticket with the agent as its requester: the agent got an
+    acknowledgement in Romanian, their commands were read as a merchant's text, and the
+    merchant heard nothing. Closed tickets are final, as for ``tickets reply``."""
+    tid = first_ticket(deliver, gateway)
+    with gateway.db.write() as s:
+        gateway.actions.update(s, tid, TicketChanges(status="closed"), actor=MARIA, now=clock())
+    gateway.dispatcher.run_once()
+    merchant_mails = len(mails_to(sent, "ana@magazin.ro"))
+    to = f"support+{tid}@localhost" if way == "plus" else "support@localhost"
+    deliver(
+        raw_mail(
+            sender=f"Maria <{MARIA}>",
+            to=to,
+            subject="Plata" if way == "plus" else f"Re: [#{tid}] Plata nu merge",
+            body="#priority low\n\nAm uitat să vă spun ceva.",
+            headers={"Authentication-Results": TRUSTED},
+        ),
+        mail_from=MARIA,
+        rcpt=(to,),
+    )
+    assert [t.id for t in tickets(gateway)] == [tid]  # no follow-up
+    kept = detail(gateway, tid)
+    assert (kept.status, kept.priority) == ("closed", "immediate")
+    assert kept.messages[-1].direction == "note"
+    assert f"ticket #{tid} is closed" in kept.messages[-1].body_text
+    assert "Am uitat să vă spun ceva." in kept.messages[-1].body_text
+    gateway.dispatcher.run_once()
+    assert len(mails_to(sent, "ana@magazin.ro")) == merchant_mails
+    error = mails_to(sent, MARIA)[-1]
+    assert "was not sent to the merchant" in error["Subject"]
+    assert f"ticket #{tid} is closed" in text_of(error)
 
 
 def test_a_command_refused_when_applied_undoes_the_others_and_their_events(
