@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 from dns_server import LoopbackDns
+from mailgate_testing import empty_store
 
 if TYPE_CHECKING:
     from store.db import Database
@@ -64,20 +65,6 @@ def fresh_pg_database() -> Iterator[str]:
         yield url
 
 
-def _truncate_all(url: str) -> None:
-    from sqlmodel import SQLModel
-
-    import store.models  # noqa: F401
-
-    engine = sa.create_engine(url)
-    # duration_buckets holds the fixed ranges written by revision 0005, not data.
-    tables = [t.name for t in SQLModel.metadata.sorted_tables if t.name != "duration_buckets"]
-    names = ", ".join(f'"{name}"' for name in tables)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-    engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A store URL on each database: SQLite in tmp_path, or the run's PostgreSQL, emptied."""
@@ -90,7 +77,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     database = Database(url)
     database.upgrade()
     database.dispose()
-    _truncate_all(url)
+    empty_store(url)
     yield url
 
 

@@ -185,3 +185,18 @@ def stored_text(gateway: Gateway) -> list[str]:
     with gateway.db.engine.connect() as connection:
         rows = [row for query in _STORED_TEXT for row in connection.execute(sa.text(query))]
     return [value for row in rows for value in row if isinstance(value, str)]
+
+
+def empty_store(url: str) -> None:
+    """Empty every table of the PostgreSQL store at ``url`` (its schema stays)."""
+    from sqlmodel import SQLModel
+
+    import store.models  # noqa: F401
+
+    engine = sa.create_engine(url)
+    # duration_buckets holds the fixed ranges written by revision 0005, not data.
+    tables = [t.name for t in SQLModel.metadata.sorted_tables if t.name != "duration_buckets"]
+    names = ", ".join(f'"{name}"' for name in tables)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    engine.dispose()

@@ -1,0 +1,257 @@
+"""Who may write into a ticket, and who is written to about it, under random conversations.
+
+A hypothesis state machine plays shop users of two shops, strangers, a verified agent
+and a forger of the agent's address. They write new mails and replies that point at
+tickets by every means threading knows (subject tag, plus-address, In-Reply-To,
+References, several at once, and at tickets that are not theirs), while the agent
+answers, assigns and closes tickets and the outbox is sent. After each step:
+
+- every merchant message in a ticket is from its requester, a user of its shop, or an
+  address copied on it (never the agent's address unauthenticated: the forger);
+- every mail about a ticket goes to its requester and copied addresses, or to active
+  agents;
+- every accepted mail became a ticket message or was suspended (or was a duplicate), and
+  is kept raw.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from mailgate_testing import empty_store, make_gateway, make_settings, raw_mail
+from sqlmodel import select
+
+from mailgate.actions import TicketChanges
+from mailgate.agent_notices import AGENT_KINDS
+from mailgate.config import AuthSettings
+from mailgate.values import Arrival, Envelope, Source
+from store import directory
+from store.enums import Direction, ParticipantRole
+from store.errors import IllegalTransition, InvalidInput
+from store.models import Message, OutboxMail, Participant, RawMail, ShopUser, SuspendedMail, Ticket
+
+AGENT = "maria@support.example"
+SHOP_USERS = {"ana@magazin.ro": "Magazin", "dan@magazin.ro": "Magazin", "piet@winkel.nl": "Winkel"}
+STRANGERS = ("eve@gmail.example", "bob@yahoo.example")
+WRITERS = (*SHOP_USERS, *STRANGERS, AGENT)
+TRUSTED = (
+    "mx.support.example; dkim=pass header.d=support.example; dmarc=pass header.from=support.example"
+)
+HOOKS = ("none", "tag", "plus", "in_reply_to", "references", "tag_and_reference", "foreign_tag")
+
+
+class Conversations(RuleBasedStateMachine):
+    """One gateway with a fresh store per run of the machine."""
+
+    def __init__(self, folder: Path, store_url: str) -> None:
+        super().__init__()
+        if store_url.startswith("sqlite"):
+            store_url = f"sqlite:///{folder}/mailgate.db"
+        else:
+            empty_store(store_url)
+        self.gateway, self.clock, self.sent = make_gateway(
+            make_settings(
+                folder,
+                store_url,
+                auth=AuthSettings(trusted_authserv_ids=("mx.support.example",)),
+            )
+        )
+        self.numbers = itertools.count(1)
+        self.delivered: list[str] = []  # each delivery's kind
+        with self.gateway.db.write() as s:
+            for shop in sorted(set(SHOP_USERS.values())):
+                directory.add_shop(s, shop, locale="ro", rate=45, now=self.clock())
+            for address, shop in SHOP_USERS.items():
+                directory.add_user(s, address, shop=shop, name="", now=self.clock())
+            directory.add_agent(
+                s, AGENT, name="Maria", sectors=("support",), known_sectors=("support",),
+                now=self.clock(),
+            )  # fmt: skip
+
+    def teardown(self) -> None:
+        self.gateway.close()
+
+    # --- what people do ---------------------------------------------------------------
+    @rule(
+        sender=st.sampled_from(WRITERS),
+        authenticated=st.booleans(),
+        hook=st.sampled_from(HOOKS),
+        pick=st.integers(0, 50),
+        cc=st.lists(st.sampled_from(WRITERS), max_size=2, unique=True),
+    )
+    def write(self, sender: str, authenticated: bool, hook: str, pick: int, cc: list[str]) -> None:
+        self.clock.advance(minutes=3)
+        number = next(self.numbers)
+        target = self._ticket(pick)
+        subject, rcpt, in_reply_to, references = (
+            f"Intrebare {number}",
+            "support@localhost",
+            None,
+            [],
+        )
+        if target is not None:
+            ids = self._message_ids(target)
+            reference = ids[pick % len(ids)] if ids else None
+            if hook in ("tag", "tag_and_reference"):
+                subject = f"Re: [#{target}] {subject}"
+            if hook == "foreign_tag":  # another helpdesk's tag, and ours further on
+                subject = f"Re: [#{target + 1000}] [#{target}] {subject}"
+            if hook == "plus":
+                rcpt = f"support+{target}@localhost"
+            if hook == "in_reply_to":
+                in_reply_to = reference
+            if hook in ("references", "tag_and_reference") and reference:
+                references = [f"<unknown{number}@elsewhere.example>", reference]
+        headers = {"Authentication-Results": TRUSTED} if authenticated else {}
+        if references:
+            headers["References"] = " ".join(references)
+        raw = raw_mail(
+            sender=f"Someone <{sender}>",
+            to=rcpt,
+            subject=subject,
+            body=f"Mesajul {number}.\n",
+            message_id=f"<m{number}@{sender.split('@', 1)[1]}>",
+            in_reply_to=in_reply_to,
+            headers=headers,
+            cc=", ".join(cc) or None,
+        )
+        arrival = Arrival(raw, Envelope(sender, (rcpt,)), Source("pipe"), self.clock())
+        outcome = self.gateway.pipeline.process(arrival)
+        self.delivered.append(outcome.kind)
+        if sender == AGENT and outcome.message_id is not None:
+            with self.gateway.db.read() as s:
+                message = s.get(Message, outcome.message_id)
+                assert message is not None
+                # Only the authenticated agent answers or notes; the forger is a merchant.
+                agent_wrote = message.direction != Direction.IN.value
+                assert agent_wrote == (authenticated and outcome.kind == "message_added")
+
+    @rule(pick=st.integers(0, 50), status=st.sampled_from([None, "pending", "solved", "closed"]))
+    def agent_answers(self, pick: int, status: str | None) -> None:
+        target = self._ticket(pick)
+        if target is None:
+            return
+        self.clock.advance(minutes=5)
+        with self.gateway.db.write() as s:
+            try:
+                self.gateway.actions.reply(
+                    s, target, "Am verificat.", agent=AGENT, now=self.clock(), status=status,
+                    confirm_identity=True,
+                )  # fmt: skip
+            except (InvalidInput, IllegalTransition):
+                s.rollback()
+
+    @rule(pick=st.integers(0, 50), assignee=st.sampled_from(["maria", "eve@gmail.example", "none"]))
+    def agent_assigns(self, pick: int, assignee: str) -> None:
+        target = self._ticket(pick)
+        if target is None:
+            return
+        with self.gateway.db.write() as s:
+            self.gateway.actions.update(
+                s, target, TicketChanges(assignee=assignee), actor=AGENT, now=self.clock()
+            )
+
+    @rule()
+    def outbox_sends(self) -> None:
+        self.gateway.dispatcher.run_once()
+
+    # --- what must hold ---------------------------------------------------------------
+    @invariant()
+    def merchant_messages_come_from_the_ticket_s_people(self) -> None:
+        with self.gateway.db.read() as s:
+            shops = {u.email: u.shop_id for u in s.exec(select(ShopUser))}
+            for ticket in s.exec(select(Ticket)):
+                for message in s.exec(
+                    select(Message).where(
+                        Message.ticket_id == ticket.id, Message.direction == Direction.IN.value
+                    )
+                ):
+                    sender = (message.from_address or "").lower()
+                    assert _belongs(s, shops, ticket, sender), (sender, ticket.id)
+
+    @invariant()
+    def a_follow_up_is_opened_only_by_the_closed_ticket_s_people(self) -> None:
+        with self.gateway.db.read() as s:
+            shops = {u.email: u.shop_id for u in s.exec(select(ShopUser))}
+            for ticket in s.exec(select(Ticket).where(col_not_null(Ticket.follow_up_of))):
+                closed = s.get(Ticket, ticket.follow_up_of)
+                assert closed is not None
+                assert _belongs(s, shops, closed, ticket.requester), (ticket.id, closed.id)
+
+    @invariant()
+    def mail_about_a_ticket_goes_to_its_people_or_agents(self) -> None:
+        with self.gateway.db.read() as s:
+            for mail in s.exec(select(OutboxMail).where(col_not_null(OutboxMail.ticket_id))):
+                ticket = s.get(Ticket, mail.ticket_id)
+                assert ticket is not None
+                recipients = set(mail.recipients.split(","))
+                if mail.kind in AGENT_KINDS:
+                    assert recipients <= {AGENT}, (mail.kind, recipients)
+                else:
+                    people = {ticket.requester} | _copied(s, ticket)
+                    assert recipients <= people, (mail.kind, recipients, ticket.id)
+
+    @invariant()
+    def every_accepted_mail_is_kept_and_accounted_for(self) -> None:
+        assert set(self.delivered) <= {"ticket_created", "message_added", "suspended", "duplicate"}
+        with self.gateway.db.read() as s:
+            raws = s.exec(select(RawMail)).all()
+            suspended = s.exec(select(SuspendedMail)).all()
+        assert len(raws) == len(self.delivered)
+        assert len(suspended) == self.delivered.count("suspended")
+
+    # --- helpers ------------------------------------------------------------------------
+    def _ticket(self, pick: int) -> int | None:
+        with self.gateway.db.read() as s:
+            ids = sorted(t for t in s.exec(select(Ticket.id)) if t is not None)
+        return ids[pick % len(ids)] if ids else None
+
+    def _message_ids(self, ticket_id: int) -> list[str]:
+        with self.gateway.db.read() as s:
+            theirs = s.exec(select(Message.message_id).where(Message.ticket_id == ticket_id))
+            ours = s.exec(select(OutboxMail.message_id).where(OutboxMail.ticket_id == ticket_id))
+            return sorted({i for i in [*theirs, *ours] if i})
+
+
+def _belongs(session: Any, shops: dict[str, int], ticket: Ticket, address: str) -> bool:
+    """``address`` is the ticket's requester, a user of its shop, or copied on it."""
+    return (
+        address == ticket.requester
+        or (ticket.shop_id is not None and shops.get(address) == ticket.shop_id)
+        or address in _copied(session, ticket)
+    )
+
+
+def _copied(session: Any, ticket: Ticket) -> set[str]:
+    return set(
+        session.exec(
+            select(Participant.email).where(
+                Participant.ticket_id == ticket.id, Participant.role == ParticipantRole.CC.value
+            )
+        )
+    )
+
+
+def col_not_null(column: Any) -> Any:
+    return column.is_not(None)
+
+
+def test_conversations_keep_strangers_out_of_other_people_s_tickets(
+    tmp_path_factory: pytest.TempPathFactory, store_url: str
+) -> None:
+    runs = 25 if store_url.startswith("sqlite") else 10
+    run_state_machine_as_test(
+        lambda: Conversations(tmp_path_factory.mktemp("conversations"), store_url),
+        settings=settings(
+            max_examples=runs,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
