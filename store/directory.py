@@ -169,8 +169,8 @@ def agent_named(session: Session, who: str) -> str | None:
     """The address of the active agent ``who`` names, or None when no active agent does.
 
     An address names its agent. A word without ``@`` (``#assign ana``) names the one
-    active agent whose address starts with it (``ana@…``), whose name it is, or whose
-    name starts with it as a word; ``InvalidInput`` when it fits several."""
+    active agent whose address is that word before its ``@`` (``ana@…``), whose name it
+    is, or whose name's first word it is; ``InvalidInput`` when it fits several."""
     wanted = who.strip().lower()
     agents = active_agents(session)
     if "@" in wanted:

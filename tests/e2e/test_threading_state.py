@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from mailgate_testing import empty_store, make_gateway, make_settings, raw_mail
-from sqlmodel import select
+from sqlmodel import col, select
 
 from mailgate.actions import TicketChanges
 from mailgate.agent_notices import AGENT_KINDS
@@ -34,6 +34,7 @@ from mailgate.values import Arrival, Envelope, Source
 from store import directory
 from store.enums import Direction, ParticipantRole
 from store.errors import IllegalTransition, InvalidInput
+from store.merge import merge_tickets
 from store.models import Message, OutboxMail, Participant, RawMail, ShopUser, SuspendedMail, Ticket
 
 AGENT = "maria@support.example"
@@ -84,8 +85,11 @@ class Conversations(RuleBasedStateMachine):
         hook=st.sampled_from(HOOKS),
         pick=st.integers(0, 50),
         cc=st.lists(st.sampled_from(WRITERS), max_size=2, unique=True),
+        text=st.sampled_from(["Mesajul {n}.", "#solved", "Rezolvat", "#status closed\n\nGata."]),
     )
-    def write(self, sender: str, authenticated: bool, hook: str, pick: int, cc: list[str]) -> None:
+    def write(
+        self, *, sender: str, authenticated: bool, hook: str, pick: int, cc: list[str], text: str
+    ) -> None:
         self.clock.advance(minutes=3)
         number = next(self.numbers)
         target = self._ticket(pick)
@@ -115,7 +119,7 @@ class Conversations(RuleBasedStateMachine):
             sender=f"Someone <{sender}>",
             to=rcpt,
             subject=subject,
-            body=f"Mesajul {number}.\n",
+            body=text.format(n=number) + "\n",
             message_id=f"<m{number}@{sender.split('@', 1)[1]}>",
             in_reply_to=in_reply_to,
             headers=headers,
@@ -157,6 +161,29 @@ class Conversations(RuleBasedStateMachine):
                 s, target, TicketChanges(assignee=assignee), actor=AGENT, now=self.clock()
             )
 
+    @rule(source=st.integers(0, 50), into=st.integers(0, 50))
+    def agent_merges_a_duplicate(self, source: int, into: int) -> None:
+        """Only the same requester's tickets: merging is the agent's call, and one across
+        shops would copy one shop's merchant on another's ticket by design."""
+        first, second = self._ticket(source), self._ticket(into)
+        if first is None or second is None:
+            return
+        with self.gateway.db.write() as s:
+            one, other = s.get(Ticket, first), s.get(Ticket, second)
+            assert one is not None and other is not None
+            if one.requester != other.requester:
+                return
+            try:
+                merge_tickets(s, first, second, actor=AGENT, now=self.clock(), sla=self.gateway.sla)
+            except InvalidInput:
+                s.rollback()
+
+    @rule(days=st.sampled_from([0, 1, 31]))
+    def time_passes(self, days: int) -> None:
+        """The scheduler's jobs: auto-close of solved tickets, reminders, SLA warnings."""
+        self.clock.advance(days=days, minutes=7)
+        self.gateway.scheduler.run_once()
+
     @rule()
     def outbox_sends(self) -> None:
         self.gateway.dispatcher.run_once()
@@ -174,6 +201,19 @@ class Conversations(RuleBasedStateMachine):
                 ):
                     sender = (message.from_address or "").lower()
                     assert _belongs(s, shops, ticket, sender), (sender, ticket.id)
+
+    @invariant()
+    def a_closed_ticket_gets_no_more_mail(self) -> None:
+        with self.gateway.db.read() as s:
+            for ticket in s.exec(select(Ticket).where(col_not_null(Ticket.closed_at))):
+                later = s.exec(
+                    select(Message).where(
+                        Message.ticket_id == ticket.id,
+                        Message.direction != Direction.NOTE.value,
+                        col(Message.created_at) > ticket.closed_at,
+                    )
+                ).all()
+                assert later == [], (ticket.id, ticket.status, [m.body_text for m in later])
 
     @invariant()
     def a_follow_up_is_opened_only_by_the_closed_ticket_s_people(self) -> None:
