@@ -17,6 +17,7 @@ answers, assigns and closes tickets and the outbox is sent. After each step:
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from mailgate.agent_notices import AGENT_KINDS
 from mailgate.config import AuthSettings
 from mailgate.values import Arrival, Envelope, Source
 from store import directory
+from store.counts import ticket_counts
 from store.enums import Direction, ParticipantRole
 from store.errors import IllegalTransition, InvalidInput
 from store.merge import merge_tickets
@@ -238,6 +240,16 @@ class Conversations(RuleBasedStateMachine):
                     assert recipients <= people, (mail.kind, recipients, ticket.id)
 
     @invariant()
+    def the_queue_s_counters_match_its_tickets(self) -> None:
+        """``stats`` reads counters kept by triggers; every path above changes tickets."""
+        with self.gateway.db.read() as s:
+            kept = {tuple(row[:4]): row[4] for row in ticket_counts(s)}
+            counted = Counter(
+                (t.status, t.sector, t.priority, t.assignee or "") for t in s.exec(select(Ticket))
+            )
+        assert kept == dict(counted)
+
+    @invariant()
     def every_accepted_mail_is_kept_and_accounted_for(self) -> None:
         assert set(self.delivered) <= {"ticket_created", "message_added", "suspended", "duplicate"}
         with self.gateway.db.read() as s:
@@ -286,8 +298,13 @@ def test_conversations_keep_strangers_out_of_other_people_s_tickets(
     tmp_path_factory: pytest.TempPathFactory, store_url: str
 ) -> None:
     runs = 25 if store_url.startswith("sqlite") else 10
+
+    class OnThisStore(Conversations):
+        def __init__(self) -> None:
+            super().__init__(tmp_path_factory.mktemp("conversations"), store_url)
+
     run_state_machine_as_test(
-        lambda: Conversations(tmp_path_factory.mktemp("conversations"), store_url),
+        OnThisStore,
         settings=settings(
             max_examples=runs,
             stateful_step_count=25,
