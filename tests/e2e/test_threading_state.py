@@ -16,7 +16,10 @@ answers, assigns and closes tickets and the outbox is sent. After each step:
 
 from __future__ import annotations
 
+import email
+import email.policy
 import itertools
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,8 @@ from sqlmodel import col, select
 from mailgate.actions import TicketChanges
 from mailgate.agent_notices import AGENT_KINDS
 from mailgate.config import AuthSettings
+from mailgate.errors import IdentityNotConfirmed
+from mailgate.holds import is_held
 from mailgate.values import Arrival, Envelope, Source
 from store import directory
 from store.counts import ticket_counts
@@ -43,9 +48,19 @@ AGENT = "maria@support.example"
 SHOP_USERS = {"ana@magazin.ro": "Magazin", "dan@magazin.ro": "Magazin", "piet@winkel.nl": "Winkel"}
 STRANGERS = ("eve@gmail.example", "bob@yahoo.example")
 WRITERS = (*SHOP_USERS, *STRANGERS, AGENT)
-TRUSTED = (
-    "mx.support.example; dkim=pass header.d=support.example; dmarc=pass header.from=support.example"
+TRUSTED = "mx.support.example; dkim=pass header.d={domain}; dmarc=pass header.from={domain}"
+# A confidential request (a password reset) carrying a marker of its own, so that a mail
+# that repeats it can be found; "#confirm-identity" is the agent's word (mailgate.holds).
+TEXTS = (
+    "Mesajul {n}.",
+    "#solved",
+    "Rezolvat",
+    "#status closed\n\nGata.",
+    "Vă rog resetare parolă, cod Z{n}Q.",
+    "#confirm-identity\n\nAm verificat {n}.",
 )
+SECRET = re.compile(r"Z\d+Q")
+NOT_ECHOING = frozenset({"identity_notice", "confirm_identity"})
 HOOKS = ("none", "tag", "plus", "in_reply_to", "references", "tag_and_reference", "foreign_tag")
 
 
@@ -87,7 +102,7 @@ class Conversations(RuleBasedStateMachine):
         hook=st.sampled_from(HOOKS),
         pick=st.integers(0, 50),
         cc=st.lists(st.sampled_from(WRITERS), max_size=2, unique=True),
-        text=st.sampled_from(["Mesajul {n}.", "#solved", "Rezolvat", "#status closed\n\nGata."]),
+        text=st.sampled_from(TEXTS),
     )
     def write(
         self, *, sender: str, authenticated: bool, hook: str, pick: int, cc: list[str], text: str
@@ -114,7 +129,8 @@ class Conversations(RuleBasedStateMachine):
                 in_reply_to = reference
             if hook in ("references", "tag_and_reference") and reference:
                 references = [f"<unknown{number}@elsewhere.example>", reference]
-        headers = {"Authentication-Results": TRUSTED} if authenticated else {}
+        domain = sender.partition("@")[2]
+        headers = {"Authentication-Results": TRUSTED.format(domain=domain)} if authenticated else {}
         if references:
             headers["References"] = " ".join(references)
         raw = raw_mail(
@@ -138,20 +154,38 @@ class Conversations(RuleBasedStateMachine):
                 agent_wrote = message.direction != Direction.IN.value
                 assert agent_wrote == (authenticated and outcome.kind == "message_added")
 
-    @rule(pick=st.integers(0, 50), status=st.sampled_from([None, "pending", "solved", "closed"]))
-    def agent_answers(self, pick: int, status: str | None) -> None:
+    @rule(
+        pick=st.integers(0, 50),
+        status=st.sampled_from([None, "pending", "solved", "closed"]),
+        confirmed=st.booleans(),
+    )
+    def agent_answers(self, pick: int, status: str | None, confirmed: bool) -> None:
+        """From the CLI: a held ticket (a confidential request, its sender unverified) is
+        answered only on the agent's word that they checked the merchant's identity."""
         target = self._ticket(pick)
         if target is None:
             return
         self.clock.advance(minutes=5)
         with self.gateway.db.write() as s:
+            ticket = s.get(Ticket, target)
+            assert ticket is not None
+            held, closed = is_held(ticket), ticket.status == "closed"
+            messages = len(s.exec(select(Message.id).where(Message.ticket_id == target)).all())
             try:
                 self.gateway.actions.reply(
                     s, target, "Am verificat.", agent=AGENT, now=self.clock(), status=status,
-                    confirm_identity=True,
+                    confirm_identity=confirmed,
                 )  # fmt: skip
+                assert not (held and not confirmed) and not closed
+            except IdentityNotConfirmed:
+                assert held and not confirmed
+                s.rollback()
             except (InvalidInput, IllegalTransition):
                 s.rollback()
+        if held and not confirmed:
+            with self.gateway.db.read() as s:
+                after = s.exec(select(Message.id).where(Message.ticket_id == target)).all()
+                assert len(after) == messages
 
     @rule(pick=st.integers(0, 50), assignee=st.sampled_from(["maria", "eve@gmail.example", "none"]))
     def agent_assigns(self, pick: int, assignee: str) -> None:
@@ -240,6 +274,14 @@ class Conversations(RuleBasedStateMachine):
                     assert recipients <= people, (mail.kind, recipients, ticket.id)
 
     @invariant()
+    def a_held_request_is_never_repeated_to_its_sender(self) -> None:
+        """The notice that asks for proof, or mails a confirmation, repeats nothing of the
+        request: its From may be forged, and the text would go out under our name."""
+        with self.gateway.db.read() as s:
+            for mail in s.exec(select(OutboxMail).where(col(OutboxMail.kind).in_(NOT_ECHOING))):
+                assert not SECRET.search(_readable(mail.raw)), (mail.kind, mail.subject)
+
+    @invariant()
     def the_queue_s_counters_match_its_tickets(self) -> None:
         """``stats`` reads counters kept by triggers; every path above changes tickets."""
         with self.gateway.db.read() as s:
@@ -278,6 +320,16 @@ def _belongs(session: Any, shops: dict[str, int], ticket: Ticket, address: str) 
         or (ticket.shop_id is not None and shops.get(address) == ticket.shop_id)
         or address in _copied(session, ticket)
     )
+
+
+def _readable(raw: bytes) -> str:
+    """The subject and every text part of a mail, decoded."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    texts = [str(message["Subject"] or "")]
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            texts.append(part.get_content())
+    return "\n".join(texts)
 
 
 def _copied(session: Any, ticket: Ticket) -> set[str]:
