@@ -34,7 +34,7 @@ from sqlmodel import col, select
 from mailgate.actions import TicketChanges
 from mailgate.agent_notices import AGENT_KINDS
 from mailgate.config import AuthSettings
-from mailgate.errors import IdentityNotConfirmed
+from mailgate.errors import IdentityNotConfirmed, TransportError
 from mailgate.holds import is_held
 from mailgate.values import Arrival, Envelope, Source
 from store import directory
@@ -224,6 +224,11 @@ class Conversations(RuleBasedStateMachine):
     def outbox_sends(self) -> None:
         self.gateway.dispatcher.run_once()
 
+    @rule(failures=st.integers(1, 3))
+    def relay_is_down_for_a_while(self, failures: int) -> None:
+        self.sent.failures.extend(TransportError("relay down") for _ in range(failures))
+        self.gateway.dispatcher.run_once()
+
     # --- what must hold ---------------------------------------------------------------
     @invariant()
     def merchant_messages_come_from_the_ticket_s_people(self) -> None:
@@ -280,6 +285,16 @@ class Conversations(RuleBasedStateMachine):
         with self.gateway.db.read() as s:
             for mail in s.exec(select(OutboxMail).where(col(OutboxMail.kind).in_(NOT_ECHOING))):
                 assert not SECRET.search(_readable(mail.raw)), (mail.kind, mail.subject)
+
+    @invariant()
+    def each_notification_went_out_once(self) -> None:
+        handed_over = Counter(
+            str(email.message_from_bytes(mail.raw)["Message-ID"]).strip("<>")
+            for mail in self.sent.sent
+        )
+        with self.gateway.db.read() as s:
+            sent = s.exec(select(OutboxMail.message_id).where(OutboxMail.state == "sent")).all()
+        assert handed_over == Counter(sent)
 
     @invariant()
     def the_queue_s_counters_match_its_tickets(self) -> None:
