@@ -247,7 +247,9 @@ class Applier:
             session, _raw_of(facts), ticket, inbound_message(facts, thread), now=now
         )
         if sender.kind is not SenderKind.AGENT:
-            self._add_copied(session, ticket, facts.mail, now)
+            # A colleague of the requester who writes in hears the answer too (as Zendesk
+            # adds an end user who replies as a CC); only the shop's users may write in.
+            self._add_copied(session, ticket, facts.mail, now, writer=sender.address)
             if has_too_large(facts.attachments):
                 self._tell_attachments_too_large(session, ticket, facts, now)
             if self.trust is not None:
@@ -374,10 +376,16 @@ class Applier:
         )
 
     def _add_copied(
-        self, session: Session, ticket: Ticket, mail: ParsedMail, now: datetime
+        self,
+        session: Session,
+        ticket: Ticket,
+        mail: ParsedMail,
+        now: datetime,
+        *,
+        writer: str | None = None,
     ) -> list[str]:
-        """Add the mail's Cc addresses (not ours, not the requester) to the ticket; returns
-        those added.
+        """Add the mail's Cc addresses, and its ``writer`` (not ours, not the requester),
+        to the ticket; returns those added.
 
         A ticket keeps at most ``copied_per_ticket`` of them (Zendesk: 48). Each is written
         to about the ticket from then on, so without a cap one mail with thousands of Cc
@@ -387,7 +395,7 @@ class Applier:
         ours, requester = self.notifier.ours, ticket.requester.lower()
         wanted = [
             address
-            for address in dict.fromkeys(a.lower() for a in mail.cc if a)
+            for address in dict.fromkeys(a.lower() for a in (writer, *mail.cc) if a)
             if address != requester and not ours.is_ours(address)
         ]
         if not wanted:

@@ -511,6 +511,31 @@ def test_the_acknowledgement_in_peak_mode_says_answers_are_slower(
     assert [e.new for e in events] == ["on"]
 
 
+def test_a_colleague_who_writes_into_the_ticket_hears_the_answer_too(
+    deliver: Any, gateway: Gateway, clock: ManualClock, sent: RecordingTransport
+) -> None:
+    """Dan, of Ana's shop, may write into her ticket; the answer went to Ana alone, so the
+    one who asked the last question never heard it. He is copied from then on."""
+    with gateway.db.write() as s:
+        directory.add_user(s, "dan@magazin.ro", shop="Magazin", name="Dan", now=clock())
+    tid = first_ticket(deliver, gateway)
+    deliver(
+        raw_mail(
+            sender="Dan <dan@magazin.ro>",
+            subject=f"Re: [#{tid}] Plata nu merge",
+            body="Și pe mobil apare aceeași eroare.",
+        ),
+        mail_from="dan@magazin.ro",
+    )
+    assert detail(gateway, tid).messages[-1].from_ == "dan@magazin.ro"
+    with gateway.db.write() as s:
+        gateway.actions.reply(s, tid, "Am rezolvat pe ambele.", agent=MARIA, now=clock())
+    gateway.dispatcher.run_once()
+    [answer] = [m for m in mails_to(sent, "dan@magazin.ro") if "ambele" in text_of(m)]
+    assert answer["To"] == "Ana <ana@magazin.ro>" or "ana@magazin.ro" in answer["To"]
+    assert "dan@magazin.ro" in str(answer["Cc"])
+
+
 # --- who a ticket is assigned to ------------------------------------------------------
 
 
