@@ -641,7 +641,7 @@ def test_an_agent_deactivated_is_sent_nothing_and_their_tickets_are_unassigned(
         ("#assign " + "x" * 400, "an assignee is at most 320 characters"),
     ],
 )
-def test_an_assignee_that_fits_several_agents_or_none_is_refused(
+def test_an_assignee_that_fits_several_agents_or_is_too_long_is_refused(
     deliver: Any,
     gateway: Gateway,
     clock: ManualClock,
