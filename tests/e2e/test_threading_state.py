@@ -1,15 +1,23 @@
 """Who may write into a ticket, and who is written to about it, under random conversations.
 
-A hypothesis state machine plays shop users of two shops, strangers, a verified agent
-and a forger of the agent's address. They write new mails and replies that point at
-tickets by every means threading knows (subject tag, plus-address, In-Reply-To,
-References, several at once, and at tickets that are not theirs), while the agent
-answers, assigns and closes tickets and the outbox is sent. After each step:
+A hypothesis state machine plays shop users of two shops, strangers, the agent (whose
+mail is authenticated or not: a forger of the agent's address). They write new mails
+and replies that point at tickets by every means threading knows (subject tag,
+plus-address, In-Reply-To, References, several at once, and at tickets that are not
+theirs), some of them confidential requests or commands. Meanwhile the agent answers
+(confirming the merchant's identity or not), assigns, merges a requester's duplicates
+and closes tickets, time passes under the scheduler, and the outbox sends, at times
+with the relay down. After each step:
 
 - every merchant message in a ticket is from its requester, a user of its shop, or an
-  address copied on it (never the agent's address unauthenticated: the forger);
-- every mail about a ticket goes to its requester and copied addresses, or to active
-  agents;
+  address copied on it; only the authenticated agent's mail becomes an answer or a note;
+- every mail about a ticket goes to its requester and copied addresses, or to agents;
+- a follow-up is opened only by the closed ticket's people, and a closed ticket gets no
+  more mail;
+- a held ticket is answered only on the agent's word, and its notices never repeat the
+  request;
+- each sent notification was handed to the relay once;
+- the queue's counters (kept by triggers, read by ``stats``) match its tickets;
 - every accepted mail became a ticket message or was suspended (or was a duplicate), and
   is kept raw.
 """
